@@ -1,0 +1,331 @@
+"""Cartesian MRI forward operators.
+
+Tensor layouts (real tensors, channel 0 = real part, channel 1 = imaginary part):
+
+* images, dynamic:      ``(B, 2, T, H, W)``
+* images, static:       ``(B, 2, H, W)``
+* k-space, single coil: ``(B, 2, T, H, W)``
+* k-space, multi-coil:  ``(B, 2, T, N, H, W)`` (N coils; the time axis stays at dim 2)
+* masks:                ``(B, C, T, H, W)`` with C in {1, 2}, or anything that broadcasts
+  to it (a ``(T, W)`` line mask becomes ``(1, 1, T, 1, W)``).
+* coil sensitivity maps: complex ``(B, N, H, W)``.
+
+H is the readout (fully sampled) direction, W the phase-encode direction.
+The Fourier transform is the centred orthonormal 2D FFT over the last two axes
+(``ifftshift -> fft2 -> fftshift``), so ``F^H F = I``.
+
+>>> import torch
+>>> x = torch.randn(1, 2, 4, 8, 8)
+>>> mask = torch.zeros(1, 1, 4, 1, 8); mask[..., ::2] = 1
+>>> physics = DynamicMRI(mask=mask)
+>>> y = physics(x)
+>>> y.shape
+torch.Size([1, 2, 4, 8, 8])
+>>> bool(torch.allclose(physics.A(physics.A_adjoint(y)), y, atol=1e-5))
+True
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+__all__ = [
+    "to_complex",
+    "to_real",
+    "fft2c",
+    "ifft2c",
+    "gather_time",
+    "MRIPhysics",
+    "DynamicMRI",
+    "SequentialMRI",
+]
+
+
+def to_complex(x: torch.Tensor) -> torch.Tensor:
+    """``(B, 2, ...)`` real -> ``(B, ...)`` complex."""
+    if x.ndim < 2 or x.shape[1] != 2:
+        raise ValueError(f"expected a real tensor with 2 channels (real, imaginary) at dim 1, got shape {tuple(x.shape)}")
+    return torch.complex(x[:, 0].contiguous(), x[:, 1].contiguous())
+
+
+def to_real(z: torch.Tensor) -> torch.Tensor:
+    """``(B, ...)`` complex -> ``(B, 2, ...)`` real."""
+    return torch.stack((z.real, z.imag), dim=1)
+
+
+def fft2c(z: torch.Tensor) -> torch.Tensor:
+    """Centred orthonormal 2D FFT of a complex tensor over its last two axes."""
+    z = torch.fft.ifftshift(z, dim=(-2, -1))
+    z = torch.fft.fft2(z, norm="ortho")
+    return torch.fft.fftshift(z, dim=(-2, -1))
+
+
+def ifft2c(k: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`fft2c` (also its adjoint)."""
+    k = torch.fft.ifftshift(k, dim=(-2, -1))
+    k = torch.fft.ifft2(k, norm="ortho")
+    return torch.fft.fftshift(k, dim=(-2, -1))
+
+
+def gather_time(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Pick frames per sample along dim 2.
+
+    ``t`` is ``(B or 1, C, T, ...)``; ``index`` is a long tensor ``(B, k)`` of frame
+    indices, one row per sample. Returns ``(B, C, k, ...)``.
+
+    >>> t = torch.arange(6.).reshape(1, 1, 6).expand(2, 1, 6)
+    >>> gather_time(t, torch.tensor([[0, 1], [4, 5]]))[:, 0]
+    tensor([[0., 1.],
+            [4., 5.]])
+    """
+    b = index.shape[0]
+    if t.shape[0] not in (1, b):
+        raise ValueError(f"cannot gather a batch of {t.shape[0]} with {b} index rows")
+    t = t.expand(b, *t.shape[1:])
+    shape = [b, 1, index.shape[1]] + [1] * (t.ndim - 3)
+    idx = index.to(t.device).reshape(shape).expand(b, t.shape[1], index.shape[1], *t.shape[3:])
+    return torch.gather(t, 2, idx)
+
+
+def _as_mask(mask: torch.Tensor | object) -> torch.Tensor:
+    mask = torch.as_tensor(mask)
+    if mask.dtype == torch.bool or not mask.is_floating_point():
+        mask = mask.to(torch.float32)
+    if mask.ndim not in (4, 5):
+        raise ValueError(
+            f"mask must be 5D (B, C, T, H, W) for dynamic data or 4D (B, C, H, W) for one image, "
+            f"got shape {tuple(mask.shape)}"
+        )
+    if mask.shape[1] not in (1, 2):
+        raise ValueError(f"mask channel axis (dim 1) must have size 1 or 2, got shape {tuple(mask.shape)}")
+    return mask
+
+
+class MRIPhysics:
+    """Base class: masked (optionally multi-coil) Cartesian Fourier sampling.
+
+    ``mask`` is kept in its given real layout; ``coil_maps`` (complex ``(B, N, H, W)``)
+    turns the operator into a multi-coil one, which adds a coil axis at dim 3 of the
+    k-space (``(B, 2, T, N, H, W)``).
+    """
+
+    def __init__(self, mask: torch.Tensor, coil_maps: Optional[torch.Tensor] = None, cg_iterations: int = 10):
+        self.mask = _as_mask(mask)
+        if coil_maps is not None:
+            coil_maps = torch.as_tensor(coil_maps)
+            if not coil_maps.is_complex() or coil_maps.ndim != 4:
+                raise ValueError(f"coil_maps must be complex (B, N, H, W), got {coil_maps.dtype} {tuple(coil_maps.shape)}")
+        self.coil_maps = coil_maps
+        self.cg_iterations = cg_iterations
+
+    # -- helpers --------------------------------------------------------------------
+    @property
+    def multicoil(self) -> bool:
+        return self.coil_maps is not None
+
+    @property
+    def n_frames(self) -> int:
+        """Number of frames T of the mask (1 for a 4D single-image mask)."""
+        return self.mask.shape[2] if self.mask.ndim == 5 else 1
+
+    def _kmask(self) -> torch.Tensor:
+        """The mask as a real tensor broadcastable to complex k-space ``(B, [T], [N], H, W)``."""
+        m = self.mask[:, 0]
+        if self.multicoil:
+            m = m.unsqueeze(-3)
+        return m
+
+    def _coil_expand(self, z: torch.Tensor) -> torch.Tensor:
+        """Complex image ``(B, [T], H, W)`` -> coil images ``(B, [T], N, H, W)``."""
+        s = self.coil_maps.to(z.device)
+        if z.ndim == 4:  # (B, T, H, W)
+            s = s.unsqueeze(1)
+        return z.unsqueeze(-3) * s
+
+    def _coil_combine(self, z: torch.Tensor) -> torch.Tensor:
+        """Coil images ``(B, [T], N, H, W)`` -> complex image ``(B, [T], H, W)`` via ``sum_c conj(S_c) z_c``."""
+        s = self.coil_maps.to(z.device)
+        if z.ndim == 5:
+            s = s.unsqueeze(1)
+        return (z * s.conj()).sum(-3)
+
+    def to(self, device: torch.device | str) -> "MRIPhysics":
+        """Move the operator's tensors to ``device`` (in place) and return it."""
+        self.mask = self.mask.to(device)
+        if self.coil_maps is not None:
+            self.coil_maps = self.coil_maps.to(device)
+        return self
+
+    def with_mask(self, mask: torch.Tensor) -> "MRIPhysics":
+        """The same kind of operator (same coil maps) with another mask."""
+        return type(self)(mask=mask, coil_maps=self.coil_maps, cg_iterations=self.cg_iterations)
+
+    def split_time(self, index: torch.Tensor) -> "MRIPhysics":
+        """The operator restricted to the frames ``index`` (long ``(B, k)``, one row per sample)."""
+        if self.mask.ndim != 5:
+            raise ValueError("split_time needs a 5D (B, C, T, H, W) mask")
+        return self.with_mask(gather_time(self.mask, index))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.A(x)
+
+    # -- operator interface -----------------------------------------------------------
+    def _forward_complex(self, z: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _adjoint_complex(self, k: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def A(self, x: torch.Tensor) -> torch.Tensor:
+        """Forward operator: image -> masked k-space."""
+        return to_real(self._forward_complex(to_complex(x)))
+
+    def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        """Adjoint operator: k-space -> zero-filled image."""
+        return to_real(self._adjoint_complex(to_complex(y)))
+
+    def A_dagger(self, y: torch.Tensor) -> torch.Tensor:
+        """Least-squares (pseudo-inverse) reconstruction ``argmin_x ||A x - y||``."""
+        return self.prox_l2(None, y, 0.0)
+
+    def _normal_diag(self) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def prox_l2(self, z: Optional[torch.Tensor], y: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
+        """Data consistency: ``argmin_x ||A x - y||^2 + lam ||x - z||^2``.
+
+        ``lam = 0`` gives the exact (hard) data-consistency step: measured samples are
+        kept as measured, unmeasured ones are taken from ``z``. Single-coil Cartesian
+        sampling has a closed form; with coil maps it is solved by conjugate gradient.
+        ``z=None`` means zeros (so ``lam=0`` gives the pseudo-inverse).
+        """
+        yc = to_complex(y)
+        if not self.multicoil:
+            # A^H A = F^H D F with D diagonal (the sampling count per k-space location)
+            d = self._normal_diag()
+            rhs = fft2c(self._adjoint_complex(yc))
+            fallback = torch.zeros_like(rhs)
+            if z is not None:
+                fallback = fft2c(to_complex(z))
+                rhs = rhs + lam * fallback
+            denom = d + lam
+            # where nothing was measured and lam == 0, the solution is free: keep z there
+            k = torch.where(denom > 0, rhs / torch.clamp(denom, min=1e-12), fallback)
+            return to_real(ifft2c(k))
+        b = self._adjoint_complex(yc)
+        x0 = torch.zeros_like(b) if z is None else to_complex(z)
+        if z is not None:
+            b = b + lam * x0
+        return to_real(_cg(lambda v: self._adjoint_complex(self._forward_complex(v)) + lam * v, b, x0, self.cg_iterations))
+
+
+def _cg(normal, b: torch.Tensor, x: torch.Tensor, iterations: int) -> torch.Tensor:
+    """Conjugate gradient for a Hermitian positive (semi-)definite operator, batched over dim 0."""
+    dims = tuple(range(1, b.ndim))
+    r = b - normal(x)
+    p = r.clone()
+    rs = (r.conj() * r).real.sum(dims, keepdim=True)
+    for _ in range(iterations):
+        ap = normal(p)
+        denom = (p.conj() * ap).real.sum(dims, keepdim=True)
+        alpha = rs / torch.clamp(denom, min=1e-30)
+        x = x + alpha * p
+        r = r - alpha * ap
+        rs_new = (r.conj() * r).real.sum(dims, keepdim=True)
+        p = r + (rs_new / torch.clamp(rs, min=1e-30)) * p
+        rs = rs_new
+    return x
+
+
+class DynamicMRI(MRIPhysics):
+    """Dynamic MRI: ``y_t = M_t F x_t`` (multi-coil: ``y_{t,c} = M_t F S_c x_t``).
+
+    ``x`` is ``(B, 2, T, H, W)`` and ``y`` is ``(B, 2, T, H, W)`` (``(B, 2, T, N, H, W)``
+    with coil maps). With a 4D mask ``(B, C, H, W)`` it is a single-image MRI operator
+    on ``(B, 2, H, W)``.
+    """
+
+    def _forward_complex(self, z: torch.Tensor) -> torch.Tensor:
+        if self.multicoil:
+            z = self._coil_expand(z)
+        return self._kmask() * fft2c(z)
+
+    def _adjoint_complex(self, k: torch.Tensor) -> torch.Tensor:
+        z = ifft2c(self._kmask() * k)
+        return self._coil_combine(z) if self.multicoil else z
+
+    def _normal_diag(self) -> torch.Tensor:
+        return self._kmask()
+
+    def view_sharing(self, y: torch.Tensor, window: Optional[int] = None) -> torch.Tensor:
+        """Zero-filled images after filling each frame's unsampled k-space with the
+        time-averaged k-space (each location averaged over the frames that sampled it).
+
+        ``window``: average over consecutive blocks of this many frames (the last block
+        may be shorter) instead of the whole sequence, so that a network trained on
+        chunks of ``window`` frames sees the same kind of input at reconstruction time.
+        ``y``: ``(B, 2, T, ...)`` -> images ``(B, 2, T, H, W)`` (coil-combined).
+        """
+        if self.mask.ndim != 5:
+            return self.A_adjoint(y)
+        m = self._kmask()
+        yc = to_complex(y) * m
+        t = yc.shape[1]
+        w = t if window is None or window <= 0 else min(window, t)
+        filled = []
+        for start in range(0, t, w):
+            mb, yb = m[:, start:start + w], yc[:, start:start + w]
+            avg = yb.sum(1, keepdim=True) / torch.clamp(mb.sum(1, keepdim=True), min=1.0)
+            filled.append(yb + (1 - mb) * avg)
+        z = ifft2c(torch.cat(filled, dim=1))
+        return to_real(self._coil_combine(z) if self.multicoil else z)
+
+
+class SequentialMRI(MRIPhysics):
+    """Sequential MRI: a static image sampled by a time series of masks, ``y_t = M_t F x``.
+
+    ``x`` is ``(B, 2, H, W)``; ``y`` is ``(B, 2, T, H, W)`` (``(B, 2, T, N, H, W)`` with
+    coil maps). The adjoint sums the frames; ``A_adjoint(y, keep_time_dim=True)`` gives
+    the zero-filled image of each frame, ``(B, 2, T, H, W)``.
+    """
+
+    def __init__(self, mask: torch.Tensor, coil_maps: Optional[torch.Tensor] = None, cg_iterations: int = 10):
+        super().__init__(mask, coil_maps, cg_iterations)
+        if self.mask.ndim != 5:
+            raise ValueError(f"SequentialMRI needs a 5D mask (B, C, T, H, W), got shape {tuple(self.mask.shape)}")
+
+    def _forward_complex(self, z: torch.Tensor) -> torch.Tensor:
+        z = z.unsqueeze(1)  # (B, 1, H, W): broadcast over time
+        if self.multicoil:
+            z = self._coil_expand(z)
+        return self._kmask() * fft2c(z)
+
+    def _adjoint_complex(self, k: torch.Tensor, keep_time_dim: bool = False) -> torch.Tensor:
+        m = self._kmask()
+        if keep_time_dim:
+            z = ifft2c(m * k)
+            return self._coil_combine(z) if self.multicoil else z
+        z = ifft2c((m * k).sum(1))
+        return self._coil_combine(z) if self.multicoil else z
+
+    def A_adjoint(self, y: torch.Tensor, keep_time_dim: bool = False) -> torch.Tensor:
+        """Adjoint: ``sum_t F^H M_t y_t`` (``(B, 2, H, W)``), or the frames separately with ``keep_time_dim``."""
+        return to_real(self._adjoint_complex(to_complex(y), keep_time_dim=keep_time_dim))
+
+    def _normal_diag(self) -> torch.Tensor:
+        return self._kmask().sum(1)
+
+    def time_average(self, y: torch.Tensor) -> tuple[torch.Tensor, DynamicMRI]:
+        """Collapse the time series into one k-space and a single-image operator.
+
+        Each k-space location is averaged over the frames that sampled it; the new mask
+        is the union of the frame masks. Returns ``(y_avg, physics)`` with ``y_avg``
+        ``(B, 2, H, W)`` (``(B, 2, N, H, W)`` with coils). For disjoint frames this loses
+        nothing: ``physics.A_dagger(y_avg) == self.A_dagger(y)``.
+        """
+        m = self._kmask()
+        count = m.sum(1)
+        yc = (to_complex(y) * m).sum(1) / torch.clamp(count, min=1.0)
+        union = (self.mask.sum(2) > 0).to(self.mask.dtype)
+        return to_real(yc), DynamicMRI(mask=union, coil_maps=self.coil_maps, cg_iterations=self.cg_iterations)
