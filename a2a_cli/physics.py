@@ -256,7 +256,7 @@ class DynamicMRI(MRIPhysics):
         return self._coil_combine(z) if self.multicoil else z
 
     def _normal_diag(self) -> torch.Tensor:
-        return self._kmask()
+        return self._kmask() ** 2  # A^H A = F^H M^2 F (M^2 = M only for 0/1 masks)
 
     def view_sharing(self, y: torch.Tensor, window: Optional[int] = None) -> torch.Tensor:
         """Zero-filled images after filling each frame's unsampled k-space with the
@@ -314,7 +314,7 @@ class SequentialMRI(MRIPhysics):
         return to_real(self._adjoint_complex(to_complex(y), keep_time_dim=keep_time_dim))
 
     def _normal_diag(self) -> torch.Tensor:
-        return self._kmask().sum(1)
+        return (self._kmask() ** 2).sum(1)
 
     def time_average(self, y: torch.Tensor) -> tuple[torch.Tensor, DynamicMRI]:
         """Collapse the time series into one k-space and a single-image operator.

@@ -1,0 +1,150 @@
+"""The input path shared by every reconstruction network.
+
+A reconstruction network is called as ``net(y, physics)`` and returns the image:
+
+* dynamic: ``physics`` a :class:`~a2a_cli.physics.DynamicMRI` with a 5D mask, ``y`` of shape
+  ``(B, 2, T, H, W)`` (``(B, 2, T, N, H, W)`` with N coils) -> ``x`` ``(B, 2, T, H, W)``;
+* static: a ``DynamicMRI`` with a 4D mask ``(B, C, H, W)``, ``y`` ``(B, 2, H, W)``
+  (``(B, 2, N, H, W)``) -> ``x`` ``(B, 2, H, W)``;
+* sequential: a :class:`~a2a_cli.physics.SequentialMRI` with ``y`` ``(B, 2, T, H, W)``: the
+  time series is first collapsed with ``physics.time_average(y)``, then treated as static.
+
+Static data is handled as a sequence of one frame, so each network only implements the
+dynamic case (:meth:`ReconstructionNet.reconstruct`).
+
+>>> x = torch.randn(2, 2, 3, 8, 8)                   # (B, C, T, H, W)
+>>> fold_time(x).shape                                # frames folded into the batch
+torch.Size([6, 2, 8, 8])
+>>> bool(torch.equal(unfold_time(fold_time(x), 2), x))
+True
+>>> bool(torch.equal(fold_time(x)[4], x[1, :, 1]))    # sample-major order: (b, t) -> b*T + t
+True
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar, Optional
+
+import torch
+from torch import nn
+
+from ..physics import MRIPhysics, SequentialMRI
+
+__all__ = ["INITS", "ReconstructionNet", "fold_time", "unfold_time", "ConvStack"]
+
+#: Ways to form the initial image from the measurements.
+INITS = ("view_sharing", "adjoint")
+
+
+def fold_time(x: torch.Tensor) -> torch.Tensor:
+    """``(B, C, T, H, W)`` -> ``(B*T, C, H, W)``: frames become batch entries."""
+    b, c, t, h, w = x.shape
+    return x.transpose(1, 2).reshape(b * t, c, h, w)
+
+
+def unfold_time(x: torch.Tensor, batch: int) -> torch.Tensor:
+    """Inverse of :func:`fold_time`: ``(B*T, C, H, W)`` -> ``(B, C, T, H, W)``."""
+    bt, c, h, w = x.shape
+    return x.reshape(batch, bt // batch, c, h, w).transpose(1, 2)
+
+
+class ConvStack(nn.Sequential):
+    """Plain 2D CNN: ``depth`` 3x3 convolutions with ReLU between them, on ``(N, C, H, W)``.
+
+    ``in_channels -> channels -> ... -> channels -> out_channels``. The last layer starts
+    small so that a residual network built on it starts close to the identity (its input
+    image), while still passing gradients to every layer from the first step.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, channels: int = 32, depth: int = 5):
+        if depth < 2:
+            raise ValueError(f"depth must be at least 2, got {depth}")
+        if channels < 1:
+            raise ValueError(f"channels must be positive, got {channels}")
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU(inplace=True)]
+        for _ in range(depth - 2):
+            layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True)]
+        last = nn.Conv2d(channels, out_channels, 3, padding=1)
+        with torch.no_grad():
+            last.weight.mul_(0.1)
+            last.bias.zero_()
+        layers.append(last)
+        super().__init__(*layers)
+
+
+def _check_common(init: str, share_window: Optional[int]) -> Optional[int]:
+    if init not in INITS:
+        raise ValueError(f"init must be one of {', '.join(INITS)}; got {init!r}")
+    if share_window is not None:
+        share_window = int(share_window)
+        if share_window < 1:
+            raise ValueError(f"share_window must be a positive number of frames or None, got {share_window}")
+    return share_window
+
+
+class ReconstructionNet(nn.Module):
+    """Base class: ``forward(y, physics) -> x`` with the initial image and intensity scaling.
+
+    Subclasses implement :meth:`reconstruct` on dynamic, normalised data and store their
+    constructor arguments in ``self.config`` so that ``build_model(cls.name, **config)``
+    rebuilds them.
+
+    ``init="view_sharing"`` (default) starts from the zero-filled adjoint of the view-shared
+    k-space: each frame's unsampled locations are filled with the k-space averaged over the
+    frames (all of them, or blocks of ``share_window`` frames) that sampled them. It keeps
+    every measured sample and was measured far better than the plain zero-filled adjoint
+    (``init="adjoint"``, ``physics.A_adjoint(y)``), which stays available.
+    """
+
+    name: ClassVar[str] = ""
+    #: Networks that treat every frame separately scale every frame by its own statistic,
+    #: so that a frame's reconstruction does not depend on the other frames of the batch.
+    frame_wise: ClassVar[bool] = True
+    #: Frames on each side that one output frame depends on (beyond view sharing), so
+    #: that windowed reconstruction can carry enough context.
+    temporal_context: int = 0
+
+    def __init__(self, init: str = "view_sharing", share_window: Optional[int] = None):
+        super().__init__()
+        self.share_window = _check_common(init, share_window)
+        self.init = init
+        self.config: dict[str, Any] = {}
+
+    # -- input path -------------------------------------------------------------------
+    def initial_image(self, y: torch.Tensor, physics: MRIPhysics) -> torch.Tensor:
+        """The image the network refines, ``(B, 2, T, H, W)``, from dynamic ``y`` and a 5D-mask ``physics``."""
+        if self.init == "adjoint":
+            return physics.A_adjoint(y)
+        return physics.view_sharing(y, window=self.share_window)
+
+    def intensity_scale(self, x0: torch.Tensor) -> torch.Tensor:
+        """Mean magnitude of ``x0`` ``(B, 2, T, H, W)``: per frame ``(B, 1, T, 1, 1)`` or per sample ``(B, 1, 1, 1, 1)``.
+
+        Detached, and 1 where the image is zero, so that scaling the data by any factor
+        scales the reconstruction by the same factor.
+        """
+        mag = torch.sqrt(x0[:, 0] ** 2 + x0[:, 1] ** 2).detach()  # (B, T, H, W)
+        s = mag.mean(dim=(2, 3)) if self.frame_wise else mag.mean(dim=(1, 2, 3)).unsqueeze(1)
+        s = torch.where(s > torch.finfo(s.dtype).tiny, s, torch.ones_like(s))
+        return s.reshape(s.shape[0], 1, s.shape[1], 1, 1)
+
+    def forward(self, y: torch.Tensor, physics: MRIPhysics) -> torch.Tensor:
+        """Reconstruct ``x`` from ``y``; layouts in the module docstring."""
+        if isinstance(physics, SequentialMRI):
+            y, physics = physics.time_average(y)
+        static = physics.mask.ndim == 4
+        if static:
+            # one image is a sequence of one frame: a single code path for both cases
+            y = y.unsqueeze(2)
+            physics = physics.with_mask(physics.mask.unsqueeze(2))
+        x0 = self.initial_image(y, physics)
+        s = self.intensity_scale(x0)
+        s_y = s.unsqueeze(3) if y.ndim == 6 else s  # coil axis at dim 3
+        x = self.reconstruct(x0 / s, y / s_y, physics) * s
+        return x.squeeze(2) if static else x
+
+    def reconstruct(self, x0: torch.Tensor, y: torch.Tensor, physics: MRIPhysics) -> torch.Tensor:
+        """Refine the normalised initial image ``x0`` ``(B, 2, T, H, W)`` given normalised ``y``."""
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.config.items())

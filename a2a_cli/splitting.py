@@ -1,0 +1,495 @@
+"""Self-supervised time-splitting losses: Artifact2Artifact and Phase2Phase.
+
+A dynamic (or sequential) measurement ``y`` of shape ``(B, 2, T, ...)`` is cut along
+its time axis (dim 2) into chunks. The network sees one chunk (its "artifacts") and
+its output is scored, through the forward operator, against the k-space of another
+chunk that it never saw. Undersampling artifacts differ between chunks while the
+object does not (or changes slowly), so the network can only lower the loss by
+reconstructing the object (RARE, Liu et al. 2020).
+
+Usage: wrap the network with :meth:`Artifact2ArtifactLoss.adapt_model`; in training
+mode the wrapper draws the split and feeds the input chunk to the network, and the
+loss reads that draw to pick the target chunk. In eval mode the wrapper passes the
+whole sequence through the network.
+
+>>> import torch
+>>> from a2a_cli.physics import DynamicMRI
+>>> class Zerofill(torch.nn.Module):
+...     def __init__(self):
+...         super().__init__()
+...         self.scale = torch.nn.Parameter(torch.ones(()))
+...     def forward(self, y, physics):
+...         return self.scale * physics.A_adjoint(y)
+>>> _ = torch.manual_seed(0)
+>>> x = torch.rand(2, 2, 4, 8, 8)
+>>> mask = torch.zeros(1, 1, 4, 1, 8)
+>>> for t in range(4):
+...     mask[:, :, t, :, t::4] = 1
+>>> physics = DynamicMRI(mask=mask)
+>>> y = physics(x)
+>>> loss = Artifact2ArtifactLoss((2, 4, 8, 8), split_size=2)
+>>> model = loss.adapt_model(Zerofill())
+>>> x_net = model(y, physics)          # training mode: a 2-frame chunk per sample
+>>> x_net.shape, model.draw.n_chunks
+(torch.Size([2, 2, 2, 8, 8]), 2)
+>>> l = loss(x_net, y, physics, model)
+>>> l.backward()
+>>> bool(l > 0), model.model.scale.grad is not None
+(True, True)
+>>> model.eval()(y, physics).shape  # eval mode: the whole sequence
+torch.Size([2, 2, 4, 8, 8])
+"""
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from .errors import A2AError
+from .physics import DynamicMRI, MRIPhysics, SequentialMRI, gather_time
+
+__all__ = [
+    "SplittingError",
+    "SplitDraw",
+    "SplittingModel",
+    "Artifact2ArtifactLoss",
+    "Phase2PhaseLoss",
+]
+
+Metric = Union[nn.Module, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
+
+_NOT_ADAPTED = (
+    "the loss needs the split drawn by the adapted model: call loss.adapt_model(model) "
+    "and run the adapted model in training mode first (model.train(); x_net = model(y, physics))"
+)
+
+
+class SplittingError(A2AError, ValueError):
+    """A split configuration that does not fit the data (bad split size, wrong shapes)."""
+
+
+@dataclass(frozen=True)
+class SplitDraw:
+    """One training step's split of the time axis.
+
+    Chunk ``c`` holds the frames ``c * chunk_stride + k * frame_step`` for
+    ``k < chunk_size``: contiguous blocks for Artifact2Artifact (stride ``chunk_size``,
+    step 1), interleaved phases for Phase2Phase (stride 1, step 2).
+
+    >>> d = SplitDraw(n_frames=6, chunk_size=2, n_chunks=3,
+    ...               input_chunks=torch.tensor([2, 0]), chunk_stride=2, frame_step=1)
+    >>> d.input_index
+    tensor([[4, 5],
+            [0, 1]])
+    """
+
+    n_frames: int
+    chunk_size: int
+    n_chunks: int
+    input_chunks: torch.Tensor  # (B,) long: the chunk each sample's network input came from
+    chunk_stride: int = 0
+    frame_step: int = 1
+
+    def frames(self, chunks: torch.Tensor) -> torch.Tensor:
+        """Frame indices ``(B, chunk_size)`` of one chunk per sample (``chunks``: long ``(B,)``)."""
+        stride = self.chunk_size if self.chunk_stride == 0 else self.chunk_stride
+        k = torch.arange(self.chunk_size, device=chunks.device) * self.frame_step
+        return chunks.reshape(-1, 1) * stride + k
+
+    @property
+    def input_index(self) -> torch.Tensor:
+        """Frame indices ``(B, chunk_size)`` the network saw."""
+        return self.frames(self.input_chunks)
+
+
+# -- helpers on measurements and operators -------------------------------------------
+
+
+def _check_y(y: torch.Tensor) -> None:
+    if y.ndim < 5 or y.shape[1] != 2:
+        raise SplittingError(
+            f"time splitting needs dynamic k-space y of shape (B, 2, T, H, W) or (B, 2, T, N, H, W) "
+            f"with time at dim 2, got shape {tuple(y.shape)}; static (B, 2, H, W) data cannot be split in time"
+        )
+
+
+def _full_time_mask(physics: MRIPhysics, n_frames: int, batch: int) -> torch.Tensor:
+    """The physics mask as ``(B or 1, C, T, ...)``, with a single-frame mask repeated over T."""
+    mask = getattr(physics, "mask", None)
+    if mask is None or mask.ndim != 5:
+        shape = None if mask is None else tuple(mask.shape)
+        raise SplittingError(
+            f"time splitting needs a 5D mask (B, C, T, H, W) in physics.mask, got {shape}; "
+            f"build the operator (DynamicMRI or SequentialMRI) with one mask per frame"
+        )
+    if mask.shape[2] not in (1, n_frames):
+        raise SplittingError(
+            f"the mask has {mask.shape[2]} frames but y has T={n_frames}; give one mask per frame of y"
+        )
+    if mask.shape[0] not in (1, batch):
+        raise SplittingError(f"the mask batch ({mask.shape[0]}) must be 1 or the batch of y ({batch})")
+    if mask.shape[2] != n_frames:
+        # one mask shared by all frames: repeat it so that any frame index is valid
+        mask = mask.expand(mask.shape[0], mask.shape[1], n_frames, *mask.shape[3:])
+    return mask
+
+
+def _with_mask(physics: MRIPhysics, mask: torch.Tensor, kind: Optional[type] = None) -> MRIPhysics:
+    """``physics`` with another mask; ``kind`` forces the operator class (same coil maps)."""
+    if kind is None:
+        return physics.with_mask(mask)
+    return kind(mask=mask, coil_maps=physics.coil_maps, cg_iterations=getattr(physics, "cg_iterations", 10))
+
+
+def _split(physics: MRIPhysics, n_frames: int, index: torch.Tensor, kind: Optional[type] = None) -> MRIPhysics:
+    """The operator restricted to frames ``index`` ``(B, k)`` (mask batch 1 broadcasts)."""
+    mask = _full_time_mask(physics, n_frames, index.shape[0])
+    return _with_mask(physics, gather_time(mask, index), kind)
+
+
+def _time_average(y: torch.Tensor, physics: MRIPhysics) -> tuple[torch.Tensor, MRIPhysics]:
+    """Collapse a time series into one k-space and a single-image operator."""
+    mask = _full_time_mask(physics, y.shape[2], y.shape[0])
+    if isinstance(physics, SequentialMRI) and mask is physics.mask:
+        return physics.time_average(y)
+    return _with_mask(physics, mask, SequentialMRI).time_average(y)
+
+
+def _reconstruct(net: nn.Module, y: torch.Tensor, physics: MRIPhysics, dynamic: bool) -> torch.Tensor:
+    """Run the network on a (chunk of a) sequence: as a video, or time-averaged as one image."""
+    if dynamic:
+        return net(y, physics)
+    y_avg, phys_avg = _time_average(y, physics)
+    return net(y_avg, phys_avg)
+
+
+def _measured(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``y`` with the unsampled locations zeroed (stored k-space may hold noise there)."""
+    m = mask[:, :1] != 0
+    if y.ndim == 6:  # coil axis at dim 3 of the k-space, absent from the mask
+        m = m.unsqueeze(3)
+    return y * m
+
+
+# -- the network wrapper ---------------------------------------------------------------
+
+
+class SplittingModel(nn.Module):
+    """A reconstruction network behind a time-splitting input stage.
+
+    Made by :meth:`Artifact2ArtifactLoss.adapt_model`. The wrapped network is
+    ``self.model`` (save ``self.model.state_dict()`` to keep only the network).
+    The latest training-mode split is ``self.draw`` (a :class:`SplitDraw`).
+    """
+
+    def __init__(self, model: nn.Module, loss: "_TimeSplittingLoss"):
+        super().__init__()
+        self.model = model
+        self.dynamic_model = loss.dynamic_model
+        # a bound method, not the loss itself, so that the loss (and its metric) stay
+        # out of this module's state_dict and parameters
+        self._draw_split = loss._random_draw
+        self.draw: Optional[SplitDraw] = None
+
+    def forward(self, y: torch.Tensor, physics: MRIPhysics, update_parameters: bool = False) -> torch.Tensor:
+        """Reconstruct from ``y``.
+
+        Training mode: draw a split (stored in ``self.draw``) and run the network on
+        each sample's input chunk only. Eval mode: run it on the full sequence. A
+        ``dynamic_model=False`` network gets the time-averaged k-space and a
+        single-image operator and returns ``(B, 2, H, W)``.
+
+        ``update_parameters`` is accepted for compatibility and ignored: a training-mode
+        call always stores a new draw, which the next loss call uses.
+        """
+        del update_parameters
+        _check_y(y)
+        if not self.training:
+            self.draw = None  # a stale draw must not be scored against a full-sequence output
+            return _reconstruct(self.model, y, physics, self.dynamic_model)
+        draw = self._draw_split(y.shape[0], y.shape[2], y.device)
+        self.draw = draw
+        index = draw.input_index
+        return _reconstruct(self.model, gather_time(y, index), _split(physics, y.shape[2], index), self.dynamic_model)
+
+
+# -- the losses --------------------------------------------------------------------------
+
+
+class _TimeSplittingLoss(nn.Module):
+    """Common machinery: adapt a network, score its output against other chunks."""
+
+    def __init__(self, dynamic_model: bool = True, metric: Optional[Metric] = None, device: torch.device | str = "cpu"):
+        super().__init__()
+        self.dynamic_model = bool(dynamic_model)
+        self.metric = nn.MSELoss() if metric is None else metric
+        self.device = torch.device(device)
+        self.last_target_chunks: list[torch.Tensor] = []
+
+    # subclasses define how time is cut
+    def _check_frames(self, n_frames: int) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _random_draw(self, batch: int, n_frames: int, device: torch.device) -> SplitDraw:  # pragma: no cover
+        raise NotImplementedError
+
+    def target_chunks(self, draw: SplitDraw) -> list[torch.Tensor]:  # pragma: no cover - abstract
+        """Target chunks, one ``(B,)`` long tensor per term of the loss average."""
+        raise NotImplementedError
+
+    def _eval_splits(self, batch: int, n_frames: int, device: torch.device, **kwargs) -> list[tuple[SplitDraw, list[torch.Tensor]]]:  # pragma: no cover
+        raise NotImplementedError
+
+    def adapt_model(self, model: nn.Module) -> SplittingModel:
+        """Wrap ``model`` (called as ``model(y, physics)``) with the splitting input stage."""
+        if isinstance(model, SplittingModel):
+            model = model.model
+        return SplittingModel(model, self)
+
+    def _score(self, x_net: torch.Tensor, y: torch.Tensor, physics: MRIPhysics, draw: SplitDraw, targets: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Mean over ``targets`` of ``metric(A_target x_net, y_target) / mean(target mask)``."""
+        if self.dynamic_model:
+            if x_net.ndim != 5 or x_net.shape[2] != draw.chunk_size:
+                raise SplittingError(
+                    f"dynamic_model=True expects the network output (B, 2, {draw.chunk_size}, H, W) "
+                    f"(one frame per input frame), got {tuple(x_net.shape)}; "
+                    f"for a network that returns one static image use dynamic_model=False"
+                )
+            # a video output is compared frame by frame, whatever the given operator class
+            kind = DynamicMRI if isinstance(physics, SequentialMRI) else None
+        else:
+            if x_net.ndim != 4:
+                raise SplittingError(
+                    f"dynamic_model=False expects a static image (B, 2, H, W) from the network, "
+                    f"got {tuple(x_net.shape)}; for a video network use dynamic_model=True"
+                )
+            kind = SequentialMRI
+        total = x_net.new_zeros(())
+        for chunks in targets:
+            index = draw.frames(chunks.to(y.device))
+            phys_t = _split(physics, draw.n_frames, index, kind)
+            y_t = _measured(gather_time(y, index), phys_t.mask)
+            value = self.metric(phys_t.A(x_net), y_t)
+            if value.ndim > 0:  # per-sample metrics
+                value = value.mean()
+            # normalising by the sampled fraction makes the loss scale independent of acceleration
+            total = total + value / torch.clamp(phys_t.mask[:, :1].mean(), min=1e-12)
+        return total / len(targets)
+
+    def forward(self, x_net: torch.Tensor, y: torch.Tensor, physics: MRIPhysics, model: nn.Module, **kwargs) -> torch.Tensor:
+        """Splitting loss of ``x_net = model(y, physics)`` (``model`` adapted, training mode)."""
+        draw = getattr(model, "draw", None) if isinstance(model, SplittingModel) else None
+        if draw is None:
+            raise ValueError(_NOT_ADAPTED)
+        _check_y(y)
+        if draw.n_frames != y.shape[2] or draw.input_chunks.shape[0] != y.shape[0]:
+            raise ValueError(
+                f"the stored split was drawn for B={draw.input_chunks.shape[0]}, T={draw.n_frames} but y is "
+                f"{tuple(y.shape)}; run the adapted model on this y just before calling the loss"
+            )
+        targets = self.target_chunks(draw)
+        self.last_target_chunks = targets
+        return self._score(x_net, y, physics, draw, targets)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, y: torch.Tensor, physics: MRIPhysics, **kwargs) -> torch.Tensor:
+        """Deterministic validation loss: every input chunk against every other chunk.
+
+        ``model`` is the adapted wrapper or the bare network. The network runs in
+        eval mode (restored afterwards) so that dropout and the like do not add noise.
+        """
+        net = model.model if isinstance(model, SplittingModel) else model
+        _check_y(y)
+        splits = self._eval_splits(y.shape[0], y.shape[2], y.device, **kwargs)
+        was_training = net.training
+        net.eval()
+        try:
+            total = y.new_zeros(())
+            for draw, targets in splits:
+                index = draw.input_index
+                x_net = _reconstruct(net, gather_time(y, index), _split(physics, y.shape[2], index), self.dynamic_model)
+                total = total + self._score(x_net, y, physics, draw, targets)
+        finally:
+            net.train(was_training)
+        return total / len(splits)
+
+
+def _split_sizes(split_size: int | Sequence[int]) -> tuple[int, ...]:
+    bad = SplittingError(f"split_size must be a positive integer or a tuple of them, got {split_size!r}")
+    items = tuple(split_size) if isinstance(split_size, (tuple, list)) else (split_size,)
+    if not items:
+        raise SplittingError("split_size must be a positive integer or a non-empty tuple of them, got ()")
+    sizes = []
+    for s in items:
+        if isinstance(s, bool):
+            raise bad
+        try:
+            s = operator.index(s)  # ints and integer scalars (numpy, torch), never floats
+        except TypeError:
+            raise bad from None
+        if s <= 0:
+            raise SplittingError(f"split_size must be positive, got {s}; use a chunk length of at least 1 frame")
+        sizes.append(s)
+    return tuple(sizes)
+
+
+def _check_split_sizes(sizes: Sequence[int], n_frames: int) -> None:
+    valid = [d for d in range(1, n_frames // 2 + 1) if n_frames % d == 0]
+    hint = f"valid split sizes for T={n_frames}: {tuple(valid)}" if valid else "T must be at least 2"
+    for s in sizes:
+        if s > n_frames or n_frames % s:
+            raise SplittingError(f"split_size {s} does not divide the number of frames T={n_frames}; {hint}")
+        if n_frames // s < 2:
+            raise SplittingError(
+                f"split_size {s} leaves a single chunk of T={n_frames} frames, but Artifact2Artifact "
+                f"needs at least two chunks (one input, one target); {hint}"
+            )
+
+
+class Artifact2ArtifactLoss(_TimeSplittingLoss):
+    """Artifact2Artifact: input one random time chunk, score against another.
+
+    ``tensor_size`` is the measurement shape without batch, ``(C, T, H, W)`` (or
+    ``(C, T, N, H, W)``); only ``T = tensor_size[1]`` is used, to check ``split_size``
+    early. At call time T is taken from the data (files of one study may differ in T)
+    and every split size is checked again against it.
+
+    ``split_size``: chunk length in frames, or a tuple of lengths (one drawn per step,
+    the same for input and target). Each must divide T into at least two chunks.
+
+    ``dynamic_model=True``: the network maps a chunk of k frames to k frames, and output
+    frame k is scored against frame k of the target chunk. ``False``: the chunk is
+    averaged in time and passed to a static network (``(B, 2, H, W)`` output), which is
+    scored against every frame of the target chunk (sequential MRI).
+
+    Each sample draws its own input chunk and its own target chunk, never the input
+    one. ``neighbours_only=True`` restricts targets to the adjacent chunks (for
+    objects that move: nearby chunks differ least). ``all_pairs=True`` averages the
+    loss over all other chunks (or both neighbours) instead of one random target:
+    lower-variance gradients, at one more operator application per target.
+
+    The loss is ``metric(A_target x_net, y_target) / mean(target mask)``; ``metric``
+    defaults to the mean squared error.
+    """
+
+    def __init__(
+        self,
+        tensor_size: Sequence[int],
+        split_size: int | Sequence[int] = 2,
+        dynamic_model: bool = True,
+        metric: Optional[Metric] = None,
+        device: torch.device | str = "cpu",
+        all_pairs: bool = False,
+        neighbours_only: bool = False,
+    ):
+        super().__init__(dynamic_model=dynamic_model, metric=metric, device=device)
+        if len(tensor_size) < 2:
+            raise SplittingError(f"tensor_size must be (C, T, H, W) without the batch axis, got {tuple(tensor_size)}")
+        self.tensor_size = tuple(int(v) for v in tensor_size)
+        self.split_sizes = _split_sizes(split_size)
+        _check_split_sizes(self.split_sizes, self.tensor_size[1])
+        self.all_pairs = bool(all_pairs)
+        self.neighbours_only = bool(neighbours_only)
+
+    def _check_frames(self, n_frames: int) -> None:
+        _check_split_sizes(self.split_sizes, n_frames)
+
+    def _draw_for(self, chunk_size: int, n_frames: int, chunks: torch.Tensor) -> SplitDraw:
+        return SplitDraw(n_frames=n_frames, chunk_size=chunk_size, n_chunks=n_frames // chunk_size, input_chunks=chunks)
+
+    def _random_draw(self, batch: int, n_frames: int, device: torch.device) -> SplitDraw:
+        self._check_frames(n_frames)
+        s = self.split_sizes[int(torch.randint(len(self.split_sizes), ()))]
+        chunks = torch.randint(n_frames // s, (batch,)).to(device)
+        return self._draw_for(s, n_frames, chunks)
+
+    def target_chunks(self, draw: SplitDraw) -> list[torch.Tensor]:
+        """Target chunks for ``draw`` (random unless ``all_pairs``), each ``(B,)``, never the input chunk."""
+        c, n = draw.input_chunks, draw.n_chunks
+        if self.neighbours_only:
+            below = torch.where(c > 0, c - 1, c + 1)
+            above = torch.where(c < n - 1, c + 1, c - 1)
+            if self.all_pairs:
+                # an edge chunk has one neighbour: counting it twice keeps every sample's
+                # weight equal in the batch average
+                return [below, above]
+            pick_above = torch.randint(2, c.shape, device=c.device).bool()
+            return [torch.where(pick_above, above, below)]
+        if self.all_pairs:
+            return [(c + k) % n for k in range(1, n)]
+        # a shift in 1..n-1 is uniform over the other chunks and can never be 0
+        return [(c + torch.randint(1, n, c.shape, device=c.device)) % n]
+
+    def _eval_splits(self, batch: int, n_frames: int, device: torch.device, split_size: Optional[int] = None):
+        s = self.split_sizes[0] if split_size is None else split_size
+        _check_split_sizes(_split_sizes(s), n_frames)
+        n = n_frames // s
+        splits = []
+        for i in range(n):
+            chunks = torch.full((batch,), i, dtype=torch.long, device=device)
+            others = [torch.full((batch,), j, dtype=torch.long, device=device) for j in range(n) if j != i]
+            splits.append((self._draw_for(s, n_frames, chunks), others))
+        return splits
+
+    def evaluate(self, model: nn.Module, y: torch.Tensor, physics: MRIPhysics, split_size: Optional[int] = None) -> torch.Tensor:
+        """Deterministic validation loss: each chunk as input, scored against all others.
+
+        ``split_size`` defaults to the first configured one. ``model`` is the adapted
+        wrapper or the bare network; no gradient is recorded.
+        """
+        return super().evaluate(model, y, physics, split_size=split_size)
+
+
+class Phase2PhaseLoss(_TimeSplittingLoss):
+    """Phase2Phase: input the even frames (0, 2, ...), score against the odd ones (1, 3, ...).
+
+    Dynamic: output frame k (reconstructed from frame 2k) is scored against frame
+    2k + 1. With an odd T the last even frame is dropped, so input and target both
+    have ``T // 2`` frames. T (at least 2) is taken from the data at call time;
+    ``tensor_size`` (``(C, T, H, W)``) only serves an early check.
+    """
+
+    def __init__(
+        self,
+        tensor_size: Sequence[int],
+        dynamic_model: bool = True,
+        metric: Optional[Metric] = None,
+        device: torch.device | str = "cpu",
+    ):
+        super().__init__(dynamic_model=dynamic_model, metric=metric, device=device)
+        if len(tensor_size) < 2:
+            raise SplittingError(f"tensor_size must be (C, T, H, W) without the batch axis, got {tuple(tensor_size)}")
+        self.tensor_size = tuple(int(v) for v in tensor_size)
+        self._check_frames(self.tensor_size[1])
+
+    def _check_frames(self, n_frames: int) -> None:
+        if n_frames < 2:
+            raise SplittingError(
+                f"Phase2Phase needs at least 2 frames (an even and an odd one), got T={n_frames}"
+            )
+
+    def _fixed_draw(self, batch: int, n_frames: int, device: torch.device) -> SplitDraw:
+        self._check_frames(n_frames)
+        return SplitDraw(
+            n_frames=n_frames,
+            chunk_size=n_frames // 2,
+            n_chunks=2,
+            input_chunks=torch.zeros(batch, dtype=torch.long, device=device),
+            chunk_stride=1,
+            frame_step=2,
+        )
+
+    def _random_draw(self, batch: int, n_frames: int, device: torch.device) -> SplitDraw:
+        # nothing random: the name keeps the interface shared with Artifact2Artifact
+        return self._fixed_draw(batch, n_frames, device)
+
+    def target_chunks(self, draw: SplitDraw) -> list[torch.Tensor]:
+        """The odd phase (chunk 1) for every sample."""
+        return [torch.ones_like(draw.input_chunks)]
+
+    def _eval_splits(self, batch: int, n_frames: int, device: torch.device):
+        draw = self._fixed_draw(batch, n_frames, device)
+        return [(draw, self.target_chunks(draw))]

@@ -1,0 +1,470 @@
+"""The training loop: self-supervised splitting loss, validation, checkpoints, resume.
+
+Runs in one process or under ``torchrun`` (DistributedDataParallel; gloo on CPU, NCCL
+on CUDA). Only rank 0 writes files and shows progress. Data flows one way:
+files -> :class:`~a2a_cli.io.KspaceDataset` -> physics -> adapted network -> loss ->
+optimiser -> checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import torch
+
+from .checkpoints import load_checkpoint, save_checkpoint
+from .errors import A2AError, InputError
+from .io import KspaceDataset, ShapeBatchSampler, SplitOptions, atomic_write
+from .models import build_model, count_parameters
+from .physics import DynamicMRI, MRIPhysics, SequentialMRI
+from .splitting import Artifact2ArtifactLoss, Phase2PhaseLoss
+
+
+class TrainingError(A2AError):
+    """Training cannot go on (non-finite loss, bad configuration)."""
+
+
+class Interrupted(A2AError):
+    """Training was stopped by a signal after saving a checkpoint."""
+
+    def __init__(self, signum: int, step: int, path: Path):
+        self.signum = signum
+        super().__init__(
+            f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint saved to {path} "
+            f"(continue with --resume)"
+        )
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved as ``config.json`` in the run directory)."""
+
+    train: list[str]
+    out: str
+    val: list[str] = field(default_factory=list)
+    mode: Optional[str] = None  # None: from the files' `acquisition` attribute
+    model: str = "unrolled"
+    model_options: dict = field(default_factory=dict)
+    loss: str = "a2a"  # "a2a" | "p2p"
+    split_size: list[int] = field(default_factory=list)  # empty: automatic (T // 2 when T is even)
+    all_pairs: bool = False
+    neighbours_only: bool = False
+    steps: Optional[int] = 1500
+    epochs: Optional[int] = None
+    time_limit: Optional[float] = None  # seconds
+    lr: float = 1e-3
+    batch_size: int = 1
+    val_every: int = 100
+    patience: Optional[int] = 6  # validations without improvement before stopping
+    grad_clip: Optional[float] = None
+    save_every: float = 30.0  # seconds
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 0
+    amp: bool = False
+    frames: Optional[int] = None  # fastMRI-style static files: frames to split the lines into
+    assignment: str = "random"
+    centre_lines: int = 0
+
+    def split_options(self) -> Optional[SplitOptions]:
+        if self.frames is None:
+            return None
+        return SplitOptions(frames=self.frames, assignment=self.assignment, centre_lines=self.centre_lines, seed=self.seed)
+
+
+def auto_split_size(frames: int) -> int:
+    """The default chunk length: the largest divisor of ``frames`` that leaves two or more chunks.
+
+    Large chunks make the network's input cover most of k-space, which measured best.
+
+    >>> auto_split_size(16), auto_split_size(15), auto_split_size(7)
+    (8, 5, 1)
+    """
+    for s in range(frames // 2, 0, -1):
+        if frames % s == 0:
+            return s
+    raise TrainingError(f"a sequence of {frames} frame(s) cannot be split into two chunks")
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise A2AError("--device cuda was asked for, but PyTorch sees no CUDA device")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise A2AError(f"unknown device {name!r}: use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def make_physics(mode: str, mask: torch.Tensor, coil_maps: Optional[torch.Tensor] = None) -> MRIPhysics:
+    """The operator for a batch: ``mask`` ``(B, 1, T, H, W)``, optional complex maps ``(B, N, H, W)``."""
+    cls = DynamicMRI if mode == "dynamic" else SequentialMRI
+    return cls(mask=mask, coil_maps=coil_maps)
+
+
+class _Losses:
+    """One splitting loss (and adapted network) per sequence length met in the data."""
+
+    def __init__(self, cfg: TrainConfig, net: torch.nn.Module, dynamic: bool, device: torch.device):
+        self.cfg, self.net, self.dynamic, self.device = cfg, net, dynamic, device
+        self._by_frames: dict[int, tuple[torch.nn.Module, torch.nn.Module]] = {}
+
+    def split_sizes(self, frames: int) -> list[int]:
+        return list(self.cfg.split_size) or [auto_split_size(frames)]
+
+    def get(self, shape: tuple[int, ...]) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """``(loss, adapted_model)`` for k-space of shape ``(C, T, ...)``."""
+        frames = shape[1]
+        if frames not in self._by_frames:
+            size = (shape[0], frames, shape[-2], shape[-1])
+            try:
+                if self.cfg.loss == "p2p":
+                    loss = Phase2PhaseLoss(size, dynamic_model=self.dynamic, device=self.device)
+                else:
+                    sizes = self.split_sizes(frames)
+                    loss = Artifact2ArtifactLoss(
+                        size,
+                        split_size=sizes[0] if len(sizes) == 1 else tuple(sizes),
+                        dynamic_model=self.dynamic,
+                        all_pairs=self.cfg.all_pairs,
+                        neighbours_only=self.cfg.neighbours_only,
+                        device=self.device,
+                    )
+            except ValueError as exc:
+                raise TrainingError(f"sequences of {frames} frames: {exc}") from None
+            self._by_frames[frames] = (loss, loss.adapt_model(self.net))
+        return self._by_frames[frames]
+
+
+def default_model_options(cfg: TrainConfig, dataset: KspaceDataset) -> dict:
+    """The network's options, with the view-sharing block set to the training chunk length.
+
+    A network that fills k-space from the frames of its input chunk then sees, at
+    reconstruction time, blocks of the same length: inputs that look like its training inputs.
+    """
+    options = dict(cfg.model_options)
+    if cfg.loss == "a2a" and options.get("init", "view_sharing") == "view_sharing" and "share_window" not in options:
+        options["share_window"] = max(cfg.split_size) if cfg.split_size else auto_split_size(dataset.shapes[0][0])
+    return options
+
+
+def _dist_info() -> tuple[int, int, int]:
+    """``(rank, world_size, local_rank)`` from the torchrun environment."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _batches(dataset, sampler: ShapeBatchSampler, start_epoch: int, skip: int, loader_args: dict) -> Iterator[tuple[int, int, dict]]:
+    """Endless ``(epoch, index_in_epoch, batch)``; resumes ``skip`` batches into ``start_epoch``
+    without reading the skipped batches (the sampler's order is a function of seed and epoch)."""
+    epoch = start_epoch
+    while True:
+        sampler.set_epoch(epoch)
+        order = list(sampler)[skip:]
+        loader = torch.utils.data.DataLoader(dataset, batch_sampler=order, **loader_args)
+        for i, batch in enumerate(loader, start=skip):
+            yield epoch, i, batch
+        epoch += 1
+        skip = 0
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+
+def _physics_of(mode: str, batch: dict) -> MRIPhysics:
+    return make_physics(mode, batch["mask"], batch.get("coil_maps"))
+
+
+@torch.no_grad()
+def validate(losses: _Losses, dataset: KspaceDataset, mode: str, device: torch.device) -> float:
+    """Mean deterministic self-supervised loss over every slice of ``dataset`` (no ground truth)."""
+    total, count = 0.0, 0
+    for i in range(len(dataset)):
+        item = _to_device({k: (v.unsqueeze(0) if isinstance(v, torch.Tensor) else v) for k, v in dataset[i].items()}, device)
+        loss, adapted = losses.get(tuple(item["kspace"].shape[1:]))
+        adapted.eval()
+        value = loss.evaluate(adapted, item["kspace"], _physics_of(mode, item))
+        total += float(value)
+        count += 1
+    return total / max(count, 1)
+
+
+def resolve_mode(cfg: TrainConfig, dataset: KspaceDataset) -> str:
+    """The run's mode: as asked, else the files' own (which must then agree)."""
+    modes = {info.mode for info in dataset.infos}
+    if cfg.mode is not None:
+        return cfg.mode
+    if len(modes) > 1:
+        raise TrainingError(f"the training files mix acquisition modes ({', '.join(sorted(modes))}): pass --mode")
+    return modes.pop()
+
+
+def train(
+    cfg: TrainConfig,
+    resume: bool = False,
+    progress: Optional[Callable[[dict], None]] = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Train a network as ``cfg`` says; returns a summary dict.
+
+    ``progress(event)`` is called on rank 0 with ``{"step", "total", "loss", "val_loss", ...}``
+    after every step. Raises :class:`TrainingError`, :class:`Interrupted` or
+    :class:`~a2a_cli.errors.InputError`.
+    """
+    rank, world, local_rank = _dist_info()
+    distributed = world > 1
+    device = pick_device(cfg.device)
+    if distributed and device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if distributed and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    out = Path(cfg.out)
+    last_path, best_path = out / "last.pt", out / "best.pt"
+
+    split = cfg.split_options()
+    dataset = KspaceDataset(cfg.train, split=split)
+    if len(dataset) == 0:
+        raise TrainingError("the training files hold no slices")
+    mode = resolve_mode(cfg, dataset)
+    val_set = KspaceDataset(cfg.val, split=split) if cfg.val else None
+    if cfg.steps is None and cfg.epochs is None and cfg.time_limit is None:
+        raise TrainingError("nothing bounds the run: give --steps, --epochs or --time-limit")
+
+    state = None
+    if resume:
+        if not last_path.is_file():
+            raise InputError(last_path, "no checkpoint to resume from (run without --resume first)")
+        state = load_checkpoint(last_path)
+        if state.training is None:
+            raise InputError(last_path, "the checkpoint holds no training state to resume from")
+        if state.model_name != cfg.model:
+            raise TrainingError(f"--resume: the run in {out} trains {state.model_name!r}, not {cfg.model!r}")
+
+    torch.manual_seed(cfg.seed + 1000 * rank)  # chunk draws differ between ranks
+    if state is None:
+        cfg.model_options = default_model_options(cfg, dataset)
+    net = build_model(cfg.model, **cfg.model_options) if state is None else state.build_model()
+    net.to(device)
+    if state is None and rank == 0:
+        log(f"network {cfg.model}: {count_parameters(net):,} parameters, mode {mode}, device {device}")
+    train_net: torch.nn.Module = net
+    if distributed:
+        train_net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    optimiser = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    losses = _Losses(cfg, train_net, dynamic=(mode == "dynamic"), device=device)
+    val_losses = _Losses(cfg, net, dynamic=(mode == "dynamic"), device=device)
+
+    step, epoch, skip, best_val, bad_vals = 0, 0, 0, math.inf, 0
+    if state is not None:
+        tr = state.training
+        optimiser.load_state_dict(tr["optimizer"])
+        step, epoch, skip = int(tr["step"]), int(tr["epoch"]), int(tr["batch_in_epoch"])
+        best_val, bad_vals = float(tr.get("best_val", math.inf)), int(tr.get("bad_vals", 0))
+        rng = tr.get("rng")
+        if isinstance(rng, list) and rank < len(rng):
+            torch.set_rng_state(rng[rank])
+        if rank == 0:
+            log(f"resuming {out} at step {step}")
+
+    sampler = ShapeBatchSampler(dataset, cfg.batch_size, shuffle=True, seed=cfg.seed, num_replicas=world, rank=rank)
+    loader_args = {"num_workers": cfg.workers, "pin_memory": device.type == "cuda"}
+    batches_per_epoch = len(sampler)
+    total = cfg.steps
+    if cfg.epochs is not None:
+        by_epochs = cfg.epochs * batches_per_epoch
+        total = by_epochs if total is None else min(total, by_epochs)
+
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_write(out / "config.json", overwrite=True) as tmp:
+            Path(tmp).write_text(json.dumps(asdict(cfg) | {"mode": mode}, indent=2) + "\n")
+        if state is None:
+            _warn_unsampled(dataset, log)
+
+    stop_signal: list[int] = []
+
+    def _on_signal(signum, _frame):
+        stop_signal.append(signum)
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, _on_signal)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+
+    def training_state(batch_in_epoch: int, ep: int) -> dict:
+        rngs = [torch.get_rng_state()]
+        if distributed:
+            gathered = [None] * world
+            torch.distributed.all_gather_object(gathered, torch.get_rng_state())
+            rngs = gathered
+        return {
+            "optimizer": optimiser.state_dict(),
+            "step": step,
+            "epoch": ep,
+            "batch_in_epoch": batch_in_epoch,
+            "best_val": best_val,
+            "bad_vals": bad_vals,
+            "rng": rngs,
+        }
+
+    def save(path: Path, batch_in_epoch: int, ep: int) -> None:
+        st = training_state(batch_in_epoch, ep)
+        if rank == 0:
+            save_checkpoint(path, net, mode, training=st)
+
+    metrics_path = out / "metrics.jsonl"
+    records: list[dict] = _read_records(metrics_path) if state is not None else []
+    metrics_file = open(metrics_path, "a" if state is not None else "w") if rank == 0 else None
+    start = time.monotonic()
+    last_save = start
+    val_loss = None
+    stopped = "steps"
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.amp)
+    it = _batches(dataset, sampler, epoch, skip, loader_args)
+    index, ep, do_val = skip - 1, epoch, True
+    if total is not None and step >= total:
+        raise TrainingError(f"the run in {out} already reached step {step} of {total}: raise --steps to train longer")
+    try:
+        while total is None or step < total:
+            ep, index, batch = next(it)
+            batch = _to_device(batch, device)
+            y = batch["kspace"]
+            physics = _physics_of(mode, batch)
+            loss_fn, adapted = losses.get(tuple(y.shape[1:]))
+            adapted.train()
+            with autocast:
+                x_net = adapted(y, physics, update_parameters=True)
+            loss = loss_fn(x_net.float(), y, physics, adapted)
+            loss_value = loss.item()
+            if distributed:  # every rank sees the mean, so a non-finite loss stops them all
+                lt = torch.tensor([loss_value], device=device)
+                torch.distributed.all_reduce(lt)
+                loss_value = lt.item() / world
+            if not math.isfinite(loss_value):
+                raise TrainingError(
+                    f"the loss became {loss_value} at step {step + 1} (file {batch['file'][0]}, slice "
+                    f"{int(batch['slice'][0])}); stopped without saving this state, the last good checkpoint is "
+                    f"{last_path if last_path.exists() else 'not written yet'}. Try a lower --lr or --grad-clip."
+                )
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+            optimiser.step()
+            step += 1
+            record = {"step": step, "epoch": ep, "loss": loss_value, "time": round(time.monotonic() - start, 3)}
+            do_val = step % cfg.val_every == 0 or step == total
+            if do_val:
+                val_loss = validate(val_losses, val_set if val_set is not None else dataset, mode, device)
+                record["val_loss"] = val_loss
+                if val_loss < best_val:
+                    best_val, bad_vals = val_loss, 0
+                    save(best_path, index + 1, ep)
+                else:
+                    bad_vals += 1
+            if rank == 0:
+                records.append(record)
+                metrics_file.write(json.dumps(record) + "\n")
+                metrics_file.flush()
+                if progress is not None:
+                    progress({"step": step, "total": total, "loss": loss_value, "val_loss": val_loss, "best_val": best_val})
+            # every rank must take the same decisions, or the collectives in save() deadlock
+            flags = [time.monotonic() - last_save >= cfg.save_every, bool(stop_signal),
+                     cfg.time_limit is not None and time.monotonic() - start >= cfg.time_limit]
+            if distributed:
+                ft = torch.tensor([float(f) for f in flags], device=device)
+                torch.distributed.all_reduce(ft, op=torch.distributed.ReduceOp.MAX)
+                flags = [bool(v) for v in ft.tolist()]
+            save_due, interrupted, time_up = flags
+            if interrupted:
+                save(last_path, index + 1, ep)
+                raise Interrupted(stop_signal[0] if stop_signal else signal.SIGTERM, step, last_path)
+            if save_due:
+                save(last_path, index + 1, ep)
+                last_save = time.monotonic()
+            if do_val and cfg.patience is not None and bad_vals >= cfg.patience:
+                stopped = "early stopping"
+                break
+            if time_up:
+                stopped = "time limit"
+                break
+        if not do_val:  # the best checkpoint is chosen on a validation of the final weights too
+            val_loss = validate(val_losses, val_set if val_set is not None else dataset, mode, device)
+            if val_loss < best_val:
+                best_val, bad_vals = val_loss, 0
+                save(best_path, index + 1, ep)
+        save(last_path, index + 1, ep)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if metrics_file is not None:
+            metrics_file.close()
+            _plot(records, out / "loss.png", log)
+        if distributed and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+    return {
+        "run_dir": str(out),
+        "steps": step,
+        "stopped_by": stopped,
+        "seconds": round(time.monotonic() - start, 2),
+        "last_loss": records[-1]["loss"] if records else None,
+        "best_val_loss": best_val if math.isfinite(best_val) else None,
+        "best": str(best_path),
+        "last": str(last_path),
+        "mode": mode,
+        "model": cfg.model,
+    }
+
+
+def _read_records(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut by a kill
+            continue
+    return out
+
+
+def _plot(records: list[dict], path: Path, log: Callable[[str], None]) -> None:
+    if not records:
+        return
+    try:
+        from .plots import save_loss_plot
+
+        save_loss_plot(records, path)
+    except Exception as exc:  # a plot must never cost the run
+        log(f"warning: could not draw {path}: {exc}")
+
+
+def _warn_unsampled(dataset: KspaceDataset, log: Callable[[str], None]) -> None:
+    """Warn when no training file samples some phase-encode lines (they get no training signal)."""
+    from .io import read_mask
+    from .masks import never_sampled_lines
+
+    masks = []
+    for path, index in dataset.items:
+        try:
+            masks.append(read_mask(path, split=getattr(dataset, "split", None), slice_index=index))
+        except InputError:
+            continue
+    missing = never_sampled_lines(masks)
+    if len(missing):
+        shown = ", ".join(str(int(i)) for i in missing[:12]) + (" ..." if len(missing) > 12 else "")
+        log(
+            f"warning: {len(missing)} phase-encode line(s) are never sampled in any training file ({shown}); "
+            "self-supervision gets no signal there. Train on files with varied sampling patterns."
+        )

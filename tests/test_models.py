@@ -1,0 +1,359 @@
+"""Tests of the reconstruction networks (a2a_cli.models) on small synthetic data."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from a2a_cli.models import (
+    MODELS,
+    AutoEncoder,
+    Conv2dtNet,
+    ResidualUNet,
+    TimeAgnosticNet,
+    UnrolledNet,
+    build_model,
+    count_parameters,
+)
+from a2a_cli.models.cnn import stack_neighbours
+from a2a_cli.physics import DynamicMRI, SequentialMRI
+
+# small networks keep the suite fast; the defaults are exercised where it matters
+SMALL = {
+    "unet": dict(channels=4, scales=2),
+    "cnn2dt": dict(channels=8, depth=3),
+    "unrolled": dict(channels=8, depth=3),
+}
+FRAME_WISE = ["unet", "unrolled"]
+
+
+def small(name: str, **extra) -> nn.Module:
+    torch.manual_seed(0)
+    return build_model(name, **{**SMALL[name], **extra})
+
+
+def line_mask(b: int, t: int, w: int, seed: int = 0, h: int = 1) -> torch.Tensor:
+    """Random phase-encode lines per frame plus two centre lines, ``(B, 1, T, h, W)``."""
+    g = torch.Generator().manual_seed(seed)
+    mask = (torch.rand(b, 1, t, 1, w, generator=g) < 0.3).float()
+    mask[..., w // 2 - 1:w // 2 + 1] = 1
+    return mask.expand(b, 1, t, h, w).contiguous() if h > 1 else mask
+
+
+def dynamic_data(b=2, t=4, h=16, w=16, seed=0, coil_maps=None):
+    mask = line_mask(b, t, w, seed)
+    physics = DynamicMRI(mask=mask, coil_maps=coil_maps)
+    x = torch.randn(b, 2, t, h, w, generator=torch.Generator().manual_seed(seed + 1))
+    return physics(x), physics
+
+
+def static_data(b=2, h=16, w=16, seed=0, coil_maps=None):
+    mask = line_mask(b, 1, w, seed)[:, :, 0]  # (B, 1, 1, W)
+    physics = DynamicMRI(mask=mask, coil_maps=coil_maps)
+    x = torch.randn(b, 2, h, w, generator=torch.Generator().manual_seed(seed + 1))
+    return physics(x), physics
+
+
+def coil_maps(b: int, h: int, w: int) -> torch.Tensor:
+    """Smooth complex maps of 3 coils, ``(B, 3, H, W)``, with ``sum_c |S_c|^2 = 1``."""
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    maps = []
+    for cx, cy in [(-1.0, 0.0), (1.0, 0.0), (0.0, 1.0)]:
+        maps.append(torch.exp(-((xx - cx) ** 2 + (yy - cy) ** 2)) * torch.exp(1j * (cx * xx + cy * yy)))
+    s = torch.stack(maps).to(torch.complex64)
+    s = s / s.abs().square().sum(0).sqrt()
+    return s.expand(b, -1, -1, -1).clone()
+
+
+def dc_error(x: torch.Tensor, y: torch.Tensor, physics) -> float:
+    """Largest deviation of the output's measured samples from ``y``."""
+    return (physics(x) - y).abs().max().item()
+
+
+# -- shapes ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_dynamic_static_and_sequential_shapes(name):
+    net = small(name)
+    y, physics = dynamic_data(b=2, t=3)
+    assert net(y, physics).shape == (2, 2, 3, 16, 16)
+    y, physics = static_data(b=2)
+    assert net(y, physics).shape == (2, 2, 16, 16)
+    seq = SequentialMRI(mask=line_mask(2, 3, 16))
+    ys = seq(torch.randn(2, 2, 16, 16))
+    x = net(ys, seq)
+    assert x.shape == (2, 2, 16, 16)
+    # the convenience path is exactly "time average, then static"
+    y_avg, physics_avg = seq.time_average(ys)
+    torch.testing.assert_close(x, net(y_avg, physics_avg))
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_odd_image_sizes(name):
+    net = build_model(name) if name == "unet" else small(name)  # default U-Net: 3 scales, pad to 8
+    y, physics = dynamic_data(b=1, t=2, h=50, w=37)
+    x = net(y, physics)
+    assert x.shape == (1, 2, 2, 50, 37)
+    assert torch.isfinite(x).all()
+    y, physics = static_data(b=1, h=13, w=9)
+    assert net(y, physics).shape == (1, 2, 13, 9)
+
+
+# -- data consistency ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("init", ["view_sharing", "adjoint"])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_exact_data_consistency(name, init):
+    net = small(name, init=init)
+    y, physics = dynamic_data()
+    x = net(y, physics)
+    assert dc_error(x, y, physics) < 1e-5
+    # the reconstruction did change the unmeasured samples
+    assert (x - physics.A_adjoint(y)).abs().max() > 1e-3
+    y, physics = static_data()
+    assert dc_error(net(y, physics), y, physics) < 1e-5
+
+
+@pytest.mark.parametrize("name", ["unet", "cnn2dt"])
+def test_data_consistency_can_be_switched_off(name):
+    net = small(name, data_consistency=False)
+    y, physics = dynamic_data()
+    assert dc_error(net(y, physics), y, physics) > 1e-4
+
+
+def test_soft_data_consistency_with_positive_lambda():
+    net = small("unrolled", lam=0.5)
+    y, physics = dynamic_data()
+    x = net(y, physics)
+    assert dc_error(x, y, physics) > 1e-4  # measured samples are blended, not kept
+    learnt = small("unrolled", learn_lambda=True, lam=0.3)
+    assert float(learnt.lam.detach()) == pytest.approx(0.3, rel=1e-5)
+    assert float(small("unrolled", learn_lambda=True).lam.detach()) == pytest.approx(0.05, rel=1e-5)
+
+
+# -- intensity normalisation -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, extra",
+    [("unet", {}), ("cnn2dt", {}), ("unrolled", {}), ("unrolled", {"learn_lambda": True, "lam": 0.2})],
+)
+def test_scaling_the_data_scales_the_reconstruction(name, extra):
+    net = small(name, **extra)
+    for y, physics in (dynamic_data(), static_data()):
+        with torch.no_grad():
+            x = net(y, physics)
+            x_big = net(1000 * y, physics)
+        assert (x_big - 1000 * x).norm() <= 1e-4 * (1000 * x).norm()
+
+
+def test_zero_data_gives_a_finite_reconstruction():
+    net = small("unrolled")
+    y, physics = dynamic_data()
+    assert torch.isfinite(net(torch.zeros_like(y), physics)).all()
+
+
+# -- training ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, extra",
+    [("unet", {}), ("cnn2dt", {}), ("unrolled", {}), ("unrolled", {"learn_lambda": True})],
+)
+def test_gradients_reach_every_parameter(name, extra):
+    net = small(name, **extra)
+    y, physics = dynamic_data()
+    x = net(y, physics)
+    # a loss on other k-space samples, as in the splitting loss
+    target = DynamicMRI(mask=1 - physics.mask)
+    target(x).square().sum().backward()
+    for pname, p in net.named_parameters():
+        assert p.grad is not None, pname
+        assert p.grad.abs().sum() > 0, pname
+
+
+def test_frames_are_processed_in_one_batched_call():
+    calls = []
+    for name, expected in (("unet", 1), ("unrolled", 2), ("cnn2dt", 1)):
+        net = small(name)
+        first_conv = next(m for m in net.modules() if isinstance(m, nn.Conv2d))
+        handle = first_conv.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+        calls.clear()
+        y, physics = dynamic_data(b=2, t=5)
+        net(y, physics)
+        handle.remove()
+        assert calls == [10] * expected, name  # B*T = 10 images per call
+
+
+# -- registry and checkpoints --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_rebuild_from_name_and_config(name):
+    net = small(name, share_window=2)
+    assert MODELS[name] is type(net) and net.name == name
+    config = json.loads(json.dumps(net.config))  # what a checkpoint stores
+    with torch.no_grad():  # move the weights away from any initialisation
+        for p in net.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    torch.manual_seed(123)
+    rebuilt = build_model(name, **config)
+    rebuilt.load_state_dict(net.state_dict())
+    y, physics = dynamic_data()
+    torch.testing.assert_close(rebuilt(y, physics), net(y, physics), rtol=0, atol=0)
+
+
+def test_rebuild_with_learnt_lambda():
+    net = small("unrolled", learn_lambda=True)
+    with torch.no_grad():
+        net.lam_raw.fill_(1.5)
+    rebuilt = build_model("unrolled", **net.config)
+    rebuilt.load_state_dict(net.state_dict())
+    assert float(rebuilt.lam.detach()) == pytest.approx(float(net.lam.detach()))
+
+
+def test_registry_names_and_errors():
+    assert set(MODELS) == {"unet", "cnn2dt", "unrolled"}
+    assert (MODELS["unet"], MODELS["cnn2dt"], MODELS["unrolled"]) == (ResidualUNet, Conv2dtNet, UnrolledNet)
+    with pytest.raises(ValueError, match="unknown model 'resnet'.*cnn2dt, unet, unrolled"):
+        build_model("resnet")
+    with pytest.raises(ValueError, match="unknown option.*'unet'.*widht.*valid options:.*channels"):
+        build_model("unet", widht=3)
+    with pytest.raises(ValueError, match="init must be one of"):
+        build_model("unrolled", init="zero")
+    with pytest.raises(ValueError, match="share_window"):
+        build_model("cnn2dt", share_window=0)
+    with pytest.raises(ValueError, match="iterations"):
+        build_model("unrolled", iterations=0)
+    with pytest.raises(ValueError, match="lam"):
+        build_model("unrolled", lam=-1.0)
+
+
+def test_default_configs_and_parameter_counts():
+    for name in MODELS:
+        net = build_model(name)
+        assert net.config["init"] == "view_sharing" and net.config["share_window"] is None
+        assert count_parameters(net) == sum(p.numel() for p in net.parameters())
+    unrolled = build_model("unrolled")
+    assert unrolled.config["iterations"] == 2 and unrolled.config["lam"] == 0.0
+    # 5 layers of 32 channels, 3x3: 2->32, 3 x 32->32, 32->2
+    assert count_parameters(unrolled) == (2 * 32 * 9 + 32) + 3 * (32 * 32 * 9 + 32) + (32 * 2 * 9 + 2)
+    assert build_model("cnn2dt").config["neighbours"] == 1
+    assert count_parameters(build_model("unrolled", learn_lambda=True)) == count_parameters(unrolled) + 1
+
+
+# -- initial image ----------------------------------------------------------------------------------
+
+
+def test_view_sharing_window_of_one_frame_is_the_adjoint():
+    y, physics = dynamic_data()
+    a = small("unrolled", share_window=1)(y, physics)
+    b = small("unrolled", init="adjoint")(y, physics)
+    torch.testing.assert_close(a, b)
+    c = small("unrolled")(y, physics)  # whole-sequence sharing gives another input
+    assert (a - c).abs().max() > 1e-3
+
+
+# -- frame structure ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", FRAME_WISE)
+def test_frame_wise_networks_treat_frames_independently(name):
+    net = small(name, init="adjoint")
+    y, physics = dynamic_data(b=2, t=5)
+    with torch.no_grad():
+        x = net(y, physics)
+        for t in (0, 3):
+            alone = net(y[:, :, t:t + 1], physics.with_mask(physics.mask[:, :, t:t + 1]))
+            torch.testing.assert_close(alone[:, :, 0], x[:, :, t], rtol=1e-5, atol=1e-5)
+
+
+def test_cnn2dt_sees_only_neighbouring_frames():
+    net = small("cnn2dt", init="adjoint", neighbours=1)
+    # the intensity scale is one number per sample, so it couples all frames: fix it here
+    net.intensity_scale = lambda x0: torch.ones(x0.shape[0], 1, 1, 1, 1)
+    y, physics = dynamic_data(b=1, t=6)
+    y2 = y.clone()
+    y2[:, :, 3] += torch.randn_like(y2[:, :, 3]) * physics.mask[:, 0, 3]
+    with torch.no_grad():
+        change = (net(y2, physics) - net(y, physics)).abs().amax(dim=(0, 1, 3, 4))
+    assert (change[[0, 1, 5]] == 0).all()
+    assert (change[[2, 3, 4]] > 1e-4).all()
+
+
+def test_stack_neighbours_repeats_the_ends():
+    x = torch.arange(3.0).reshape(1, 1, 3, 1, 1).expand(1, 2, 3, 1, 1) * torch.tensor([1.0, 10.0]).reshape(1, 2, 1, 1, 1)
+    s = stack_neighbours(x, 1)[:, :, 0, 0]  # (T, 2 * 3)
+    expected = torch.tensor([[0, 0, 1], [0, 1, 2], [1, 2, 2]], dtype=torch.float32)
+    torch.testing.assert_close(s, torch.cat((expected, 10 * expected), dim=1))
+    assert stack_neighbours(x, 0).shape == (3, 2, 1, 1)
+
+
+# -- multi-coil ----------------------------------------------------------------------------------
+
+
+def test_unrolled_multicoil_dynamic_and_static():
+    maps = coil_maps(2, 16, 16)
+    y, physics = dynamic_data(coil_maps=maps)
+    assert y.shape == (2, 2, 4, 3, 16, 16)
+    net = small("unrolled")
+    x = net(y, physics)
+    assert x.shape == (2, 2, 4, 16, 16)
+    # conjugate gradient: data consistency is approximate, but far better than the input's
+    residual = ((physics(x) - y).norm() / y.norm()).item()
+    start = ((physics(physics.view_sharing(y)) - y).norm() / y.norm()).item()
+    assert residual < 0.05 and residual < start / 10
+    with torch.no_grad():
+        x_big = net(1000 * y, physics)
+    assert (x_big - 1000 * x).norm() <= 1e-4 * (1000 * x).norm()
+    ys, physics_s = static_data(coil_maps=maps)
+    assert ys.shape == (2, 2, 3, 16, 16)
+    assert net(ys, physics_s).shape == (2, 2, 16, 16)
+    seq = SequentialMRI(mask=line_mask(2, 3, 16), coil_maps=maps)
+    assert net(seq(torch.randn(2, 2, 16, 16)), seq).shape == (2, 2, 16, 16)
+
+
+@pytest.mark.parametrize("name", ["unet", "cnn2dt"])
+def test_other_networks_run_multicoil(name):
+    y, physics = dynamic_data(b=1, t=2, coil_maps=coil_maps(1, 16, 16))
+    assert small(name)(y, physics).shape == (1, 2, 2, 16, 16)
+
+
+# -- toy networks ----------------------------------------------------------------------------------------
+
+
+def test_autoencoder_and_time_agnostic_net():
+    ae = AutoEncoder(32, 2, 2)
+    assert [type(m) for m in ae.encoder] == [nn.Linear, nn.ReLU, nn.Linear]
+    assert (ae.encoder[0].in_features, ae.encoder[0].out_features, ae.encoder[2].out_features) == (32, 2, 2)
+    assert ae.decoder[-1].out_features == 32
+    x = torch.rand(3, 2, 4, 4)
+    assert ae(x, "physics", extra=1).shape == x.shape
+    with pytest.raises(ValueError, match="32 values"):
+        ae(torch.rand(1, 2, 5, 5))
+
+    net = TimeAgnosticNet(ae)
+    seq = torch.rand(2, 2, 5, 4, 4)
+    out = net(seq, "physics")
+    assert out.shape == seq.shape
+    # the same as applying the image network to every frame on its own
+    for t in range(5):
+        torch.testing.assert_close(out[:, :, t], ae(seq[:, :, t]))
+    assert net(x).shape == x.shape
+
+
+def test_time_agnostic_net_passes_extra_arguments():
+    seen = {}
+
+    class Probe(nn.Module):
+        def forward(self, x, physics, scale=1.0):
+            seen["shape"], seen["physics"] = tuple(x.shape), physics
+            return x * scale
+
+    out = TimeAgnosticNet(Probe())(torch.ones(2, 2, 3, 4, 4), "P", scale=2.0)
+    assert seen == {"shape": (6, 2, 4, 4), "physics": "P"}
+    assert torch.equal(out, torch.full((2, 2, 3, 4, 4), 2.0))
