@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Callable, List, Optional
 
 import typer
-from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table
 
@@ -105,6 +104,12 @@ def _parse_model_options(items: List[str]) -> dict:
     return opts
 
 
+def _is_default(ctx: typer.Context, param: str) -> bool:
+    """True when the user did not give ``param`` on the command line."""
+    source = ctx.get_parameter_source(param)
+    return source is None or source.name in ("DEFAULT", "DEFAULT_MAP")
+
+
 def _load_toml(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
@@ -183,7 +188,7 @@ def train(
         for key, value in _load_toml(config).items():
             if key not in known:
                 raise InputError(config, f"unknown key {key!r}; known keys: {', '.join(sorted(known))}")
-            if ctx.get_parameter_source(param_for.get(key, key)) in (ParameterSource.DEFAULT, None):
+            if _is_default(ctx, param_for.get(key, key)):
                 values[key] = value
     if loss not in ("a2a", "p2p"):
         raise A2AError(f"--loss must be a2a or p2p, not {loss!r}")
@@ -201,7 +206,7 @@ def train(
         saved = json.loads((run / "config.json").read_text())
         for key, value in saved.items():
             param = {"train": "data", "out": "out_dir", "model_options": "model_option"}.get(key, key)
-            if key in values and ctx.get_parameter_source(param) in (ParameterSource.DEFAULT, None):
+            if key in values and _is_default(ctx, param):
                 setattr(cfg, key, value)
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn

@@ -325,9 +325,9 @@ def _classify_complex(ds: h5py.Dataset, name: str, path: Path) -> tuple[str, tup
     if dt.kind == "f":
         if len(shape) >= 1 and shape[-1] == 2:
             return "float2", shape[:-1], None
-        raise InputError(path, f"dataset '{name}' is real-valued ({dt}, shape {_shape_str(shape)}), but k-space is complex; {_COMPLEX_HELP}")
+        raise InputError(path, f"dataset '{name}' is real-valued ({dt}, shape {_shape_str(shape)}) but must be complex; {_COMPLEX_HELP}")
     if dt.kind in "iub":
-        raise InputError(path, f"dataset '{name}' holds integers ({dt}): real-valued, but k-space is complex; {_COMPLEX_HELP}")
+        raise InputError(path, f"dataset '{name}' holds integers ({dt}): real-valued, but it must be complex; {_COMPLEX_HELP}")
     raise InputError(path, f"dataset '{name}' has the unsupported data type {dt}; {_COMPLEX_HELP}")
 
 
@@ -438,9 +438,9 @@ def _inspect(f: h5py.File, path: Path, split: SplitOptions | None) -> FileInfo:
         else:
             candidates = [("T", "H", "W"), ("H", "W")]
         rshape = tuple(rds.shape)
-        if rds.dtype.kind == "f" and not rds.dtype.names:
-            # float: (..., 2) holds real/imaginary parts, otherwise a real-valued image
-            if rshape and rshape[-1] == 2 and _match_dims(rshape[:-1], candidates, sizes):
+        if rds.dtype.kind in "fiu" and not rds.dtype.names:
+            # float (..., 2): real/imaginary parts; otherwise a real-valued (magnitude) image
+            if rds.dtype.kind == "f" and rshape and rshape[-1] == 2 and _match_dims(rshape[:-1], candidates, sizes):
                 ref_style, ref_dims = "float2", _match_dims(rshape[:-1], candidates, sizes)
             else:
                 ref_style, ref_dims = "real", _match_dims(rshape, candidates, sizes)
@@ -606,7 +606,8 @@ class KspaceDataset(Dataset):
     """All (file, slice) pairs of several files, read lazily one slice per item.
 
     Every file is validated with :func:`inspect_file` here, so a bad file is reported
-    before training starts; files must share one acquisition mode. HDF5 handles are
+    before training starts. ``mode`` is the files' common acquisition mode (None if
+    they differ; each file's own is in ``infos``). HDF5 handles are
     opened on first use in each process (DataLoader workers get their own) and at
     most ``max_open_files`` stay open at a time.
 
@@ -623,15 +624,9 @@ class KspaceDataset(Dataset):
             raise A2AError("no input files given")
         self.split = split
         self.infos = [inspect_file(p, split) for p in self.paths]
-        modes = sorted({i.mode for i in self.infos})
-        if len(modes) > 1:
-            example = {i.mode: i.path for i in self.infos}
-            raise A2AError(
-                "input files mix acquisition modes: "
-                + ", ".join(f"{example[m]} is {m}" for m in modes)
-                + "; use files of one mode"
-            )
-        self.mode: str = modes[0]
+        modes = {i.mode for i in self.infos}
+        # whether mixed modes are acceptable is the caller's decision (e.g. a forced mode)
+        self.mode: str | None = modes.pop() if len(modes) == 1 else None
         self.items: list[tuple[str, int]] = []
         self.shapes: list[tuple[int, int, int]] = []
         self._item_info: list[FileInfo] = []

@@ -20,7 +20,7 @@ good part of k-space, and differ from the other chunks.
 >>> mask[:, 4] = True                     # the centre line in every frame
 >>> mask[[0, 1, 2, 3], [0, 2, 5, 7]] = True
 >>> report = mask_report(mask)
->>> report["orientation"], report["frames"]["acceleration"], report["union"]["samples"]
+>>> report["orientation"], [f["acceleration"] for f in report["frames"]], report["union"]["samples"]
 ('lines', [4.0, 4.0, 4.0, 4.0], 5)
 >>> report["never_sampled_lines"], report["recommended_split_size"]
 ([1, 3, 6], 2)
@@ -209,7 +209,8 @@ def mask_report(mask: object, split_sizes: Optional[Iterable[int]] = None) -> di
 
     * ``shape`` (as given), ``n_frames``, ``n_lines`` (W), ``orientation``
       (``"lines"``/``"points"``), ``unit`` (``"lines"``/``"points"``).
-    * ``frames``: ``samples`` and ``acceleration`` per frame (``None`` if empty).
+    * ``frames``: one dict per frame: ``frame``, ``samples``, ``acceleration`` (``None``
+      if empty).
     * ``union`` of all frames: ``samples``, ``acceleration``, ``fraction`` of k-space.
     * ``never_sampled_lines``: phase-encode indices no frame touches.
     * ``overlap``: ``in_multiple_frames`` (units sampled by >= 2 frames),
@@ -296,10 +297,9 @@ def mask_report(mask: object, split_sizes: Optional[Iterable[int]] = None) -> di
         "n_lines": int(w),
         "orientation": "lines" if lines else "points",
         "unit": unit_name,
-        "frames": {
-            "samples": [int(v) for v in per_frame],
-            "acceleration": [_ratio(n_units, int(v)) for v in per_frame],
-        },
+        "frames": [
+            {"frame": i, "samples": int(v), "acceleration": _ratio(n_units, int(v))} for i, v in enumerate(per_frame)
+        ],
         "union": {
             "samples": union_samples,
             "acceleration": _ratio(n_units, union_samples),

@@ -45,8 +45,9 @@ def test_frame_and_union_statistics(report_a):
     r = report_a
     assert r["shape"] == [6, 8]
     assert (r["n_frames"], r["n_lines"], r["orientation"], r["unit"]) == (6, 8, "lines", "lines")
-    assert r["frames"]["samples"] == [3] * 6
-    assert r["frames"]["acceleration"] == pytest.approx([8 / 3] * 6)
+    assert [f["frame"] for f in r["frames"]] == list(range(6))
+    assert [f["samples"] for f in r["frames"]] == [3] * 6
+    assert [f["acceleration"] for f in r["frames"]] == pytest.approx([8 / 3] * 6)
     assert r["union"] == {"samples": 7, "acceleration": pytest.approx(8 / 7), "fraction": 0.875}
     assert r["never_sampled_lines"] == [5]
     assert r["empty_frames"] == []
@@ -122,9 +123,9 @@ def test_given_split_sizes_are_all_reported():
 def test_empty_frame_and_centre_missing_chunk():
     r = mask_report(line_mask(8, FRAMES_B, height=2))
     assert r["orientation"] == "lines" and r["shape"] == [4, 2, 8]
-    assert r["frames"]["samples"] == [2, 2, 0, 1]
+    assert [f["samples"] for f in r["frames"]] == [2, 2, 0, 1]
     # H * W / points = 16 / (2 * lines)
-    assert r["frames"]["acceleration"] == [4.0, 4.0, None, 8.0]
+    assert [f["acceleration"] for f in r["frames"]] == [4.0, 4.0, None, 8.0]
     assert r["union"] == {"samples": 4, "acceleration": 2.0, "fraction": 0.5}
     assert r["empty_frames"] == [2]
     assert r["never_sampled_lines"] == [0, 1, 2, 7]
@@ -184,8 +185,7 @@ def test_point_mask_orientation_and_centre_point():
     m[1, 2, 3] = True
     r = mask_report(m, split_sizes=[1])
     assert r["orientation"] == "points" and r["unit"] == "points"
-    assert r["frames"]["samples"] == [2, 2]
-    assert r["frames"]["acceleration"] == [16.0, 16.0]
+    assert [(f["samples"], f["acceleration"]) for f in r["frames"]] == [(2, 16.0), (2, 16.0)]
     assert r["union"]["samples"] == 3 and r["union"]["acceleration"] == pytest.approx(32 / 3)
     assert r["centre"]["point"] == [2, 4] and r["centre"]["sampled_in_every_frame"]
     assert r["never_sampled_lines"] == [0, 2, 5, 6, 7]
