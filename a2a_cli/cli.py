@@ -352,16 +352,18 @@ def _fmt(v: Optional[float], digits: int = 2) -> str:
 
 def _print_quality(table: dict) -> None:
     t = Table(title=f"a2a reconstruction ({table['network']}, {table['mode']})")
-    for col in ("file", "slices", "PSNR zero-filled", "PSNR a2a", "SSIM zero-filled", "SSIM a2a", "s/frame", "output"):
-        t.add_column(col, justify="left" if col in ("file", "output") else "right")
+    for col in ("file", "slices", "PSNR zero-filled", "PSNR a2a", "SSIM zero-filled", "SSIM a2a", "s/frame"):
+        t.add_column(col, justify="left" if col == "file" else "right", no_wrap=col == "file")
     for r in table["files"]:
         t.add_row(Path(r["file"]).name, str(r["slices"]), _fmt(r["psnr_zero_filled"]), _fmt(r["psnr_network"]),
-                  _fmt(r["ssim_zero_filled"], 3), _fmt(r["ssim_network"], 3), _fmt(r["seconds_per_frame"], 4), r["output"])
+                  _fmt(r["ssim_zero_filled"], 3), _fmt(r["ssim_network"], 3), _fmt(r["seconds_per_frame"], 4))
     o = table["overall"]
     if len(table["files"]) > 1:
         t.add_row("[bold]overall", str(o["slices"]), _fmt(o["psnr_zero_filled"]), _fmt(o["psnr_network"]),
-                  _fmt(o["ssim_zero_filled"], 3), _fmt(o["ssim_network"], 3), "", "")
+                  _fmt(o["ssim_zero_filled"], 3), _fmt(o["ssim_network"], 3), "")
     out.print(t)
+    for r in table["files"]:
+        out.print(f"wrote {r['output']}", highlight=False, soft_wrap=True)
     if o["psnr_network"] is None:
         out.print("(no reference stored in the inputs: quality not measured)")
 
