@@ -14,6 +14,7 @@ from typing import Any, Callable, List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -44,7 +45,8 @@ class Assignment(str, Enum):
 
 
 def _fail(message: str, code: int = EXIT_USER_ERROR) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # escaped: file names and messages may hold "[...]", which rich would read as markup
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -58,7 +60,7 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except Interrupted as exc:
-            err.print(f"[yellow]{exc}[/]", highlight=False, soft_wrap=True)
+            err.print(f"[yellow]{escape(str(exc))}[/]", highlight=False, soft_wrap=True)
             raise typer.Exit(128 + int(exc.signum))
         except A2AError as exc:
             _fail(str(exc))
@@ -132,6 +134,8 @@ TRAIN_EPILOG = """
     a2a train scans/*.h5 --out runs/study --resume
 
     torchrun --nproc-per-node 2 -m a2a_cli train study/*.h5 --out runs/ddp
+
+    a2a train study/*.h5 --out runs/ddp --nproc 2 --workers 2
 """
 
 
@@ -149,6 +153,7 @@ def train(
     split_size: List[int] = typer.Option([], "--split-size", help="Frames per chunk (repeat for a random choice per step); default: T/2."),
     all_pairs: bool = typer.Option(False, "--all-pairs", help="Score each input chunk against all other chunks (lower-variance loss)."),
     neighbours_only: bool = typer.Option(False, "--neighbours-only", help="Targets only from the chunks next to the input chunk (less motion between them)."),
+    shuffle_frames: bool = typer.Option(False, "--shuffle-frames", help="Chunks from a random ordering of the frames at every step (static objects only, e.g. sequential mode)."),
     steps: Optional[int] = typer.Option(1500, help="Optimizer steps (upper bound)."),
     epochs: Optional[int] = typer.Option(None, help="Passes over the training slices (upper bound)."),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Stop after this many seconds."),
@@ -165,10 +170,12 @@ def train(
     frames: Optional[int] = typer.Option(None, help="fastMRI-style static files: split the sampled lines into this many frames."),
     assignment: Assignment = typer.Option(Assignment.random, help="How lines are assigned to frames (with --frames)."),
     centre_lines: int = typer.Option(0, "--centre-lines", help="Centre lines shared by every frame (with --frames)."),
+    mask_file: Optional[Path] = typer.Option(None, "--mask", help="CMRxRecon: sampling mask file (`*_mask*.mat`) for every input; default: the mask file beside each input."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with the same keys (command-line values win)."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    nproc: int = typer.Option(1, "--nproc", help="Train with this many processes (DistributedDataParallel; one per GPU on CUDA): re-runs this command under torchrun."),
 ) -> None:
     """Train a network with the self-supervised splitting loss on k-space files."""
     from .training import TrainConfig, train as run_training
@@ -177,13 +184,15 @@ def train(
         "train": [str(p) for p in data], "out": str(out_dir), "val": [str(p) for p in val],
         "mode": mode.value if mode else None, "model": model, "model_options": _parse_model_options(model_option),
         "loss": loss, "split_size": list(split_size), "all_pairs": all_pairs, "neighbours_only": neighbours_only,
+        "shuffle_frames": shuffle_frames,
         "steps": steps, "epochs": epochs, "time_limit": time_limit, "lr": lr, "batch_size": batch_size,
         "val_every": val_every, "patience": patience or None, "grad_clip": grad_clip, "save_every": save_every,
         "seed": seed, "device": device, "workers": workers, "amp": amp, "frames": frames,
         "assignment": assignment.value, "centre_lines": centre_lines,
+        "mask": str(mask_file) if mask_file is not None else None,
     }
     if config is not None:
-        param_for = {"train": "data", "out": "out_dir", "model_options": "model_option"}
+        param_for = {"train": "data", "out": "out_dir", "model_options": "model_option", "mask": "mask_file"}
         known = {f.name for f in fields(TrainConfig)}
         for key, value in _load_toml(config).items():
             if key not in known:
@@ -195,17 +204,41 @@ def train(
     for name in ("steps", "epochs", "batch_size", "val_every"):
         if values[name] is not None and values[name] < 1:
             raise A2AError(f"--{name.replace('_', '-')} must be at least 1")
+    if values["grad_clip"] is not None and not values["grad_clip"] > 0:
+        raise A2AError(f"--grad-clip must be a positive gradient norm, not {values['grad_clip']}")
     cfg = TrainConfig(**values)
+    if nproc < 1:
+        raise A2AError("--nproc must be at least 1")
+    import os
+
+    under_torchrun = "RANK" in os.environ
+    if nproc > 1 and under_torchrun:
+        raise A2AError("--nproc cannot be used under torchrun (torchrun already starts the processes)")
     run = Path(cfg.out)
-    if run.exists() and any(run.iterdir()) and not resume:
+    if run.exists() and not run.is_dir():
+        raise InputError(run, "--out must be a run directory, but this is a file; choose another --out")
+    # the run writes these names: none of them may be an input of the run
+    inputs = {Path(p).resolve() for p in [*cfg.train, *cfg.val, *([config] if config is not None else [])]}
+    for name in ("last.pt", "best.pt", "metrics.jsonl", "config.json", "loss.png"):
+        if (run / name).resolve() in inputs:
+            raise InputError(run / name, "is an input of this run and would be overwritten by its output; choose another --out")
+    # only rank 0 looks at the run directory: another rank could find the files rank 0 has just written
+    if int(os.environ.get("RANK", "0")) == 0 and run.exists() and any(run.iterdir()) and not resume:
         if not overwrite:
             raise A2AError(f"{run} already holds a run: pass --resume to continue it or --overwrite to start again")
         for name in ("last.pt", "best.pt", "metrics.jsonl", "config.json", "loss.png"):
             (run / name).unlink(missing_ok=True)
+    if nproc > 1:
+        raise typer.Exit(_relaunch_distributed(nproc))
     if resume and (run / "config.json").is_file():
-        saved = json.loads((run / "config.json").read_text())
+        try:
+            saved = json.loads((run / "config.json").read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(run / "config.json", f"is not valid JSON ({exc}); cannot resume this run") from None
+        if not isinstance(saved, dict):
+            raise InputError(run / "config.json", "does not hold a run configuration (a JSON object); cannot resume this run")
         for key, value in saved.items():
-            param = {"train": "data", "out": "out_dir", "model_options": "model_option"}.get(key, key)
+            param = {"train": "data", "out": "out_dir", "model_options": "model_option", "mask": "mask_file"}.get(key, key)
             if key in values and _is_default(ctx, param):
                 setattr(cfg, key, value)
 
@@ -233,7 +266,7 @@ def train(
             bar.update(task, completed=event["step"], total=event["total"], loss=f"{event['loss']:.4g}", val=val_txt, rate=f"{rate:.1f}")
 
         summary = run_training(cfg, resume=resume, progress=on_step, log=lambda m: err.print(m, highlight=False, soft_wrap=True))
-    if json_out:
+    if json_out and show:  # one summary, not one per rank
         out.print_json(json.dumps(summary))
     elif show:
         err.print(
@@ -241,6 +274,51 @@ def train(
             f"best checkpoint {summary['best']}",
             highlight=False, soft_wrap=True,
         )
+
+
+def _without_option(args: List[str], name: str) -> List[str]:
+    """``args`` without ``name VALUE`` and ``name=VALUE``.
+
+    >>> _without_option(["a.h5", "--nproc", "2", "--steps=3", "--nproc=4"], "--nproc")
+    ['a.h5', '--steps=3']
+    """
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            kept.append(arg)
+    return kept
+
+
+def _relaunch_distributed(nproc: int) -> int:
+    """Run this ``train`` command again, without ``--nproc``, as ``nproc`` torchrun processes; returns their exit status.
+
+    The standard launcher (standalone rendezvous on this machine) sets RANK, WORLD_SIZE
+    and LOCAL_RANK, which :func:`a2a_cli.training.train` reads.
+    """
+    import subprocess
+
+    argv = sys.argv[1:]
+    if "train" not in argv:
+        raise A2AError("--nproc: the train command line was not found to re-run; use "
+                       "`torchrun --nproc-per-node N -m a2a_cli train ...` instead")
+    args = _without_option(argv[argv.index("train") + 1:], "--nproc")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "a2a_cli", "train", *args]
+    proc = subprocess.Popen(cmd)
+    # Ctrl-C reaches the workers directly (same process group): wait for their checkpoint
+    # instead of dying first; a SIGTERM to this process is passed on to the launcher.
+    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    old_term = signal.signal(signal.SIGTERM, lambda signum, _frame: proc.send_signal(signum))
+    try:
+        code = proc.wait()
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+    return 128 - code if code < 0 else code  # killed by signal N: the shell's 128 + N
 
 
 RECON_EPILOG = """
@@ -262,7 +340,7 @@ def reconstruct(
     out_dir: Path = typer.Option(..., "--out", "-o", help="Output directory: one <name>_recon.h5 per input."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    frames_per_batch: Optional[int] = typer.Option(None, "--frames-per-batch", help="Run the network over windows of this many frames (bounded memory for long sequences)."),
+    frames_per_batch: Optional[int] = typer.Option(None, "--frames-per-batch", help="Run the network over windows of this many frames (bounded memory for long sequences; same result). Default: windows only when a whole sequence would not fit in memory; 0: never."),
     preview: Optional[Path] = typer.Option(None, "--preview", help="Write a picture (.png, or .gif for a dynamic sequence) of the first file."),
     preview_slice: int = typer.Option(0, "--preview-slice", help="Slice shown in the preview."),
     preview_frame: int = typer.Option(0, "--preview-frame", help="Frame shown in a PNG preview."),
@@ -270,6 +348,7 @@ def reconstruct(
     assignment: Assignment = typer.Option(Assignment.random, help="How lines are assigned to frames (with --frames)."),
     centre_lines: int = typer.Option(0, "--centre-lines", help="Centre lines shared by every frame (with --frames)."),
     seed: int = typer.Option(0, help="Seed of the line assignment (with --frames)."),
+    mask_file: Optional[Path] = typer.Option(None, "--mask", help="CMRxRecon: sampling mask file (`*_mask*.mat`) for every input; default: the mask file beside each input."),
     json_out: bool = typer.Option(False, "--json", help="Print the quality table as JSON on stdout."),
 ) -> None:
     """Reconstruct full sequences (no splitting) with a trained network; report quality when a reference is stored."""
@@ -278,11 +357,13 @@ def reconstruct(
     from .reconstruction import output_path, load_for_inference, overall, reconstruct_file
     from .training import pick_device
 
-    if frames_per_batch is not None and frames_per_batch < 1:
-        raise A2AError("--frames-per-batch must be at least 1")
+    if frames_per_batch is not None and frames_per_batch < 0:
+        raise A2AError("--frames-per-batch must be at least 1 (or 0: whole sequences)")
     inputs = [Path(p) for p in data]
     targets = [output_path(p, out_dir) for p in inputs]
-    resolved_inputs = {p.resolve() for p in inputs}
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise InputError(out_dir, "--out must be a directory for the outputs, but this is a file")
+    resolved_inputs = {p.resolve() for p in [*inputs, Path(checkpoint)]}
     for source, target in zip(inputs, targets):
         if target.resolve() in resolved_inputs:
             raise InputError(target, "this output path is also an input file; choose another --out directory")
@@ -292,6 +373,8 @@ def reconstruct(
         raise A2AError("two inputs have the same file name, so their outputs would collide; reconstruct them separately")
     if preview is not None and preview.suffix.lower() not in (".png", ".gif"):
         raise A2AError("--preview must end in .png or .gif")
+    if preview is not None and preview.resolve() in resolved_inputs:
+        raise InputError(preview, "--preview names an input file, which is never overwritten; choose another name")
     if preview is not None and preview.exists() and not overwrite:
         raise InputError(preview, "preview exists; pass --overwrite to replace it")
     dev = pick_device(device)
@@ -307,7 +390,7 @@ def reconstruct(
             res = reconstruct_file(
                 ckpt, net, source, out_dir, dev, overwrite=overwrite, frames_per_batch=frames_per_batch,
                 split=split, on_slice=lambda d, n, t=task: bar.update(t, completed=d, total=n),
-                keep=keep if i == 0 else None,
+                keep=keep if i == 0 else None, mask_file=mask_file,
             )
             results.append(res)
     table = {"files": [r.summary() for r in results], "overall": overall(results), "checkpoint": str(checkpoint),
@@ -392,22 +475,27 @@ def inspect_mask(
     assignment: Assignment = typer.Option(Assignment.random, help="How lines are assigned to frames (with --frames)."),
     centre_lines: int = typer.Option(0, "--centre-lines", help="Centre lines shared by every frame (with --frames)."),
     seed: int = typer.Option(0, help="Seed of the line assignment (with --frames)."),
+    mask_file: Optional[Path] = typer.Option(None, "--mask", help="CMRxRecon: sampling mask file (`*_mask*.mat`); default: the mask file beside the input."),
 ) -> None:
     """Show whether a file's sampling pattern suits splitting in time."""
     from .io import inspect_file, read_mask
     from .masks import mask_report, render_text, save_mask_png
 
     split = _split_options(frames, assignment, centre_lines, seed)
-    info = inspect_file(data, split=split)
+    info = inspect_file(data, split=split, mask_file=mask_file)
     if not 0 <= slice_index < info.n_slices:
         raise InputError(data, f"--slice {slice_index} is outside 0..{info.n_slices - 1}")
-    mask = read_mask(data, split=split, slice_index=slice_index)
+    mask = read_mask(data, split=split, slice_index=slice_index, mask_file=mask_file)
     report = mask_report(mask, split_sizes=list(split_size) or None)
     report["file"] = str(data)
     report["slice"] = slice_index
     report["mask_source"] = info.mask_source
     report["coils"] = getattr(info, "coils", None)
+    # where the coil maps will come from: "stored", "espirit" (low-resolution fallback per slice) or "lowres"
+    report["sensitivity"] = getattr(info, "sensitivity", None) or ("estimated" if (getattr(info, "coils", None) or 1) > 1 else None)
     if png is not None:
+        if png.resolve() == data.resolve():
+            raise InputError(png, "--png names the input file, which is never overwritten; choose another name")
         if png.exists() and not overwrite:
             raise InputError(png, "exists; pass --overwrite to replace it")
         save_mask_png(mask, png)
@@ -426,7 +514,8 @@ def _print_mask_report(r: dict, picture: str) -> None:
     out.print(Panel(picture, title=f"{Path(r['file']).name}: phase-encode lines (x) against time (y)", expand=False), highlight=False)
     u = r.get("union", {})
     out.print(
-        f"shape {tuple(r.get('shape', ()))}, {r.get('orientation')}, mask {r.get('mask_source')}; "
+        f"shape {tuple(r.get('shape', ()))}, {r.get('orientation')}, mask {r.get('mask_source')}"
+        + (f", {r['coils']} coils (maps: {r.get('sensitivity')})" if (r.get("coils") or 1) > 1 else "") + "; "
         f"union of all frames: acceleration {_fmt(u.get('acceleration'))}, coverage {_fmt(100 * (u.get('fraction') or 0), 0)}%",
         highlight=False,
     )
@@ -448,6 +537,43 @@ def _print_mask_report(r: dict, picture: str) -> None:
         out.print(f"[yellow]warning:[/] {w}", highlight=False)
     rec = r.get("recommended_split_size")
     out.print(f"[bold {colour}]verdict: {r.get('verdict')}[/]" + (f" (recommended --split-size {rec})" if rec else ""), highlight=False)
+
+
+CONVERT_EPILOG = """
+**Examples**
+
+    a2a convert AccFactor04/P001/cine_sax.mat cine_sax_acc04.h5
+
+    a2a convert FullSample/P001/cine_sax.mat cine_sax_kt8.h5 --mask Mask_Task2/P001/cine_sax_mask_ktGaussian8.mat
+
+    a2a convert ocmr_cine.h5 ocmr_a2a.h5 --overwrite
+"""
+
+
+@app.command(epilog=CONVERT_EPILOG)
+@user_errors
+def convert(
+    source: Path = typer.Argument(..., help="Input: CMRxRecon .mat, ISMRMRD raw data, fastMRI or a2a HDF5.", show_default=False),
+    target: Path = typer.Argument(..., help="Output a2a file (HDF5).", show_default=False),
+    mask_file: Optional[Path] = typer.Option(None, "--mask", help="CMRxRecon: sampling mask file (`*_mask*.mat`); default: the mask file beside the input."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+    frames: Optional[int] = typer.Option(None, help="fastMRI-style static files: split the sampled lines into this many frames."),
+    assignment: Assignment = typer.Option(Assignment.random, help="How lines are assigned to frames (with --frames)."),
+    centre_lines: int = typer.Option(0, "--centre-lines", help="Centre lines shared by every frame (with --frames)."),
+    seed: int = typer.Option(0, help="Seed of the line assignment (with --frames)."),
+) -> None:
+    """Write the a2a file of any supported input (slice by slice; the output appears only when complete)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from .formats import convert as convert_file, detect
+
+    split = _split_options(frames, assignment, centre_lines, seed)
+    kind = detect(source)  # a missing or non-HDF5 input fails here, before the progress bar
+    with Progress(TextColumn(f"[bold]convert {source.name}"), BarColumn(), MofNCompleteColumn(), TextColumn("slices"), console=err) as bar:
+        task = bar.add_task("convert", total=None)
+        written = convert_file(source, target, mask_file=mask_file, split=split, overwrite=overwrite,
+                               on_slice=lambda d, n: bar.update(task, completed=d, total=n))
+    err.print(f"wrote {written} (from a {kind} file)", highlight=False, soft_wrap=True)
 
 
 SIM_EPILOG = """

@@ -3,9 +3,37 @@ from __future__ import annotations
 
 import os
 
+_WORKER_TRACEBACK = "Original Traceback (most recent call last)"
+
+
+def _original_message(message: str) -> str:
+    """The error's own message, when ``message`` is a DataLoader worker's report.
+
+    A DataLoader re-raises an error from a worker process as ``type(error)(text)``,
+    where ``text`` holds the worker's traceback; its last line is
+    ``module.Class: the original message``.
+
+    >>> _original_message("Caught X.\\nOriginal Traceback (most recent call last):\\n  ...\\na2a_cli.errors.InputError: a.h5: bad")
+    'a.h5: bad'
+    >>> _original_message("plain")
+    'plain'
+    """
+    if _WORKER_TRACEBACK not in message:
+        return message
+    last = message.rstrip().splitlines()[-1]
+    head, sep, rest = last.partition(": ")
+    if sep and "." in head and " " not in head:  # a qualified class name
+        return rest
+    return last
+
 
 class A2AError(Exception):
     """A problem the user can fix: reported without a traceback."""
+
+    def __init__(self, *args: object):
+        if len(args) == 1 and isinstance(args[0], str):
+            args = (_original_message(args[0]),)
+        super().__init__(*args)
 
 
 class InputError(A2AError, ValueError):
@@ -13,9 +41,17 @@ class InputError(A2AError, ValueError):
 
     >>> str(InputError("scan.h5", "dataset 'kspace' is missing"))
     "scan.h5: dataset 'kspace' is missing"
+
+    Built from one message only (as a DataLoader does when it re-raises a worker's
+    error), the file is the part before the first ``": "``.
     """
 
-    def __init__(self, path: str | os.PathLike, problem: str):
+    def __init__(self, path: str | os.PathLike, problem: str | None = None):
+        if problem is None:
+            message = _original_message(str(path))
+            path, sep, problem = message.partition(": ")
+            if not sep:
+                path, problem = "", message
         self.path = str(path)
         self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+        super().__init__(f"{self.path}: {problem}" if self.path else problem)

@@ -20,9 +20,24 @@ member                 shape                                        content
 attr ``acquisition``   string                                       ``dynamic`` (default for 4D ``kspace``) or
                                                                     ``sequential`` (a static object sampled by a time
                                                                     series of masks)
+``kspace``,            ``(T, N, H, W)`` one slice or                N receive coils: the coil axis sits just before
+multi-coil             ``(S, T, N, H, W)``                          ``(H, W)``; only with the attribute ``coils``
+attr ``coils``         integer N >= 1                               marks the coil axis (required with one); N = 1 is
+                                                                    read as single-coil data
+``sensitivity_maps``   ``(N, H, W)`` or ``(S, N, H, W)``            complex coil maps, used as given; absent: estimated
+(optional)                                                          per slice (:mod:`a2a_cli.coils`)
 =====================  ==========================================  =====================================================
 
-Complex data (``kspace`` and ``reference``) may be stored as
+**Multi-coil files.** The attribute ``coils`` alone decides whether ``kspace`` has
+a coil axis: a 4D ``(T, N, H, W)`` slice and a 4D ``(S, T, H, W)`` stack have the
+same rank, so shape cannot tell them apart. A 5D ``kspace`` without ``coils`` is
+an error, as is ``coils`` that does not match the axis before ``(H, W)``. The
+``mask`` and ``reference`` keep their single-coil shapes: one mask shared by all
+coils, a coil-combined reference. ``sensitivity_maps`` in a file without ``coils``
+is an error. The simulator stores its true maps as ``true_sensitivity_maps``, which
+readers ignore, so that simulated files exercise the estimation like scanner files.
+
+Complex data (``kspace``, ``reference``, ``sensitivity_maps``) may be stored as
 
 * a complex type (h5py writes complex64 as a compound of ``r``/``i``);
 * a compound type with float fields ``real``/``imag``, ``r``/``i`` or ``re``/``im``
@@ -58,12 +73,19 @@ that says so. ``split`` is ignored for a2a files, whose frames are in the file. 
 Masks of shape ``(S, T, W)`` and ``(T, H, W)`` coincide when ``S == T == H``; the
 per-slice line mask ``(S, T, W)`` is then assumed.
 
+**Other layouts.** CMRxRecon ``.mat`` files, ISMRMRD raw data and multi-coil fastMRI
+files (``kspace`` ``(slices, coils, H, W)`` with an ``ismrmrd_header`` dataset or a
+protocol name as ``acquisition``) are recognised from their contents and read by
+:mod:`a2a_cli.formats`, which returns the same :class:`FileInfo` and :class:`Sample`.
+
 Tensor layouts returned (see :mod:`a2a_cli.physics`): k-space and images
-``(B, 2, T, H, W)`` float32 (channel 0 real, 1 imaginary), masks ``(B, 1, T, H, W)``.
+``(B, 2, T, H, W)`` float32 (channel 0 real, 1 imaginary), masks ``(B, 1, T, H, W)``;
+multi-coil k-space ``(B, 2, T, N, H, W)`` with coil maps complex64 ``(B, N, H, W)``.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import json
 import math
@@ -91,6 +113,7 @@ __all__ = [
     "centre_line_indices",
     "split_lines",
     "inspect_file",
+    "with_sensitivity",
     "read_slice",
     "read_mask",
     "mask_is_lines",
@@ -107,6 +130,16 @@ PathLike = str | os.PathLike
 # file is inspected, so a bad mask is reported before training; larger masks are
 # checked slice by slice as they are read.
 _MASK_CHECK_LIMIT = 1 << 22
+
+# What a file header may declare. A damaged or hostile header can claim 10^9 frames
+# in a file of a few kilobytes (HDF5 stores unwritten chunks as nothing); reading one
+# such slice would ask for terabytes, and listing 10^9 slices would never finish. The
+# limits are generous for real scans (1000 frames of 512 x 512 fit) and can be raised
+# with these environment variables.
+MAX_SLICE_SAMPLES_ENV = "A2A_MAX_SLICE_SAMPLES"
+MAX_SLICES_ENV = "A2A_MAX_SLICES"
+_DEFAULT_MAX_SLICE_SAMPLES = 1 << 28  # complex samples per slice (2 GiB as complex64)
+_DEFAULT_MAX_SLICES = 100_000
 
 _COMPLEX_FIELD_NAMES = (("real", "imag"), ("r", "i"), ("re", "im"))
 _COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
@@ -193,8 +226,12 @@ def split_lines(lines: np.ndarray, split: SplitOptions, slice_index: int = 0) ->
 class FileInfo:
     """What :func:`inspect_file` learnt from a file's header.
 
-    ``frames`` is T after splitting for fastMRI-style files. The underscored fields
-    record how the datasets are stored, for the readers.
+    ``frames`` is T after splitting for fastMRI-style files. ``coils`` is N for
+    multi-coil k-space (None for one coil); ``sensitivity`` says where the coil maps
+    come from: ``"stored"`` (the file's ``sensitivity_maps``), ``"espirit"`` (estimated;
+    a slice whose calibration region is too small falls back to ``"lowres"``, see
+    :func:`a2a_cli.coils.estimate_maps`), ``"lowres"``, or None (one coil). The
+    underscored fields record how the datasets are stored, for the readers.
     """
 
     path: Path
@@ -208,7 +245,13 @@ class FileInfo:
     mask_source: Literal["stored", "derived", "split"]
     complex_style: Literal["complex", "compound", "float2"] = "complex"
     reference_static: bool = False
+    coils: int | None = None
+    sensitivity: Literal["stored", "espirit", "lowres"] | None = None
     _kspace_fields: tuple[str, str] | None = field(default=None, repr=False)
+    _kspace_coil_axis: bool = field(default=False, repr=False)
+    _maps_dims: tuple[str, ...] | None = field(default=None, repr=False)
+    _maps_style: str | None = field(default=None, repr=False)
+    _maps_fields: tuple[str, str] | None = field(default=None, repr=False)
     _kspace_slice_axis: bool = field(default=True, repr=False)
     _mask_dims: tuple[str, ...] | None = field(default=None, repr=False)
     _reference_dims: tuple[str, ...] | None = field(default=None, repr=False)
@@ -225,9 +268,11 @@ class FileInfo:
 class Sample:
     """One slice, as tensors.
 
-    ``kspace`` float32 ``(1, 2, T, H, W)``; ``mask`` float32 ``(1, 1, T, H, W)``;
-    ``reference`` float32 ``(1, 2, T, H, W)`` (dynamic) or ``(1, 2, H, W)`` (static)
-    or None.
+    ``kspace`` float32 ``(1, 2, T, H, W)`` (``(1, 2, T, N, H, W)`` with N coils);
+    ``mask`` float32 ``(1, 1, T, H, W)`` (shared by the coils); ``reference`` float32
+    ``(1, 2, T, H, W)`` (dynamic) or ``(1, 2, H, W)`` (static) or None, coil-combined;
+    ``coil_maps`` complex64 ``(1, N, H, W)`` or None (one coil); ``sensitivity`` how
+    the maps were obtained (``"stored"``, ``"espirit"``, ``"lowres"``; None: one coil).
     """
 
     kspace: torch.Tensor
@@ -235,6 +280,8 @@ class Sample:
     reference: torch.Tensor | None
     file: str
     slice_index: int
+    coil_maps: torch.Tensor | None = None
+    sensitivity: str | None = None
 
 
 def _shape_str(shape: Sequence[int]) -> str:
@@ -285,14 +332,62 @@ def _open(path: Path) -> h5py.File:
         raise InputError(path, problem) from None
 
 
+def _limit(env: str, default: int) -> int:
+    """A size limit, from the environment variable ``env`` when it holds a positive integer."""
+    try:
+        value = int(os.environ.get(env, ""))
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+def _check_declared_size(info: "FileInfo") -> "FileInfo":
+    """Refuse headers that declare more than we will allocate (see the limits above)."""
+    max_slices = _limit(MAX_SLICES_ENV, _DEFAULT_MAX_SLICES)
+    if info.n_slices > max_slices:
+        raise InputError(
+            info.path,
+            f"declares {info.n_slices} slices, more than the limit of {max_slices} (a damaged header?); "
+            f"set {MAX_SLICES_ENV} to raise the limit",
+        )
+    coils = max(1, int(getattr(info, "coils", 1) or 1))
+    samples = info.frames * info.height * info.width * coils
+    max_samples = _limit(MAX_SLICE_SAMPLES_ENV, _DEFAULT_MAX_SLICE_SAMPLES)
+    if samples > max_samples:
+        shape = f"{info.frames} frames x {info.height} x {info.width}" + (f" x {coils} coils" if coils > 1 else "")
+        raise InputError(
+            info.path,
+            f"declares slices of {shape} = {samples} complex samples ({samples * 8 / 2**30:.1f} GiB each), more than "
+            f"the limit of {max_samples} (a damaged header?); set {MAX_SLICE_SAMPLES_ENV} to raise the limit",
+        )
+    return info
+
+
+@contextlib.contextmanager
+def _damage_as_input_error(path: Path) -> Iterator[None]:
+    """Report HDF5 library failures inside a file (damaged or truncated) as an :class:`InputError`."""
+    try:
+        yield
+    except A2AError:
+        raise
+    except (OSError, KeyError, RuntimeError) as e:
+        # h5py signals a damaged object header, B-tree or chunk with these
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise InputError(path, f"cannot be read (damaged or truncated HDF5 file?): {first}") from None
+
+
 def _dataset(f: h5py.File, name: str, path: Path) -> h5py.Dataset:
     obj = f[name]
-    if not isinstance(obj, h5py.Dataset):
+    if isinstance(obj, h5py.Group):
         raise InputError(path, f"'{name}' is a group, not a dataset")
+    if not isinstance(obj, h5py.Dataset):
+        raise InputError(path, f"'{name}' is a {type(obj).__name__}, not a dataset")
     if obj.shape is None:
         raise InputError(path, f"dataset '{name}' is empty (it has no dataspace)")
-    if h5py.check_string_dtype(obj.dtype) is not None or obj.dtype.kind in "SUO":
+    if h5py.check_string_dtype(obj.dtype) is not None or obj.dtype.kind in "SU":
         raise InputError(path, f"dataset '{name}' holds text (strings), not numbers")
+    if obj.dtype.kind == "O" or h5py.check_vlen_dtype(obj.dtype) is not None:
+        raise InputError(path, f"dataset '{name}' holds variable-length or object data ({obj.dtype}), not an array of numbers")
     return obj
 
 
@@ -347,23 +442,86 @@ def _check_finite(z: np.ndarray, path: Path, what: str) -> None:
         raise InputError(path, f"{what} contains {n_nan} NaN and {n_inf} Inf (infinite) values; remove or zero them first")
 
 
-def inspect_file(path: PathLike, split: SplitOptions | None = None) -> FileInfo:
+def inspect_file(
+    path: PathLike, split: SplitOptions | None = None, mask_file: PathLike | None = None,
+    sensitivity: SensitivityChoice = "auto",
+) -> FileInfo:
     """Validate a file from its header (and small mask) without reading its k-space.
 
     Raises :class:`InputError` naming the file and the problem. ``split`` is needed
     for fastMRI-style static files (see the module docstring) and ignored otherwise.
+    CMRxRecon, ISMRMRD and multi-coil fastMRI files are read by
+    :mod:`a2a_cli.formats`; ``mask_file`` is a separate (CMRxRecon) mask file.
+    ``sensitivity`` chooses the coil maps of multi-coil files (see :func:`with_sensitivity`).
     """
     path = Path(path)
     with _open(path) as f:
-        return _inspect(f, path, split)
+        return with_sensitivity(_inspect(f, path, split, mask_file), sensitivity)
 
 
-def _inspect(f: h5py.File, path: Path, split: SplitOptions | None) -> FileInfo:
+SensitivityChoice = Literal["auto", "stored", "espirit", "lowres"]
+
+
+def with_sensitivity(info: FileInfo, choice: SensitivityChoice | None) -> FileInfo:
+    """``info`` with its coil maps taken as ``choice`` says (single-coil files are returned as they are).
+
+    ``"auto"`` (or None): the file's ``sensitivity_maps`` when it has them, else ESPIRiT
+    (falling back to low-resolution maps for a slice whose calibration region is too
+    small); ``"stored"``: the file's maps, an :class:`InputError` if it has none;
+    ``"espirit"``/``"lowres"``: estimated even if the file stores maps.
+    """
+    if choice in (None, "auto") or not getattr(info, "coils", None):
+        return info
+    if choice == "stored":
+        if info._maps_dims is None:
+            raise InputError(info.path, "stored coil sensitivities were asked for, but the file has no 'sensitivity_maps'")
+        return dataclasses.replace(info, sensitivity="stored")
+    if choice not in ("espirit", "lowres"):
+        raise A2AError(f"sensitivity must be auto, stored, espirit or lowres, got {choice!r}")
+    return dataclasses.replace(info, sensitivity=choice)
+
+
+def _inspect(f: h5py.File, path: Path, split: SplitOptions | None, mask_file: PathLike | None = None) -> FileInfo:
+    """:func:`inspect_file` on an open file: damage and oversized headers become :class:`InputError`."""
+    with _damage_as_input_error(path):
+        return _check_declared_size(_inspect_header(f, path, split, mask_file))
+
+
+def _inspect_header(f: h5py.File, path: Path, split: SplitOptions | None, mask_file: PathLike | None = None) -> FileInfo:
+    from . import formats  # imported here: formats builds on this module
+
+    kind = formats.importer_for(f)
+    if kind is not None:
+        return formats.inspect(f, path, split, mask_file, kind)
+    if mask_file is not None:
+        raise InputError(path, "a separate mask file (--mask) is used only for CMRxRecon files; this file carries its own mask")
     if "kspace" not in f:
         held = ", ".join(sorted(f.keys())) or "nothing"
         raise InputError(path, f"no dataset 'kspace' (the file holds: {held})")
     ds = _dataset(f, "kspace", path)
     style, shape, fields = _classify_complex(ds, "kspace", path)
+    # the attribute `coils` alone says whether kspace has a coil axis (before H, W):
+    # a 4D (T, N, H, W) slice and a 4D (S, T, H, W) stack cannot be told apart by shape
+    n_coils = _coil_attr(f, path)
+    if n_coils is not None:
+        if len(shape) not in (4, 5) or 0 in shape:
+            raise InputError(
+                path,
+                f"the attribute coils={n_coils} says 'kspace' has a coil axis, so it must be 4D (T, N, H, W) or "
+                f"5D (S, T, N, H, W); it has shape {_shape_str(shape)}",
+            )
+        if shape[-3] != n_coils:
+            raise InputError(path, f"the attribute coils={n_coils} does not match the coil axis of 'kspace' {_shape_str(shape)} (size {shape[-3]} before H, W)")
+        acq_attr = (_attr_str(f.attrs.get("acquisition")) or "").lower()
+        if acq_attr not in ("", "dynamic", "sequential"):
+            raise InputError(path, f"a2a multi-coil k-space must be 'dynamic' or 'sequential', not acquisition={acq_attr!r}")
+        shape = shape[:-3] + shape[-2:]
+    elif len(shape) == 5:
+        raise InputError(
+            path,
+            f"'kspace' has 5 dimensions (shape {_shape_str(shape)}): multi-coil k-space (S, T, N, H, W) needs the file attribute "
+            f"coils = N (the size of the coil axis)",
+        )
     if len(shape) not in (3, 4):
         raise InputError(
             path,
@@ -377,13 +535,16 @@ def _inspect(f: h5py.File, path: Path, split: SplitOptions | None) -> FileInfo:
     acq = acq_raw.lower() if acq_raw is not None else None
     if acq in ("dynamic", "sequential"):
         layout, mode = "a2a", acq
+    elif n_coils is not None:  # a coil axis: an a2a file, dynamic unless it says otherwise
+        layout, mode = "a2a", "dynamic"
     elif len(shape) == 4:
         if acq is not None and acq != "":
             kind = "static" if acq == "static" else f"unknown ({acq_raw!r})"
             raise InputError(
                 path,
                 f"acquisition is {kind} but 'kspace' is 4D {_shape_str(shape)}; a 4D file must be "
-                f"'dynamic' or 'sequential' (S, T, H, W); multi-coil static k-space is not supported",
+                f"'dynamic' or 'sequential' (S, T, H, W); multi-coil static k-space (slices, coils, H, W) is read "
+                f"only as a fastMRI file, which has an 'ismrmrd_header' dataset or a protocol name as acquisition",
             )
         layout, mode = "a2a", "dynamic"
     else:
@@ -451,13 +612,42 @@ def _inspect(f: h5py.File, path: Path, split: SplitOptions | None) -> FileInfo:
             expected = " or ".join(_dims_str(c, sizes) for c in candidates)
             raise InputError(path, f"'reference' has shape {_shape_str(rshape)}, which does not fit 'kspace' {_shape_str(shape)}: expected {expected}")
 
+    maps_dims = maps_style = maps_fields = None
+    if "sensitivity_maps" in f:
+        if n_coils is None:
+            raise InputError(path, "the file holds 'sensitivity_maps' but 'kspace' has no coil axis (set the attribute coils = N)")
+        sds = _dataset(f, "sensitivity_maps", path)
+        maps_style, logical, maps_fields = _classify_complex(sds, "sensitivity_maps", path)
+        candidates = [("S", "N", "H", "W"), ("N", "H", "W")] if slice_axis else [("N", "H", "W")]
+        maps_dims = _match_dims(logical, candidates, {**sizes, "N": n_coils})
+        if maps_dims is None:
+            expected = " or ".join(_dims_str(c, {**sizes, "N": n_coils}) for c in candidates)
+            raise InputError(path, f"'sensitivity_maps' has shape {_shape_str(logical)}, which does not fit 'kspace': expected {expected}")
+
+    # a coil axis of size 1 is plain single-coil data (its maps, if any, are not needed)
+    multi = n_coils is not None and n_coils > 1
     return FileInfo(
         path=path, layout=layout, mode=mode, n_slices=int(s), frames=int(t), height=int(h), width=int(w),
         has_reference=ref_dims is not None, mask_source=mask_source, complex_style=style,  # type: ignore[arg-type]
         reference_static=ref_dims is not None and "T" not in ref_dims,
+        coils=n_coils if multi else None,
+        sensitivity=("stored" if maps_dims else "espirit") if multi else None,
         _kspace_fields=fields, _kspace_slice_axis=slice_axis, _mask_dims=mask_dims,
         _reference_dims=ref_dims, _reference_style=ref_style, _reference_fields=ref_fields,
+        _kspace_coil_axis=n_coils is not None, _maps_dims=maps_dims if multi else None,
+        _maps_style=maps_style, _maps_fields=maps_fields,
     )
+
+
+def _coil_attr(f: h5py.File, path: Path) -> int | None:
+    """The file attribute ``coils`` (N, the size of the coil axis of ``kspace``), or None when absent."""
+    raw = f.attrs.get("coils")
+    if raw is None:
+        return None
+    value = np.asarray(raw)
+    if value.size != 1 or value.dtype.kind not in "iuf" or float(value.reshape(())) != int(value.reshape(())) or int(value.reshape(())) < 1:
+        raise InputError(path, f"the attribute coils must be a positive integer (the size of the coil axis of 'kspace'), got {_attr_str(raw)!r}")
+    return int(value.reshape(()))
 
 
 # ----------------------------------------------------------------------------------
@@ -485,14 +675,36 @@ def _check_index(info: FileInfo, index: int) -> int:
 
 
 def _read_kspace(f: h5py.File, info: FileInfo, index: int) -> np.ndarray:
-    """complex64 ``(T, H, W)`` (a2a) or ``(H, W)`` (fastMRI) of one slice, checked finite."""
+    """complex64 ``(T, H, W)`` (a2a; ``(T, N, H, W)`` multi-coil) or ``(H, W)`` (fastMRI) of one slice, checked finite."""
     sel = index if info._kspace_slice_axis else ()
     try:
         k = _read_complex(f["kspace"], info.complex_style, info._kspace_fields, sel)
     except OSError as e:
         raise InputError(info.path, f"slice {index}: cannot read 'kspace' (damaged file?): {e}") from None
     _check_finite(k, info.path, f"slice {index}: 'kspace'")
+    if info._kspace_coil_axis and not getattr(info, "coils", None):
+        k = k[:, 0]  # a coil axis of size 1: single-coil data
     return k
+
+
+def _read_maps(f: h5py.File, info: FileInfo, index: int, kspace: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, str]:
+    """Coil maps complex64 ``(1, N, H, W)`` of one slice and how they were obtained.
+
+    Stored maps are used as given when ``info.sensitivity`` is ``"stored"``; otherwise
+    they are estimated from the slice's masked k-space ``(T, N, H, W)`` and mask ``(T, H, W)``.
+    """
+    if info.sensitivity == "stored":
+        dims = info._maps_dims
+        try:
+            s = _read_complex(f["sensitivity_maps"], info._maps_style, info._maps_fields, index if dims[0] == "S" else ())  # type: ignore[index,arg-type]
+        except OSError as e:
+            raise InputError(info.path, f"slice {index}: cannot read 'sensitivity_maps' (damaged file?): {e}") from None
+        _check_finite(s, info.path, f"slice {index}: 'sensitivity_maps'")
+        return torch.from_numpy(np.ascontiguousarray(s))[None], "stored"
+    from .coils import estimate_maps  # torch-heavy; only multi-coil files need it
+
+    maps, used = estimate_maps(torch.from_numpy(kspace), torch.from_numpy(mask), method=info.sensitivity or "espirit")
+    return maps[None], used
 
 
 def _slice_mask(f: h5py.File, info: FileInfo, index: int, split: SplitOptions | None, kspace: np.ndarray | None) -> np.ndarray:
@@ -513,6 +725,8 @@ def _slice_mask(f: h5py.File, info: FileInfo, index: int, split: SplitOptions | 
         if kspace is None:
             kspace = _read_kspace(f, info, index)
         m = kspace != 0
+        if m.ndim == 4:  # (T, N, H, W): a location is sampled when any coil holds a value
+            m = m.any(axis=1)
     if info.layout == "fastmri":
         if split is None:
             raise A2AError(f"{info.path}: a static fastMRI-style file needs split options (the frames option)")
@@ -529,12 +743,35 @@ def _to_tensor(z: np.ndarray) -> torch.Tensor:
 def _read(
     f: h5py.File, info: FileInfo, index: int, split: SplitOptions | None,
     allow_empty_frames: bool = False, with_reference: bool = True,
+    known_maps: tuple[torch.Tensor, str] | None = None,
 ) -> Sample:
+    """One slice as a :class:`Sample`; a damaged file becomes an :class:`InputError`.
+
+    ``known_maps``: ``(coil maps (1, N, H, W), method)`` of this slice from an earlier
+    read, so that multi-coil maps are not estimated again.
+    """
+    with _damage_as_input_error(info.path):
+        return _read_sample(f, info, index, split, allow_empty_frames, with_reference, known_maps)
+
+
+def _read_sample(
+    f: h5py.File, info: FileInfo, index: int, split: SplitOptions | None,
+    allow_empty_frames: bool = False, with_reference: bool = True,
+    known_maps: tuple[torch.Tensor, str] | None = None,
+) -> Sample:
+    if getattr(info, "source_format", None):
+        from .formats import read_sample
+
+        return read_sample(f, info, index, split, allow_empty_frames, with_reference, known_maps)  # type: ignore[arg-type]
     index = _check_index(info, index)
     k = _read_kspace(f, info, index)
     m = _slice_mask(f, info, index, split, k)
     # samples outside the mask are not part of the measurement model y = M F x
-    k = np.where(m, k if info.layout == "a2a" else k[None], np.complex64(0))
+    multi = k.ndim == 4  # (T, N, H, W): the mask is shared by the coils
+    k = np.where(m[:, None] if multi else m, k if info.layout == "a2a" else k[None], np.complex64(0))
+    maps, sensitivity = None, None
+    if multi:
+        maps, sensitivity = known_maps if known_maps is not None else _read_maps(f, info, index, k, m)
     if not allow_empty_frames:
         empty = np.flatnonzero(~m.reshape(m.shape[0], -1).any(axis=1))
         if empty.size:
@@ -555,32 +792,41 @@ def _read(
         reference=ref,
         file=str(info.path),
         slice_index=index,
+        coil_maps=maps,
+        sensitivity=sensitivity,
     )
 
 
 def read_slice(
     path: PathLike, index: int, split: SplitOptions | None = None, info: FileInfo | None = None,
-    allow_empty_frames: bool = False,
+    allow_empty_frames: bool = False, mask_file: PathLike | None = None,
+    sensitivity: SensitivityChoice | None = None,
 ) -> Sample:
     """Read slice ``index`` of a file (only that slice is read from disk).
 
     Raises :class:`InputError` for NaN/Inf samples, a mask with values other than
-    0/1, and frames without samples (unless ``allow_empty_frames``).
+    0/1, and frames without samples (unless ``allow_empty_frames``). Multi-coil files
+    give ``coil_maps`` as ``sensitivity`` says (None: as ``info`` says, else ``"auto"``;
+    see :func:`with_sensitivity`).
     """
     path = Path(path)
     with _open(path) as f:
-        info = info if info is not None else _inspect(f, path, split)
-        return _read(f, info, index, split, allow_empty_frames=allow_empty_frames)
+        info = info if info is not None else _inspect(f, path, split, mask_file)
+        return _read(f, with_sensitivity(info, sensitivity), index, split, allow_empty_frames=allow_empty_frames)
 
 
-def read_mask(path: PathLike, split: SplitOptions | None = None, slice_index: int = 0) -> np.ndarray:
+def read_mask(path: PathLike, split: SplitOptions | None = None, slice_index: int = 0, mask_file: PathLike | None = None) -> np.ndarray:
     """The sampling mask of one slice, bool ``(T, H, W)`` (stored, derived or split).
 
     Empty frames are allowed here (this is for looking at masks).
     """
     path = Path(path)
-    with _open(path) as f:
-        info = _inspect(f, path, split)
+    with _open(path) as f, _damage_as_input_error(path):
+        info = _inspect(f, path, split, mask_file)
+        if getattr(info, "source_format", None):
+            from . import formats
+
+            return formats.read_mask(f, info, slice_index, split)  # type: ignore[arg-type]
         index = _check_index(info, slice_index)
         return _slice_mask(f, info, index, split, None)
 
@@ -612,29 +858,40 @@ class KspaceDataset(Dataset):
     most ``max_open_files`` stay open at a time.
 
     ``dataset[i]`` is ``{"kspace": (2, T, H, W), "mask": (1, T, H, W), "file": str,
-    "slice": int}`` (float32 tensors, no batch dim). ``items`` lists ``(path, slice)``,
-    ``shapes`` the ``(T, H, W)`` of each item, ``infos`` the :class:`FileInfo` per file.
+    "slice": int}`` (float32 tensors, no batch dim); multi-coil items have k-space
+    ``(2, T, N, H, W)`` and ``"coil_maps"`` complex64 ``(N, H, W)`` (chosen by
+    ``sensitivity``, see :func:`with_sensitivity`; estimated maps are computed once
+    per item and process, then kept). ``items`` lists ``(path, slice)``, ``shapes``
+    the ``(T, H, W)`` of each item, ``batch_keys`` what items of one batch must share
+    (``(T, H, W, N)``, N = 1 for one coil), ``infos`` the :class:`FileInfo` per file.
     """
 
-    def __init__(self, paths: PathLike | Sequence[PathLike], split: SplitOptions | None = None, max_open_files: int = 64):
+    def __init__(
+        self, paths: PathLike | Sequence[PathLike], split: SplitOptions | None = None, max_open_files: int = 64,
+        mask_file: PathLike | None = None, sensitivity: SensitivityChoice = "auto",
+    ):
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         self.paths = [Path(p) for p in paths]
         if not self.paths:
             raise A2AError("no input files given")
         self.split = split
-        self.infos = [inspect_file(p, split) for p in self.paths]
+        self.mask_file = mask_file
+        self.infos = [inspect_file(p, split, mask_file, sensitivity) for p in self.paths]
         modes = {i.mode for i in self.infos}
         # whether mixed modes are acceptable is the caller's decision (e.g. a forced mode)
         self.mode: str | None = modes.pop() if len(modes) == 1 else None
         self.items: list[tuple[str, int]] = []
         self.shapes: list[tuple[int, int, int]] = []
+        self.batch_keys: list[tuple[int, int, int, int]] = []
         self._item_info: list[FileInfo] = []
         for info in self.infos:
             for s in range(info.n_slices):
                 self.items.append((str(info.path), s))
                 self.shapes.append(info.frame_shape)
+                self.batch_keys.append(info.frame_shape + (int(getattr(info, "coils", None) or 1),))
                 self._item_info.append(info)
+        self._maps: dict[int, tuple[torch.Tensor, str]] = {}
         self.max_open_files = max(1, int(max_open_files))
         self._handles: OrderedDict[str, h5py.File] = OrderedDict()
         self._pid = os.getpid()
@@ -659,13 +916,24 @@ class KspaceDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         path, s = self.items[i]
-        sample = _read(self._file(path), self._item_info[i], s, self.split, with_reference=False)
-        return {"kspace": sample.kspace[0], "mask": sample.mask[0], "file": path, "slice": s}
+        sample = self._read_cached(i, with_reference=False)
+        item = {"kspace": sample.kspace[0], "mask": sample.mask[0], "file": path, "slice": s}
+        if sample.coil_maps is not None:
+            item["coil_maps"] = sample.coil_maps[0]
+        return item
+
+    def _read_cached(self, i: int, allow_empty_frames: bool = False, with_reference: bool = True) -> Sample:
+        """Read item ``i``, estimating its coil maps only the first time."""
+        path, s = self.items[i]
+        sample = _read(self._file(path), self._item_info[i], s, self.split, allow_empty_frames=allow_empty_frames,
+                       with_reference=with_reference, known_maps=self._maps.get(i))
+        if sample.coil_maps is not None:
+            self._maps[i] = (sample.coil_maps, getattr(sample, "sensitivity", None) or "estimated")
+        return sample
 
     def read(self, i: int, allow_empty_frames: bool = False) -> Sample:
         """Item ``i`` as a full :class:`Sample` (with the reference, batch dim 1)."""
-        path, s = self.items[i]
-        return _read(self._file(path), self._item_info[i], s, self.split, allow_empty_frames=allow_empty_frames)
+        return self._read_cached(i, allow_empty_frames=allow_empty_frames)
 
     def close(self) -> None:
         """Close this process's open files (they reopen on the next access)."""
@@ -695,16 +963,21 @@ class ShapeBatchSampler(Sampler[list[int]]):
     builds the same batch list and takes every ``num_replicas``-th batch, so ranks
     are disjoint and together see every item once per epoch; their batch counts
     then differ by at most one, unless ``drop_last`` (which also drops incomplete
-    batches) trims the list so that every rank gets the same count.
+    batches) trims the list, or ``pad`` repeats batches from the start of the
+    epoch's order (as :class:`~torch.utils.data.DistributedSampler` does), so that
+    every rank gets the same count: distributed training needs that, since every
+    step is a collective. ``pad`` makes at most ``num_replicas - 1`` batches a
+    second visit per epoch and never leaves a rank without batches.
     ``num_replicas``/``rank`` default to the initialised ``torch.distributed`` group,
     else 1/0. ``dataset`` is anything with ``.shapes``, or a sequence of shapes.
     """
 
     def __init__(
         self, dataset: Any, batch_size: int, shuffle: bool = True, seed: int = 0, drop_last: bool = False,
-        num_replicas: int | None = None, rank: int | None = None,
+        num_replicas: int | None = None, rank: int | None = None, pad: bool = False,
     ):
-        shapes = dataset.shapes if hasattr(dataset, "shapes") else dataset
+        # items of one batch must share (T, H, W) and, to be stacked, the coil count
+        shapes = getattr(dataset, "batch_keys", None) or (dataset.shapes if hasattr(dataset, "shapes") else dataset)
         if batch_size < 1:
             raise A2AError(f"batch size must be >= 1, got {batch_size}")
         if num_replicas is None or rank is None:
@@ -720,6 +993,7 @@ class ShapeBatchSampler(Sampler[list[int]]):
         self.groups = list(groups.values())
         self.batch_size, self.shuffle, self.seed, self.drop_last = int(batch_size), shuffle, seed, drop_last
         self.num_replicas, self.rank = int(num_replicas), int(rank)
+        self.pad = bool(pad) and not drop_last
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -729,6 +1003,8 @@ class ShapeBatchSampler(Sampler[list[int]]):
     def _n_batches_total(self) -> int:
         b = self.batch_size
         n = sum(len(g) // b if self.drop_last else math.ceil(len(g) / b) for g in self.groups)
+        if self.pad:
+            return math.ceil(n / self.num_replicas) * self.num_replicas
         return n - n % self.num_replicas if self.drop_last else n
 
     def _all_batches(self) -> list[list[int]]:
@@ -742,7 +1018,10 @@ class ShapeBatchSampler(Sampler[list[int]]):
                     batches.append(batch)
         if self.shuffle:
             batches = [batches[j] for j in rng.permutation(len(batches))]
-        return batches[: self._n_batches_total()]
+        total = self._n_batches_total()
+        while self.pad and len(batches) < total:  # a loop: there may be fewer batches than ranks
+            batches += batches[: total - len(batches)]
+        return batches[:total]
 
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self._all_batches()[self.rank::self.num_replicas])
@@ -893,6 +1172,12 @@ class ReconstructionWriter:
             raise
         return self
 
+    def set_attr(self, key: str, value: Any) -> None:
+        """Set a file attribute while the writer is open (for what is known only after the slices)."""
+        if self._file is None:
+            raise RuntimeError("ReconstructionWriter.set_attr needs an open writer (use it in a with block)")
+        self._file.attrs[key] = _attr_value(value)
+
     def write(self, slice_index: int, array: Any, name: str = "reconstruction") -> None:
         """Store one slice: complex ``frame_shape`` or real ``(2, *frame_shape)`` (numpy or torch)."""
         if self._file is None:
@@ -937,18 +1222,31 @@ def write_a2a_file(
     path: PathLike, kspace: np.ndarray, mask: np.ndarray | None = None, reference: np.ndarray | None = None,
     acquisition: str | None = "dynamic", complex_style: Literal["complex", "compound", "float2"] = "complex",
     overwrite: bool = False, attrs: Mapping[str, Any] | None = None,
+    coils: int | None = None, sensitivity_maps: np.ndarray | None = None, extra: Mapping[str, np.ndarray] | None = None,
 ) -> Path:
     """Write numpy arrays as an a2a (or, with ``acquisition=None``/``"static"``, fastMRI-style) file.
 
     ``kspace`` and ``reference`` are complex and stored in ``complex_style``;
     ``mask`` (any 0/1 array) is stored as uint8. k-space is chunked one frame per
     chunk and gzip compressed. Shapes are stored as given: see the module docstring.
-    Returns the path.
+    ``coils`` = N marks the axis before ``(H, W)`` of ``kspace`` as the coil axis (the
+    attribute ``coils``); ``sensitivity_maps`` ``(N, H, W)``/``(S, N, H, W)`` and the
+    ``extra`` complex datasets are stored like ``kspace``. Returns the path.
     """
     path = Path(path)
     kspace = np.asarray(kspace)
     if not np.iscomplexobj(kspace):
         raise A2AError("write_a2a_file: kspace must be a complex array")
+    if coils is not None and (kspace.ndim < 3 or kspace.shape[-3] != coils):
+        raise A2AError(f"write_a2a_file: coils={coils} but kspace {kspace.shape} has no coil axis of that size before (H, W)")
+    if sensitivity_maps is not None and coils is None:
+        raise A2AError("write_a2a_file: sensitivity_maps need the coil count (coils=N)")
+    attrs = dict(attrs or {})
+    if coils is not None:
+        attrs["coils"] = int(coils)
+    extra = dict(extra or {})
+    if sensitivity_maps is not None:
+        extra["sensitivity_maps"] = sensitivity_maps
     k_data = _complex_for_style(kspace, complex_style)
     h, w = kspace.shape[-2:]
     with atomic_write(path, overwrite) as tmp, h5py.File(tmp, "w") as f:
@@ -962,6 +1260,10 @@ def write_a2a_file(
             r_data = _complex_for_style(reference, complex_style)
             chunks = (1,) * (reference.ndim - 2) + reference.shape[-2:] + tail
             f.create_dataset("reference", data=r_data, chunks=chunks, track_times=False, **_COMPRESSION)
+        for name, array in extra.items():
+            array = np.asarray(array)
+            chunks = (1,) * (array.ndim - 2) + array.shape[-2:] + tail
+            f.create_dataset(name, data=_complex_for_style(array, complex_style), chunks=chunks, track_times=False, **_COMPRESSION)
         if acquisition is not None:
             f.attrs["acquisition"] = acquisition
         for key, value in (attrs or {}).items():

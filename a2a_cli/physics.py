@@ -197,8 +197,15 @@ class MRIPhysics:
 
         ``lam = 0`` gives the exact (hard) data-consistency step: measured samples are
         kept as measured, unmeasured ones are taken from ``z``. Single-coil Cartesian
-        sampling has a closed form; with coil maps it is solved by conjugate gradient.
-        ``z=None`` means zeros (so ``lam=0`` gives the pseudo-inverse).
+        sampling has a closed form; with coil maps it is solved by conjugate gradient
+        (one CG per frame, see :func:`_cg`). ``z=None`` means zeros (so ``lam=0`` gives
+        the pseudo-inverse).
+
+        With coil maps the images live on the maps' support (pixels where some
+        ``S_c != 0``; estimated maps are zero where no coil sees the object): nothing
+        outside it is measured, so the step returns zero there, the minimum-norm
+        choice. Otherwise a network's prior could leave anything there, unseen by the
+        data and by any self-supervised loss.
         """
         yc = to_complex(y)
         if not self.multicoil:
@@ -214,15 +221,39 @@ class MRIPhysics:
             k = torch.where(denom > 0, rhs / torch.clamp(denom, min=1e-12), fallback)
             return to_real(ifft2c(k))
         b = self._adjoint_complex(yc)
-        x0 = torch.zeros_like(b) if z is None else to_complex(z)
+        support = self.support().to(b.device)
+        if b.ndim == 4:  # (B, T, H, W)
+            support = support.unsqueeze(1)
+        x0 = torch.zeros_like(b) if z is None else to_complex(z) * support
         if z is not None:
             b = b + lam * x0
-        return to_real(_cg(lambda v: self._adjoint_complex(self._forward_complex(v)) + lam * v, b, x0, self.cg_iterations))
+        # the normal operator maps supported images to supported images, so CG stays on the support
+        x = _cg(lambda v: self._adjoint_complex(self._forward_complex(v)) + lam * v, b, x0, self.cg_iterations)
+        return to_real(x * support)
+
+    def support(self) -> torch.Tensor:
+        """Where the coil maps see anything: float ``(B, H, W)``, 1 where ``sum_c |S_c|^2 > 0`` (multi-coil only)."""
+        if not self.multicoil:
+            raise ValueError("support() needs coil maps")
+        return (self.coil_maps.abs().pow(2).sum(1) > 0).to(torch.float32)
 
 
 def _cg(normal, b: torch.Tensor, x: torch.Tensor, iterations: int) -> torch.Tensor:
-    """Conjugate gradient for a Hermitian positive (semi-)definite operator, batched over dim 0."""
-    dims = tuple(range(1, b.ndim))
+    """Conjugate gradient for a Hermitian positive (semi-)definite operator on complex images.
+
+    ``b`` and ``x`` are ``(B, [T], H, W)``. Inner products sum over H and W only: every
+    image (every frame of every sample) runs its own CG. For :class:`DynamicMRI` the
+    normal operator ``sum_c S_c^H F^H M_t F S_c`` acts on each frame separately, so
+    frames stay independent: a frame's result does not depend on the other frames of
+    the batch (windowed reconstruction equals the whole-sequence one). For a static
+    image ``(B, H, W)`` this is one CG per sample.
+
+    >>> a = torch.tensor([[[[2.0 + 0j]]], [[[5.0 + 0j]]]]).reshape(1, 2, 1, 1)
+    >>> x = _cg(lambda v: a * v, torch.ones(1, 2, 1, 1, dtype=torch.complex64), torch.zeros(1, 2, 1, 1, dtype=torch.complex64), 1)
+    >>> [round(v, 4) for v in x.real.flatten().tolist()]  # one step per frame: 1/2 and 1/5 exactly
+    [0.5, 0.2]
+    """
+    dims = (-2, -1)
     r = b - normal(x)
     p = r.clone()
     rs = (r.conj() * r).real.sum(dims, keepdim=True)

@@ -8,12 +8,13 @@ frames its temporal receptive field needs on each side.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -23,7 +24,12 @@ from .checkpoints import Checkpoint, load_checkpoint
 from .errors import A2AError, InputError
 from .io import ReconstructionWriter, Sample, SplitOptions, inspect_file, read_slice
 from .metrics import psnr, ssim
+from .models.base import ReconstructionNet
 from .physics import DynamicMRI, SequentialMRI, to_complex
+
+
+#: Memory one forward pass may use on the CPU when ``frames_per_batch`` is not given.
+CPU_WINDOW_BYTES = 1 << 30
 
 
 def _window_geometry(net: torch.nn.Module) -> tuple[int, int]:
@@ -34,6 +40,83 @@ def _window_geometry(net: torch.nn.Module) -> tuple[int, int]:
         block = int(config.get("share_window") or 0)  # 0: the whole sequence is one block
     context = int(getattr(net, "temporal_context", 0))
     return block, context
+
+
+def _window_plan(frames: int, frames_per_batch: int, block: int, context: int) -> tuple[int, int]:
+    """``(step, pad)``: windows keep ``step`` frames (a multiple of ``block``) and carry ``pad`` frames per side."""
+    step = max(block, (frames_per_batch // block) * block)
+    pad = math.ceil(context / block) * block if context else 0  # keep the view-sharing blocks aligned
+    return step, pad
+
+
+def bytes_per_frame(net: torch.nn.Module, height: int, width: int, coils: int = 1) -> int:
+    """A generous estimate of the memory one frame takes in a no-grad forward pass.
+
+    Measured on CPU (128x128, default networks) at 7 to 9 MB per frame, about 130
+    floats per pixel for 32 (unrolled, cnn2dt) or 16 (unet) feature channels; the
+    estimate takes ``5 * channels + 64`` floats per pixel, plus a few complex copies
+    of the k-space of every coil.
+    """
+    channels = int((getattr(net, "config", {}) or {}).get("channels", 32))
+    coil_floats = 8 * coils if coils > 1 else 0
+    return 4 * height * width * (5 * channels + 64 + coil_floats)
+
+
+def memory_budget(device: torch.device) -> int:
+    """Bytes a forward pass may use: half the free GPU memory, or :data:`CPU_WINDOW_BYTES`."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free // 2)
+    return CPU_WINDOW_BYTES
+
+
+def auto_frames_per_batch(net: torch.nn.Module, shape: tuple[int, ...], budget: int) -> Optional[int]:
+    """The window for a sequence of ``shape`` ``(B, 2, T, ..., H, W)`` that keeps a forward pass under ``budget`` bytes.
+
+    None (the whole sequence at once) when it fits, or when the network is not
+    known to give the same result in windows: only :class:`ReconstructionNet`
+    networks, whose frames depend on each other only through view-sharing blocks
+    and ``temporal_context`` neighbours (and the intensity scale, which
+    :func:`run_network` then fixes to the whole sequence's), qualify.
+    """
+    block, context = _window_geometry(net)
+    if not isinstance(net, ReconstructionNet) or block == 0:
+        return None
+    frames, height, width = shape[2], shape[-2], shape[-1]
+    coils = shape[3] if len(shape) == 6 else 1  # (B, 2, T, N, H, W)
+    per_frame = bytes_per_frame(net, height, width, coils) * shape[0]
+    if frames * per_frame <= budget:
+        return None
+    _, pad = _window_plan(frames, block, block, context)
+    step = max(block, (budget // per_frame - 2 * pad) // block * block)
+    return step if step < frames else None
+
+
+@contextlib.contextmanager
+def _fixed_intensity_scale(net: torch.nn.Module, scale: torch.Tensor) -> Iterator[None]:
+    """Make ``net`` use ``scale`` instead of each window's own intensity scale."""
+    net.intensity_scale = lambda x0: scale  # an instance attribute shadows the method
+    try:
+        yield
+    finally:
+        del net.intensity_scale
+
+
+def _sequence_scale(net: ReconstructionNet, kspace: torch.Tensor, mask: torch.Tensor, coil_maps: Optional[torch.Tensor], step: int) -> torch.Tensor:
+    """The whole-sequence intensity scale of a network that is not frame-wise, window by window.
+
+    That scale is a mean over all frames: the frame-weighted mean of the windows'
+    means (windows start on view-sharing blocks, so each frame's initial image is the
+    whole-sequence one).
+    """
+    frames = kspace.shape[2]
+    total = None
+    for start in range(0, frames, step):
+        stop = min(start + step, frames)
+        physics = DynamicMRI(mask=mask[:, :, start:stop], coil_maps=coil_maps)
+        s = net.intensity_scale(net.initial_image(kspace[:, :, start:stop], physics)) * (stop - start)
+        total = s if total is None else total + s
+    return total / frames
 
 
 @torch.no_grad()
@@ -49,7 +132,13 @@ def run_network(
 
     ``kspace`` ``(B, 2, T, H, W)`` (or ``(B, 2, T, N, H, W)``), ``mask`` ``(B, 1, T, H, W)``.
     Returns ``(B, 2, T, H, W)`` (dynamic) or ``(B, 2, H, W)`` (sequential). With
-    ``frames_per_batch`` (dynamic mode) the frames go through the network in windows.
+    ``frames_per_batch`` (dynamic mode) the frames go through the network in windows
+    of that many frames (rounded down to whole view-sharing blocks), each with its
+    ``temporal_context`` neighbours, and the kept frames are stitched. For the
+    networks of :mod:`a2a_cli.models` the result equals the whole-sequence one up to
+    float rounding: a network that is not frame-wise (``cnn2dt``) gets the whole
+    sequence's intensity scale, computed in a first pass over the windows.
+    ``frames_per_batch`` None or 0, or not less than T: the whole sequence at once.
     """
     net.eval()
     if mode == "sequential":
@@ -64,23 +153,34 @@ def run_network(
             "this network shares k-space over the whole sequence, so it cannot be run in windows: "
             "leave --frames-per-batch out"
         )
-    step = max(block, (frames_per_batch // block) * block)
-    pad = math.ceil(context / block) * block if context else 0  # keep the view-sharing blocks aligned
-    pieces = []
-    for start in range(0, frames, step):
-        stop = min(start + step, frames)
-        lo, hi = max(0, start - pad), min(frames, stop + pad)
-        sub = net(kspace[:, :, lo:hi], DynamicMRI(mask=mask[:, :, lo:hi], coil_maps=coil_maps))
-        pieces.append(sub[:, :, start - lo:stop - lo])
-    return torch.cat(pieces, dim=2)
+    step, pad = _window_plan(frames, frames_per_batch, block, context)
+    scaling = contextlib.nullcontext()
+    if isinstance(net, ReconstructionNet) and not net.frame_wise:
+        scaling = _fixed_intensity_scale(net, _sequence_scale(net, kspace, mask, coil_maps, step))
+    out = None
+    with scaling:
+        for start in range(0, frames, step):
+            stop = min(start + step, frames)
+            lo, hi = max(0, start - pad), min(frames, stop + pad)
+            sub = net(kspace[:, :, lo:hi], DynamicMRI(mask=mask[:, :, lo:hi], coil_maps=coil_maps))
+            if out is None:  # filled in place: no list of pieces and no concatenated copy
+                out = sub.new_empty(sub.shape[:2] + (frames,) + sub.shape[3:])
+            out[:, :, start:stop] = sub[:, :, start - lo:stop - lo]
+    return out
 
 
 def zero_filled(mode: str, kspace: torch.Tensor, mask: torch.Tensor, coil_maps: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """The no-learning baseline: per-frame adjoint (dynamic) or the pseudo-inverse of all frames (sequential)."""
+    """The no-learning baseline: the zero-filled, coil-combined adjoint ``S^H F^H y``.
+
+    Dynamic: per frame. Sequential: of the time-averaged k-space (each location
+    averaged over the frames that sampled it), which for one coil is the pseudo-inverse
+    of all frames. With coil maps no iterative (SENSE) unfolding is done: that would
+    be a reconstruction, not a baseline.
+    """
     if mode == "sequential":
-        return SequentialMRI(mask=mask, coil_maps=coil_maps).A_dagger(kspace)
-    phys = DynamicMRI(mask=mask, coil_maps=coil_maps)
-    return phys.A_adjoint(kspace) if coil_maps is None else phys.A_dagger(kspace)
+        y_avg, static = SequentialMRI(mask=mask, coil_maps=coil_maps).time_average(kspace)
+        return static.A_adjoint(y_avg)
+    return DynamicMRI(mask=mask, coil_maps=coil_maps).A_adjoint(kspace)
 
 
 @dataclass
@@ -96,6 +196,7 @@ class FileResult:
     psnr_network: list[float] = field(default_factory=list)
     ssim_zero_filled: list[float] = field(default_factory=list)
     ssim_network: list[float] = field(default_factory=list)
+    frames_per_batch: Optional[int] = None  # the window used (None: whole sequences)
 
     def summary(self) -> dict:
         def mean(v):
@@ -107,6 +208,7 @@ class FileResult:
             "slices": self.slices,
             "seconds": round(self.seconds, 3),
             "seconds_per_frame": round(self.seconds / max(1, self.frames), 5),
+            "frames_per_batch": self.frames_per_batch,
             "psnr_zero_filled": mean(self.psnr_zero_filled),
             "psnr_network": mean(self.psnr_network),
             "ssim_zero_filled": mean(self.ssim_zero_filled),
@@ -134,9 +236,14 @@ def reconstruct_file(
     split: Optional[SplitOptions] = None,
     on_slice: Optional[Callable[[int, int], None]] = None,
     keep: Optional[dict] = None,
+    mask_file: Optional[str | Path] = None,
 ) -> FileResult:
     """Reconstruct every slice of ``source`` into ``OUT_DIR/<stem>_recon.h5`` (atomically).
 
+    Slices are read, reconstructed and written one at a time, so memory does not grow
+    with the number of slices. ``frames_per_batch`` None: windows chosen by
+    :func:`auto_frames_per_batch` when a whole sequence would not fit the device's
+    :func:`memory_budget` (same result); 0: always whole sequences.
     ``keep`` (a dict) receives ``{"slice": i}``-selected arrays for a preview: the
     reference, zero-filled and network images of slice ``keep["slice"]``.
     """
@@ -144,9 +251,9 @@ def reconstruct_file(
     target = output_path(source, out_dir)
     if target.resolve() == source.resolve():
         raise InputError(source, "the output would overwrite the input file; choose another --out directory")
-    info = inspect_file(source, split=split)
+    info = inspect_file(source, split=split, mask_file=mask_file)
     mode = checkpoint.mode
-    if info.mode != mode and info.layout == "a2a":
+    if info.mode != mode and info.layout != "fastmri":  # only static fastMRI slices read either way
         raise InputError(source, f"the file's acquisition is {info.mode!r} but the checkpoint was trained for {mode!r}")
     frame_shape = (info.frames, info.height, info.width) if mode == "dynamic" else (info.height, info.width)
     attrs = {
@@ -158,17 +265,27 @@ def reconstruct_file(
         "network": checkpoint.model_name,
         "network_config": __import__("json").dumps(checkpoint.model_config, sort_keys=True),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        # the output is coil-combined; these say what it was combined from
+        "coils": int(getattr(info, "coils", None) or 1),
+        "sensitivity": getattr(info, "sensitivity", None) or "none",
     }
+    methods: set[str] = set()
     result = FileResult(source=str(source), output=str(target), slices=info.n_slices, seconds=0.0, frames=0)
     with ReconstructionWriter(target, info.n_slices, frame_shape, attrs, overwrite=overwrite, extra=("zero_filled",)) as writer:
         for s in range(info.n_slices):
-            sample: Sample = read_slice(source, s, split=split, info=info)
+            sample: Sample = read_slice(source, s, split=split, info=info, mask_file=mask_file)
             y = sample.kspace.to(device)
             mask = sample.mask.to(device)
             maps = getattr(sample, "coil_maps", None)
+            if maps is not None:
+                methods.add(getattr(sample, "sensitivity", None) or "estimated")
             maps = maps.to(device) if maps is not None else None
+            window = frames_per_batch
+            if window is None and mode == "dynamic":
+                window = auto_frames_per_batch(net, tuple(y.shape), memory_budget(device))
+            result.frames_per_batch = window or None
             t0 = time.perf_counter()
-            rec = run_network(net, mode, y, mask, maps, frames_per_batch)
+            rec = run_network(net, mode, y, mask, maps, window)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             result.seconds += time.perf_counter() - t0
@@ -190,6 +307,8 @@ def reconstruct_file(
                              "zero_filled": zf_c, "network": rec_c})
             if on_slice is not None:
                 on_slice(s + 1, info.n_slices)
+        if methods:  # what the slices used (estimation may fall back per slice), e.g. "espirit,lowres"
+            writer.set_attr("sensitivity", ",".join(sorted(methods)))
     return result
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "breathing_curve",
     "line_masks",
     "add_noise",
+    "coil_sensitivities",
     "measured_snr_db",
     "write_case",
     "make_sample_data",
@@ -351,6 +352,42 @@ def measured_snr_db(clean: np.ndarray, noisy: np.ndarray) -> float:
     return float(10 * np.log10(signal / noise))
 
 
+def coil_sensitivities(coils: int, height: int, width: int, rng: RngLike = None) -> np.ndarray:
+    """Receive-coil sensitivities of an array around the body, complex64 ``(N, H, W)``.
+
+    Coil centres lie on an ellipse just outside the body (radii 1.2 x 1.1 in
+    normalised units, 2 = field of view), evenly spaced with a little jitter. Each
+    magnitude falls off like the on-axis field of a loop of radius ``a``,
+    ``(1 + (r / a)^2)^(-3/2)`` with r the distance to the coil centre (a Biot-Savart
+    profile); each phase is a smooth random plane plus a gentle quadratic term. The
+    maps are normalised as :func:`a2a_cli.coils.normalise_maps` does (``sum_c |S_c|^2
+    = 1`` everywhere, phase relative to the virtual body coil), so the coil-combined
+    image ``sum_c conj(S_c) I_c`` of noiseless coil images ``I_c = S_c x`` is ``x``.
+
+    >>> s = coil_sensitivities(8, 32, 32, rng=0)
+    >>> s.shape, bool(np.allclose((np.abs(s) ** 2).sum(axis=0), 1, atol=1e-5))
+    ((8, 32, 32), True)
+    """
+    from .coils import normalise_maps  # torch-based; imported here so that numpy-only simulation stays light
+
+    if coils < 1:
+        raise A2AError(f"coils must be >= 1, got {coils}")
+    rng = _rng(rng)
+    yc = (np.arange(height) + 0.5) / height * 2 - 1
+    xc = (np.arange(width) + 0.5) / width * 2 - 1
+    y, x = np.meshgrid(yc, xc, indexing="ij")
+    angles = 2 * np.pi * (np.arange(coils) + rng.uniform(-0.15, 0.15, size=coils)) / coils + rng.uniform(0, 2 * np.pi)
+    maps = np.empty((coils, height, width), np.complex128)
+    for c, phi in enumerate(angles):
+        cy, cx = 1.2 * np.sin(phi), 1.1 * np.cos(phi)
+        a = rng.uniform(0.7, 1.0)
+        r2 = (y - cy) ** 2 + (x - cx) ** 2
+        g = rng.uniform(-1.0, 1.0, size=3)
+        phase = rng.uniform(-np.pi, np.pi) + g[0] * y + g[1] * x + 0.3 * g[2] * r2
+        maps[c] = (1 + r2 / a**2) ** -1.5 * np.exp(1j * phase)
+    return normalise_maps(maps.astype(np.complex64)).numpy()
+
+
 # ----------------------------------------------------------------------------------
 # writing cases
 # ----------------------------------------------------------------------------------
@@ -369,6 +406,7 @@ def write_case(
     seed: int = 0,
     complex_style: Literal["complex", "compound", "float2"] = "complex",
     overwrite: bool = False,
+    coils: int = 1,
 ) -> Path:
     """Simulate ``slices`` slices and write them as an a2a file; returns the path.
 
@@ -379,6 +417,14 @@ def write_case(
     ``mask`` uint8 ``(S, T, W)``, ``reference`` (the noiseless image, ``(S, T, H, W)``
     dynamic or ``(S, H, W)`` sequential), and the attributes ``acquisition``,
     ``a2a_version`` and ``simulation`` (these parameters as JSON).
+
+    ``coils`` > 1: every slice gets its own coil array (:func:`coil_sensitivities`,
+    drawn from ``(seed, slice, 1)`` so the single-coil stream is unchanged), the data
+    are ``y_{t,c} = M_t F S_c x_t + n`` with the mask shared by the coils, ``kspace`` is
+    ``(S, T, N, H, W)`` with the attribute ``coils = N``, and the true maps are stored
+    as ``true_sensitivity_maps`` ``(S, N, H, W)``: not as ``sensitivity_maps``, so that
+    readers estimate the maps from the data as they must for scanner files (store
+    them under that name to use them). The reference is the image ``x`` itself.
     """
     if mode not in ("dynamic", "sequential"):
         raise A2AError(f"mode must be 'dynamic' or 'sequential', got {mode!r}")
@@ -389,19 +435,26 @@ def write_case(
     _check_size(height, width, frames)
     if motion not in ("respiratory", "periodic", "none"):
         raise A2AError(f"motion must be 'respiratory', 'periodic' or 'none', got {motion!r}")
-    kspace = np.zeros((slices, frames, height, width), np.complex64)
+    if isinstance(coils, bool) or not isinstance(coils, (int, np.integer)) or coils < 1:
+        raise A2AError(f"coils must be a positive integer, got {coils!r}")
+    multi = coils > 1
+    coil_shape = (coils,) if multi else ()
+    kspace = np.zeros((slices, frames) + coil_shape + (height, width), np.complex64)
     masks = np.zeros((slices, frames, width), bool)
+    maps = np.zeros((slices, coils, height, width), np.complex64) if multi else None
     refs = []
     for s in range(slices):
         rng = np.random.default_rng([seed, s])
+        if multi:
+            maps[s] = coil_sensitivities(coils, height, width, np.random.default_rng([seed, s, 1]))  # type: ignore[index]
         if mode == "dynamic":
             x = phantom_dynamic(height, width, frames, motion, period, rng)
-            k = fft2c(x)
+            k = fft2c(x[:, None] * maps[s]) if multi else fft2c(x)  # type: ignore[index]
         else:
             x = phantom_static(height, width, rng)
-            k = np.broadcast_to(fft2c(x), (frames, height, width))
+            k = np.broadcast_to(fft2c(x * maps[s]) if multi else fft2c(x), (frames,) + coil_shape + (height, width))  # type: ignore[index]
         masks[s] = line_masks(frames, width, acceleration, centre_lines, rng)
-        m = masks[s][:, None, :]
+        m = masks[s][:, None, None, :] if multi else masks[s][:, None, :]
         kspace[s] = add_noise(k * m, snr_db, rng, mask=m)
         refs.append(x)
     params = {
@@ -409,9 +462,12 @@ def write_case(
         "acceleration": acceleration, "centre_lines": centre_lines, "snr_db": snr_db, "motion": motion,
         "period": period, "seed": seed,
     }
+    if multi:
+        params["coils"] = coils
     return write_a2a_file(
         path, kspace, mask=masks, reference=np.stack(refs), acquisition=mode, complex_style=complex_style,
         overwrite=overwrite, attrs={"a2a_version": __version__, "simulation": json.dumps(params)},
+        coils=coils if multi else None, extra=None if maps is None else {"true_sensitivity_maps": maps},
     )
 
 
@@ -447,6 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--snr-db", type=float, default=30.0, help="inf for no noise")
     p.add_argument("--motion", choices=["respiratory", "periodic", "none"], default="respiratory")
     p.add_argument("--period", type=int, default=None)
+    p.add_argument("--coils", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--complex-style", choices=["complex", "compound", "float2"], default="complex")
     p.add_argument("--overwrite", action="store_true")

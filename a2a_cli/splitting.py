@@ -92,12 +92,17 @@ class SplitDraw:
     input_chunks: torch.Tensor  # (B,) long: the chunk each sample's network input came from
     chunk_stride: int = 0
     frame_step: int = 1
+    order: Optional[torch.Tensor] = None  # (B, T) long: per-sample frame permutation (shuffled chunks)
 
     def frames(self, chunks: torch.Tensor) -> torch.Tensor:
         """Frame indices ``(B, chunk_size)`` of one chunk per sample (``chunks``: long ``(B,)``)."""
         stride = self.chunk_size if self.chunk_stride == 0 else self.chunk_stride
         k = torch.arange(self.chunk_size, device=chunks.device) * self.frame_step
-        return chunks.reshape(-1, 1) * stride + k
+        slots = chunks.reshape(-1, 1) * stride + k
+        if self.order is None:
+            return slots
+        # chunk c is the c-th block of a random ordering of the frames, kept in time order
+        return torch.gather(self.order.to(chunks.device), 1, slots).sort(dim=1).values
 
     @property
     def input_index(self) -> torch.Tensor:
@@ -370,6 +375,11 @@ class Artifact2ArtifactLoss(_TimeSplittingLoss):
     objects that move: nearby chunks differ least). ``all_pairs=True`` averages the
     loss over all other chunks (or both neighbours) instead of one random target:
     lower-variance gradients, at one more operator application per target.
+    ``shuffle_frames=True`` builds the chunks from a fresh random ordering of the frames
+    at every step instead of consecutive blocks: for a static object (sequential MRI)
+    the frame order carries no information, and the many more input/target partitions
+    give the network far more distinct training examples per slice. It is wrong for a
+    moving object (chunks would mix motion states), so it is off by default.
 
     The loss is ``metric(A_target x_net, y_target) / mean(target mask)``; ``metric``
     defaults to the mean squared error.
@@ -384,6 +394,7 @@ class Artifact2ArtifactLoss(_TimeSplittingLoss):
         device: torch.device | str = "cpu",
         all_pairs: bool = False,
         neighbours_only: bool = False,
+        shuffle_frames: bool = False,
     ):
         super().__init__(dynamic_model=dynamic_model, metric=metric, device=device)
         if len(tensor_size) < 2:
@@ -393,6 +404,9 @@ class Artifact2ArtifactLoss(_TimeSplittingLoss):
         _check_split_sizes(self.split_sizes, self.tensor_size[1])
         self.all_pairs = bool(all_pairs)
         self.neighbours_only = bool(neighbours_only)
+        self.shuffle_frames = bool(shuffle_frames)
+        if self.shuffle_frames and self.neighbours_only:
+            raise SplittingError("neighbours_only has no meaning with shuffle_frames (shuffled chunks have no neighbours)")
 
     def _check_frames(self, n_frames: int) -> None:
         _check_split_sizes(self.split_sizes, n_frames)
@@ -404,7 +418,11 @@ class Artifact2ArtifactLoss(_TimeSplittingLoss):
         self._check_frames(n_frames)
         s = self.split_sizes[int(torch.randint(len(self.split_sizes), ()))]
         chunks = torch.randint(n_frames // s, (batch,)).to(device)
-        return self._draw_for(s, n_frames, chunks)
+        draw = self._draw_for(s, n_frames, chunks)
+        if self.shuffle_frames:
+            order = torch.argsort(torch.rand(batch, n_frames), dim=1).to(device)
+            draw = SplitDraw(draw.n_frames, draw.chunk_size, draw.n_chunks, draw.input_chunks, order=order)
+        return draw
 
     def target_chunks(self, draw: SplitDraw) -> list[torch.Tensor]:
         """Target chunks for ``draw`` (random unless ``all_pairs``), each ``(B,)``, never the input chunk."""

@@ -7,6 +7,7 @@ optimiser -> checkpoint.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -55,6 +56,7 @@ class TrainConfig:
     split_size: list[int] = field(default_factory=list)  # empty: automatic (T // 2 when T is even)
     all_pairs: bool = False
     neighbours_only: bool = False
+    shuffle_frames: bool = False
     steps: Optional[int] = 1500
     epochs: Optional[int] = None
     time_limit: Optional[float] = None  # seconds
@@ -71,6 +73,7 @@ class TrainConfig:
     frames: Optional[int] = None  # fastMRI-style static files: frames to split the lines into
     assignment: str = "random"
     centre_lines: int = 0
+    mask: Optional[str] = None  # CMRxRecon: a separate sampling-mask file for every input
 
     def split_options(self) -> Optional[SplitOptions]:
         if self.frames is None:
@@ -135,6 +138,7 @@ class _Losses:
                         dynamic_model=self.dynamic,
                         all_pairs=self.cfg.all_pairs,
                         neighbours_only=self.cfg.neighbours_only,
+                        shuffle_frames=self.cfg.shuffle_frames,
                         device=self.device,
                     )
             except ValueError as exc:
@@ -184,16 +188,29 @@ def _physics_of(mode: str, batch: dict) -> MRIPhysics:
 
 
 @torch.no_grad()
-def validate(losses: _Losses, dataset: KspaceDataset, mode: str, device: torch.device) -> float:
-    """Mean deterministic self-supervised loss over every slice of ``dataset`` (no ground truth)."""
+def validate(losses: _Losses, dataset: KspaceDataset, mode: str, device: torch.device, rank: int = 0, world: int = 1) -> float:
+    """Mean deterministic self-supervised loss over every slice of ``dataset`` (no ground truth).
+
+    With ``world`` > 1 every rank scores the slices ``rank::world`` and the sums are
+    gathered, so all ranks get the very same value (their early-stopping and
+    best-checkpoint decisions, which lead to collectives, cannot diverge). Every rank
+    must call it; it runs the bare network, not the DDP wrapper, so uneven slice
+    counts per rank are fine.
+    """
     total, count = 0.0, 0
-    for i in range(len(dataset)):
+    for i in range(rank, len(dataset), world):
         item = _to_device({k: (v.unsqueeze(0) if isinstance(v, torch.Tensor) else v) for k, v in dataset[i].items()}, device)
         loss, adapted = losses.get(tuple(item["kspace"].shape[1:]))
         adapted.eval()
         value = loss.evaluate(adapted, item["kspace"], _physics_of(mode, item))
         total += float(value)
         count += 1
+    if world > 1:
+        # all_gather and a sum in rank order: bit-identical on every rank, unlike some all_reduce algorithms
+        mine = torch.tensor([total, float(count)], dtype=torch.float64, device=device)
+        parts = [torch.empty_like(mine) for _ in range(world)]
+        torch.distributed.all_gather(parts, mine)
+        total, count = (float(v) for v in sum(p.cpu() for p in parts))
     return total / max(count, 1)
 
 
@@ -225,17 +242,18 @@ def train(
     if distributed and device.type == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    if distributed and not torch.distributed.is_initialized():
+    owns_group = distributed and not torch.distributed.is_initialized()
+    if owns_group:
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     out = Path(cfg.out)
     last_path, best_path = out / "last.pt", out / "best.pt"
 
     split = cfg.split_options()
-    dataset = KspaceDataset(cfg.train, split=split)
+    dataset = KspaceDataset(cfg.train, split=split, mask_file=cfg.mask)
     if len(dataset) == 0:
         raise TrainingError("the training files hold no slices")
     mode = resolve_mode(cfg, dataset)
-    val_set = KspaceDataset(cfg.val, split=split) if cfg.val else None
+    val_set = KspaceDataset(cfg.val, split=split, mask_file=cfg.mask) if cfg.val else None
     if cfg.steps is None and cfg.epochs is None and cfg.time_limit is None:
         raise TrainingError("nothing bounds the run: give --steps, --epochs or --time-limit")
 
@@ -252,7 +270,12 @@ def train(
     torch.manual_seed(cfg.seed + 1000 * rank)  # chunk draws differ between ranks
     if state is None:
         cfg.model_options = default_model_options(cfg, dataset)
-    net = build_model(cfg.model, **cfg.model_options) if state is None else state.build_model()
+    try:
+        net = build_model(cfg.model, **cfg.model_options) if state is None else state.build_model()
+    except (ValueError, TypeError) as exc:
+        if isinstance(exc, A2AError):
+            raise
+        raise TrainingError(f"--model {cfg.model} with options {cfg.model_options}: {exc}") from None
     net.to(device)
     if state is None and rank == 0:
         log(f"network {cfg.model}: {count_parameters(net):,} parameters, mode {mode}, device {device}")
@@ -262,11 +285,19 @@ def train(
     optimiser = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     losses = _Losses(cfg, train_net, dynamic=(mode == "dynamic"), device=device)
     val_losses = _Losses(cfg, net, dynamic=(mode == "dynamic"), device=device)
+    # a split size that does not fit the data is reported now, before the run directory is made
+    for frame_shape in sorted(set(dataset.shapes)):
+        losses.get((2, *frame_shape))
+    for frame_shape in sorted(set(val_set.shapes) if val_set is not None else ()):
+        val_losses.get((2, *frame_shape))
 
     step, epoch, skip, best_val, bad_vals = 0, 0, 0, math.inf, 0
     if state is not None:
         tr = state.training
-        optimiser.load_state_dict(tr["optimizer"])
+        try:
+            optimiser.load_state_dict(tr["optimizer"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise InputError(last_path, f"the optimizer state does not fit this network: {exc}") from None
         step, epoch, skip = int(tr["step"]), int(tr["epoch"]), int(tr["batch_in_epoch"])
         best_val, bad_vals = float(tr.get("best_val", math.inf)), int(tr.get("bad_vals", 0))
         rng = tr.get("rng")
@@ -275,14 +306,20 @@ def train(
         if rank == 0:
             log(f"resuming {out} at step {step}")
 
-    sampler = ShapeBatchSampler(dataset, cfg.batch_size, shuffle=True, seed=cfg.seed, num_replicas=world, rank=rank)
-    loader_args = {"num_workers": cfg.workers, "pin_memory": device.type == "cuda"}
+    # pad: every rank takes the same number of steps per epoch, so the DDP gradient syncs
+    # and the per-step collectives pair up, and --epochs means the same on every rank
+    sampler = ShapeBatchSampler(dataset, cfg.batch_size, shuffle=True, seed=cfg.seed, num_replicas=world, rank=rank, pad=distributed)
+    # a generator of its own: a DataLoader otherwise draws its worker seed from the global
+    # RNG, and the extra loader made on --resume would shift the chunk draws after it
+    loader_args = {"num_workers": cfg.workers, "pin_memory": device.type == "cuda",
+                   "generator": torch.Generator().manual_seed(cfg.seed + 1000 * rank)}
     batches_per_epoch = len(sampler)
     total = cfg.steps
     if cfg.epochs is not None:
         by_epochs = cfg.epochs * batches_per_epoch
         total = by_epochs if total is None else min(total, by_epochs)
 
+    made_out = not out.exists()
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         with atomic_write(out / "config.json", overwrite=True) as tmp:
@@ -322,10 +359,18 @@ def train(
         st = training_state(batch_in_epoch, ep)
         if rank == 0:
             save_checkpoint(path, net, mode, training=st)
+        if distributed:  # no rank leaves (e.g. on a signal) before the checkpoint is on disk
+            torch.distributed.barrier()
 
     metrics_path = out / "metrics.jsonl"
-    records: list[dict] = _read_records(metrics_path) if state is not None else []
+    records: list[dict] = []
+    if state is not None and rank == 0:
+        # steps logged after the checkpoint (before a kill) are done again: drop their lines
+        records = [r for r in _read_records(metrics_path) if isinstance(r.get("step"), int) and r["step"] <= step]
+        with atomic_write(metrics_path, overwrite=True) as tmp:
+            Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in records))
     metrics_file = open(metrics_path, "a" if state is not None else "w") if rank == 0 else None
+    discard = False
     start = time.monotonic()
     last_save = start
     val_loss = None
@@ -359,14 +404,21 @@ def train(
                 )
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+            # measured even without clipping: a finite loss can still give NaN/Inf
+            # gradients, and one such step would turn every weight into NaN
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip or math.inf))
+            if not math.isfinite(grad_norm):
+                raise TrainingError(
+                    f"the gradient became {grad_norm} at step {step + 1} (file {batch['file'][0]}, slice "
+                    f"{int(batch['slice'][0])}); stopped without taking this step, the last good checkpoint is "
+                    f"{last_path if last_path.exists() else 'not written yet'}. Try a lower --lr or --grad-clip."
+                )
             optimiser.step()
             step += 1
             record = {"step": step, "epoch": ep, "loss": loss_value, "time": round(time.monotonic() - start, 3)}
             do_val = step % cfg.val_every == 0 or step == total
             if do_val:
-                val_loss = validate(val_losses, val_set if val_set is not None else dataset, mode, device)
+                val_loss = validate(val_losses, val_set if val_set is not None else dataset, mode, device, rank, world)
                 record["val_loss"] = val_loss
                 if val_loss < best_val:
                     best_val, bad_vals = val_loss, 0
@@ -400,19 +452,29 @@ def train(
                 stopped = "time limit"
                 break
         if not do_val:  # the best checkpoint is chosen on a validation of the final weights too
-            val_loss = validate(val_losses, val_set if val_set is not None else dataset, mode, device)
+            val_loss = validate(val_losses, val_set if val_set is not None else dataset, mode, device, rank, world)
             if val_loss < best_val:
                 best_val, bad_vals = val_loss, 0
                 save(best_path, index + 1, ep)
         save(last_path, index + 1, ep)
+    except BaseException:
+        # a new run that fails before its first checkpoint (unreadable slice, NaN at once)
+        # leaves nothing behind, so that running it again needs no --overwrite
+        discard = state is None and not last_path.exists() and not best_path.exists()
+        raise
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if metrics_file is not None:
             metrics_file.close()
-            _plot(records, out / "loss.png", log)
-        if distributed and torch.distributed.is_initialized():
-            torch.distributed.barrier()
+            if discard:
+                _discard_run(out, remove_dir=made_out)
+            else:
+                _plot(records, out / "loss.png", log)
+        # no barrier here: after an error on one rank the others may sit in another
+        # collective (torchrun stops them); save() already waits for rank 0's write
+        if owns_group and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()  # left alive, it slows the exit by seconds
     return {
         "run_dir": str(out),
         "steps": step,
@@ -425,6 +487,15 @@ def train(
         "mode": mode,
         "model": cfg.model,
     }
+
+
+def _discard_run(out: Path, remove_dir: bool) -> None:
+    """Remove what a failed new run wrote before its first checkpoint."""
+    for name in ("config.json", "metrics.jsonl", "loss.png"):
+        (out / name).unlink(missing_ok=True)
+    if remove_dir:
+        with contextlib.suppress(OSError):  # not empty: someone else put files there
+            out.rmdir()
 
 
 def _read_records(path: Path) -> list[dict]:
@@ -458,7 +529,8 @@ def _warn_unsampled(dataset: KspaceDataset, log: Callable[[str], None]) -> None:
     masks = []
     for path, index in dataset.items:
         try:
-            masks.append(read_mask(path, split=getattr(dataset, "split", None), slice_index=index))
+            masks.append(read_mask(path, split=getattr(dataset, "split", None), slice_index=index,
+                                   mask_file=getattr(dataset, "mask_file", None)))
         except InputError:
             continue
     missing = never_sampled_lines(masks)

@@ -601,3 +601,73 @@ def test_property_split_is_valid_or_a_clear_error(t, split, b, seed):
         assert row_in.tolist() == list(range(row_in[0], row_in[0] + s))
         assert 0 <= min(row_in.tolist() + row_t.tolist()) and max(row_in.tolist() + row_t.tolist()) < t
         assert not frames_of(row_in) & frames_of(row_t)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_chunks=st.integers(2, 8),
+    b=st.integers(1, 6),
+    all_pairs=st.booleans(),
+    neighbours_only=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_property_targets_are_other_chunks_as_configured(n_chunks, b, all_pairs, neighbours_only, seed):
+    torch.manual_seed(seed)
+    loss = Artifact2ArtifactLoss((2, n_chunks, 2, 2), split_size=1, all_pairs=all_pairs, neighbours_only=neighbours_only)
+    draw = loss._random_draw(b, n_chunks, torch.device("cpu"))
+    targets = loss.target_chunks(draw)
+    inputs = draw.input_chunks.tolist()
+    per_sample = [[int(t[i]) for t in targets] for i in range(b)]
+    for c, chosen in zip(inputs, per_sample):
+        assert all(0 <= t < n_chunks and t != c for t in chosen)
+        if neighbours_only:
+            assert all(abs(t - c) == 1 for t in chosen)
+            assert len(chosen) == (2 if all_pairs else 1)
+            if all_pairs:
+                assert set(chosen) == {t for t in (c - 1, c + 1) if 0 <= t < n_chunks}
+        elif all_pairs:
+            assert sorted(chosen) == [t for t in range(n_chunks) if t != c]  # every other chunk exactly once
+        else:
+            assert len(chosen) == 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(t=st.integers(2, 24), b=st.integers(1, 3))
+def test_property_phase2phase_pairs_even_input_with_odd_target(t, b):
+    loss = Phase2PhaseLoss((2, t, 2, 2))
+    draw = loss._random_draw(b, t, torch.device("cpu"))
+    (targets,) = loss.target_chunks(draw)
+    for row_in, row_t in zip(draw.input_index.tolist(), draw.frames(targets).tolist()):
+        assert row_in == list(range(0, 2 * (t // 2), 2))
+        assert row_t == [f + 1 for f in row_in]
+        assert max(row_t) < t and not set(row_in) & set(row_t)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    t=st.integers(2, 8),
+    b=st.integers(1, 2),
+    all_pairs=st.booleans(),
+    neighbours_only=st.booleans(),
+    dynamic=st.booleans(),
+    data=st.data(),
+)
+def test_property_true_static_object_scores_zero_and_a_wrong_one_does_not(t, b, all_pairs, neighbours_only, dynamic, data):
+    """For every valid configuration: the exact object gives zero loss (training and validation)."""
+    valid = [s for s in range(1, t // 2 + 1) if t % s == 0]
+    sizes = data.draw(st.lists(st.sampled_from(valid), min_size=1, max_size=3, unique=True).map(tuple))
+    torch.manual_seed(data.draw(st.integers(0, 2**16)))
+    x_static, video = static_video(b, t)
+    physics = DynamicMRI(mask=line_mask(t)) if dynamic else SequentialMRI(mask=line_mask(t))
+    y = physics(video if dynamic else x_static)
+    loss = Artifact2ArtifactLoss((2, t, 4, 8), split_size=sizes, dynamic_model=dynamic, all_pairs=all_pairs,
+                                 neighbours_only=neighbours_only)
+    truth = video if dynamic else x_static
+    model = loss.adapt_model(Oracle(truth))
+    assert loss(model(y, physics), y, physics, model).item() < 1e-10
+    first = loss.evaluate(model, y, physics)
+    assert first.item() < 1e-10
+    wrong = loss.adapt_model(Oracle(truth * 1.5))
+    assert loss(wrong(y, physics), y, physics, wrong).item() > 1e-4
+    value = loss.evaluate(wrong, y, physics)
+    assert value.item() > 1e-4 and value.item() == loss.evaluate(wrong, y, physics).item()  # deterministic

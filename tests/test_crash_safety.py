@@ -1,0 +1,256 @@
+"""Crash safety: killed, interrupted or diverging runs never lose the last good checkpoint.
+
+The subprocess tests run the real command line (``python -m a2a_cli``) and kill it at
+different moments; each costs an interpreter start with PyTorch, so there are few.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from a2a_cli.checkpoints import load_checkpoint, save_checkpoint, sha256_of
+from a2a_cli.cli import app
+from a2a_cli.io import write_a2a_file
+from a2a_cli.models import build_model
+from a2a_cli.simulate import write_case
+
+# one thread: the machine's cores are shared with the rest of the suite
+ENV = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "COLUMNS": "200"}
+TRAIN_OPTIONS = [
+    "--model", "cnn2dt", "--model-option", "channels=4", "--model-option", "depth=2",
+    "--val-every", "1000", "--patience", "0", "--device", "cpu", "--save-every", "0", "--grad-clip", "1.0",
+]
+RUN_FILES = {"last.pt", "best.pt", "config.json", "metrics.jsonl", "loss.png"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def scan(tmp_path_factory) -> Path:
+    return write_case(tmp_path_factory.mktemp("data") / "scan.h5", slices=2, frames=4, height=8, width=8,
+                      centre_lines=2, acceleration=2, seed=1)
+
+
+def start_train(scan: Path, run: Path, steps: int, *extra: str) -> tuple[subprocess.Popen, Path]:
+    log = run.parent / f"{run.name}-{time.monotonic_ns()}.log"
+    cmd = [sys.executable, "-m", "a2a_cli", "train", str(scan), "--out", str(run), "--steps", str(steps), *TRAIN_OPTIONS, *extra]
+    with open(log, "w") as f:  # a file, not a pipe: a full pipe would stall the child
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=ENV)
+    return proc, log
+
+
+def step_of(path: Path) -> int:
+    """The step stored in a checkpoint; loading must always succeed (writes are atomic)."""
+    ckpt = load_checkpoint(path)
+    assert ckpt.training is not None
+    return int(ckpt.training["step"])
+
+
+def wait_for_step(proc: subprocess.Popen, log: Path, last: Path, above: int, timeout: float = 180) -> int:
+    """Poll ``last`` until it holds a step greater than ``above``; returns that step."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"training exited ({proc.returncode}) before step {above + 1}:\n{log.read_text()}")
+        if last.exists():
+            step = step_of(last)
+            if step > above:
+                return step
+        time.sleep(0.02)
+    proc.kill()
+    pytest.fail(f"no checkpoint past step {above} within {timeout} s:\n{log.read_text()}")
+
+
+def visible(directory: Path) -> set[str]:
+    return {p.name for p in directory.iterdir() if not p.name.startswith(".")}
+
+
+def metrics_steps(run: Path) -> list[int]:
+    import json
+
+    return [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def invoke(args: list) -> tuple[int, str]:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result.exit_code, result.stdout + result.stderr
+
+
+# what stops each process of one run, and how many steps after a fresh checkpoint it comes;
+# a single chain (rather than one run per signal) keeps the interpreter start-ups few
+INTERRUPTIONS = [(signal.SIGKILL, 0), (signal.SIGINT, 1), (signal.SIGKILL, 3), (signal.SIGTERM, 2), (signal.SIGKILL, 6)]
+
+
+def test_killed_or_interrupted_at_any_moment_keeps_a_checkpoint_and_resumes(tmp_path, scan):
+    steps = 80
+    run = tmp_path / "run"
+    last = run / "last.pt"
+    previous = 0
+    for i, (sig, extra_steps) in enumerate(INTERRUPTIONS):
+        proc, log = start_train(scan, run, steps, *(["--resume"] if i else []))
+        seen = wait_for_step(proc, log, last, previous)
+        while seen < previous + 1 + extra_steps:
+            seen = wait_for_step(proc, log, last, seen)
+        proc.send_signal(sig)
+        code = proc.wait(timeout=120)
+        text = log.read_text()
+        if i:
+            assert f"resuming {run} at step {previous}" in text, text
+        step = step_of(last)  # always loads: a cut-short write is never under the real name
+        assert previous < step < steps and step >= seen, (previous, seen, step)
+        assert visible(run) <= RUN_FILES  # leftovers of a write cut short are hidden temporary files
+        if sig == signal.SIGKILL:
+            assert code == -signal.SIGKILL
+        else:  # saved, said so, and exited with 128 + the signal number
+            assert code == 128 + sig, text
+            assert "Traceback" not in text
+            found = re.search(rf"stopped by {sig.name} at step (\d+); checkpoint saved to (\S+) \(continue with --resume\)", text)
+            assert found, text
+            assert int(found.group(1)) == step and Path(found.group(2)) == last
+            assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # a clean exit leaves no temporary file
+        assert metrics_steps(run)[:previous] == list(range(1, previous + 1))
+        previous = step
+
+    code, text = invoke(["train", scan, "--out", run, "--steps", steps, *TRAIN_OPTIONS, "--resume"])
+    assert code == 0, text
+    assert f"resuming {run} at step {previous}" in text
+    final = load_checkpoint(last)
+    assert final.training["step"] == steps
+    assert all(bool(torch.isfinite(v).all()) for v in final.state_dict.values())
+    assert metrics_steps(run) == list(range(1, steps + 1))  # every step logged once: none lost, none repeated
+
+
+def test_sigkill_during_reconstruct_leaves_no_output(tmp_path):
+    rng = np.random.default_rng(0)
+    s, t, h, w = 400, 4, 8, 8
+    mask = np.zeros((s, t, w), np.uint8)
+    for frame in range(t):
+        mask[:, frame, frame::t] = 1
+    kspace = (rng.standard_normal((s, t, h, w)) + 1j * rng.standard_normal((s, t, h, w))).astype(np.complex64)
+    scan = write_a2a_file(tmp_path / "many.h5", kspace * mask[:, :, None, :], mask=mask)
+    ckpt = tmp_path / "net.pt"
+    save_checkpoint(ckpt, build_model("cnn2dt", channels=4, depth=2), "dynamic")
+    out = tmp_path / "out"
+    log = tmp_path / "reconstruct.log"
+    with open(log, "w") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "a2a_cli", "reconstruct", str(ckpt), str(scan), "--out", str(out),
+                                 "--device", "cpu"], stdout=f, stderr=subprocess.STDOUT, env=ENV)
+    deadline = time.monotonic() + 180
+    while not (out.is_dir() and any(out.glob(".many_recon.h5.partial-*"))):
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "reconstruction never started writing"
+        time.sleep(0.01)
+    time.sleep(0.2)  # some slices in
+    assert proc.poll() is None, "finished before it could be killed: use more slices"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    names = [p.name for p in out.iterdir()]
+    assert not (out / "many_recon.h5").exists()
+    assert names and all(n.startswith(".many_recon.h5.partial-") for n in names), names
+
+
+# -- numerical health -------------------------------------------------------------------------------------
+
+
+def _poison(monkeypatch, run: Path, at_call: int, kind: str) -> dict:
+    """Make the training loss (``kind="loss"``) or its gradient (``"gradient"``) non-finite at one call."""
+    from a2a_cli import splitting
+
+    original = splitting.Artifact2ArtifactLoss.forward
+    seen = {"calls": 0}
+
+    def forward(self, x_net, *args, **kwargs):
+        seen["calls"] += 1
+        value = original(self, x_net, *args, **kwargs)
+        if seen["calls"] != at_call:
+            return value
+        seen["sha"], seen["step"] = sha256_of(run / "last.pt"), step_of(run / "last.pt")
+        if kind == "loss":
+            return value * float("nan")
+        return value + 0 * torch.sqrt(0 * x_net.sum())  # the same value, but a NaN gradient
+
+    monkeypatch.setattr(splitting.Artifact2ArtifactLoss, "forward", forward)
+    return seen
+
+
+@pytest.mark.parametrize("kind", ["loss", "gradient"])
+def test_non_finite_training_stops_naming_the_step_and_keeps_last_good(tmp_path, scan, monkeypatch, kind):
+    run = tmp_path / "run"
+    seen = _poison(monkeypatch, run, at_call=4, kind=kind)
+    code, text = invoke(["train", scan, "--out", run, "--steps", 10, *TRAIN_OPTIONS])
+    assert code == 2, text
+    assert "Traceback" not in text
+    assert f"the {kind} became nan at step 4" in text
+    assert "last good checkpoint is" in text and "last.pt" in text
+    assert seen["step"] == 3
+    assert sha256_of(run / "last.pt") == seen["sha"]  # the good checkpoint was not replaced
+    ckpt = load_checkpoint(run / "last.pt")
+    assert ckpt.training["step"] == 3
+    assert all(bool(torch.isfinite(v).all()) for v in ckpt.state_dict.values())
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]
+
+
+def test_non_finite_first_step_of_a_new_run_leaves_nothing(tmp_path, scan, monkeypatch):
+    from a2a_cli import splitting
+
+    monkeypatch.setattr(splitting.Artifact2ArtifactLoss, "forward", lambda self, *a, **k: torch.tensor(float("inf")))
+    run = tmp_path / "run"
+    code, text = invoke(["train", scan, "--out", run, "--steps", 5, *TRAIN_OPTIONS])
+    assert code == 2 and "the loss became inf at step 1" in text and "not written yet" in text, text
+    assert not run.exists()
+    # so the same command, once the problem is fixed, needs no --overwrite
+    monkeypatch.undo()
+    code, text = invoke(["train", scan, "--out", run, "--steps", 2, *TRAIN_OPTIONS])
+    assert code == 0, text
+
+
+def test_grad_clip_is_applied_and_checked(tmp_path, scan, monkeypatch):
+    norms = []
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def spy(parameters, max_norm, *args, **kwargs):
+        norms.append(max_norm)
+        return clip(parameters, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    options = [o if o != "1.0" else "0.25" for o in TRAIN_OPTIONS]
+    code, text = invoke(["train", scan, "--out", tmp_path / "run", "--steps", 3, *options])
+    assert code == 0, text
+    assert norms == [0.25] * 3
+    for bad in ("0", "-1", "nan"):
+        code, text = invoke(["train", scan, "--out", tmp_path / "bad", "--steps", 3, *TRAIN_OPTIONS, "--grad-clip", bad])
+        assert code == 2 and "--grad-clip must be" in text, text
+    assert not (tmp_path / "bad").exists()
+
+
+def test_resume_continues_exactly(tmp_path, scan):
+    """Optimizer state, step count and random state are restored: 4 + 4 steps equal 8 steps."""
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert invoke(["train", scan, "--out", straight, "--steps", 8, *TRAIN_OPTIONS])[0] == 0
+    assert invoke(["train", scan, "--out", split, "--steps", 4, *TRAIN_OPTIONS])[0] == 0
+    code, text = invoke(["train", scan, "--out", split, "--steps", 8, "--resume", *TRAIN_OPTIONS])
+    assert code == 0, text
+    a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(split / "last.pt")
+    assert a.training["step"] == b.training["step"] == 8
+    for key, value in a.state_dict.items():
+        assert torch.equal(value, b.state_dict[key]), key
+    for key, value in a.training["optimizer"]["state"].items():
+        for name, tensor in value.items():
+            assert torch.equal(torch.as_tensor(tensor), torch.as_tensor(b.training["optimizer"]["state"][key][name]))
+    assert metrics_steps(split) == list(range(1, 9))
