@@ -50,13 +50,30 @@ def _fail(message: str, code: int = EXIT_USER_ERROR) -> None:
     raise typer.Exit(code)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM as an exception, so that it unwinds like Ctrl-C and temporary files are removed."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
 def user_errors(fn: Callable) -> Callable:
-    """Turn library errors into one clean message and exit code 2 (no traceback)."""
+    """Turn library errors into one clean message and exit code 2 (no traceback).
+
+    SIGINT and SIGTERM outside the training loop (which saves a checkpoint first) stop the
+    command through an exception: nothing half-written is left, and the exit code is
+    128 + the signal number.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from .training import Interrupted
 
+        try:
+            previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        except ValueError:  # not the main thread: leave signals alone
+            previous = _Terminated
         try:
             return fn(*args, **kwargs)
         except Interrupted as exc:
@@ -64,10 +81,14 @@ def user_errors(fn: Callable) -> Callable:
             raise typer.Exit(128 + int(exc.signum))
         except A2AError as exc:
             _fail(str(exc))
-        except KeyboardInterrupt:
-            _fail("interrupted; no output file was left half-written", 130)
+        except KeyboardInterrupt as exc:
+            sig = signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT
+            _fail(f"stopped by {sig.name}; no output file was left half-written", 128 + sig)
         except MemoryError:
             _fail("out of memory: use --frames-per-batch, a smaller --batch-size or fewer slices per file", 1)
+        finally:
+            if previous is not _Terminated:
+                signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
     return wrapper
 
@@ -153,14 +174,14 @@ def train(
     split_size: List[int] = typer.Option([], "--split-size", help="Frames per chunk (repeat for a random choice per step); default: T/2."),
     all_pairs: bool = typer.Option(False, "--all-pairs", help="Score each input chunk against all other chunks (lower-variance loss)."),
     neighbours_only: bool = typer.Option(False, "--neighbours-only", help="Targets only from the chunks next to the input chunk (less motion between them)."),
-    shuffle_frames: bool = typer.Option(False, "--shuffle-frames", help="Chunks from a random ordering of the frames at every step (static objects only, e.g. sequential mode)."),
-    steps: Optional[int] = typer.Option(1500, help="Optimizer steps (upper bound)."),
+    shuffle_frames: Optional[bool] = typer.Option(None, "--shuffle-frames/--no-shuffle-frames", help="Chunks from a random ordering of the frames at every step (static objects only); default: on in sequential mode, off in dynamic mode.", show_default=False),
+    steps: Optional[int] = typer.Option(1000, help="Optimizer steps (upper bound)."),
     epochs: Optional[int] = typer.Option(None, help="Passes over the training slices (upper bound)."),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Stop after this many seconds."),
     lr: float = typer.Option(1e-3, help="Adam learning rate."),
     batch_size: int = typer.Option(1, "--batch-size", help="Slices per step (slices of equal shape are batched together)."),
     val_every: int = typer.Option(100, "--val-every", help="Steps between validations."),
-    patience: Optional[int] = typer.Option(6, help="Stop after this many validations without improvement (0: never)."),
+    patience: Optional[int] = typer.Option(5, help="Stop after this many validations without improvement (0: never)."),
     grad_clip: Optional[float] = typer.Option(None, "--grad-clip", help="Clip the gradient norm to this value."),
     save_every: float = typer.Option(30.0, "--save-every", help="Seconds between checkpoints of the last state."),
     seed: int = typer.Option(0, help="Random seed."),

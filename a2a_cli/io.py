@@ -73,6 +73,12 @@ that says so. ``split`` is ignored for a2a files, whose frames are in the file. 
 Masks of shape ``(S, T, W)`` and ``(T, H, W)`` coincide when ``S == T == H``; the
 per-slice line mask ``(S, T, W)`` is then assumed.
 
+**Limits.** A header may declare far more data than the file holds (HDF5 does not
+store unwritten chunks), so declared sizes are checked before anything is read: at
+most 100 000 slices (environment variable ``A2A_MAX_SLICES``) and 2^28 complex
+samples per slice, T x H x W x coils (``A2A_MAX_SLICE_SAMPLES``). Every reading
+failure inside the HDF5 library (a damaged or truncated file) is an :class:`InputError`.
+
 **Other layouts.** CMRxRecon ``.mat`` files, ISMRMRD raw data and multi-coil fastMRI
 files (``kspace`` ``(slices, coils, H, W)`` with an ``ismrmrd_header`` dataset or a
 protocol name as ``acquisition``) are recognised from their contents and read by

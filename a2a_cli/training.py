@@ -56,14 +56,14 @@ class TrainConfig:
     split_size: list[int] = field(default_factory=list)  # empty: automatic (T // 2 when T is even)
     all_pairs: bool = False
     neighbours_only: bool = False
-    shuffle_frames: bool = False
-    steps: Optional[int] = 1500
+    shuffle_frames: Optional[bool] = None  # None: on for sequential mode (static object), off for dynamic
+    steps: Optional[int] = 1000
     epochs: Optional[int] = None
     time_limit: Optional[float] = None  # seconds
     lr: float = 1e-3
     batch_size: int = 1
     val_every: int = 100
-    patience: Optional[int] = 6  # validations without improvement before stopping
+    patience: Optional[int] = 5  # validations without improvement before stopping
     grad_clip: Optional[float] = None
     save_every: float = 30.0  # seconds
     seed: int = 0
@@ -138,7 +138,7 @@ class _Losses:
                         dynamic_model=self.dynamic,
                         all_pairs=self.cfg.all_pairs,
                         neighbours_only=self.cfg.neighbours_only,
-                        shuffle_frames=self.cfg.shuffle_frames,
+                        shuffle_frames=(not self.dynamic and not self.cfg.neighbours_only) if self.cfg.shuffle_frames is None else self.cfg.shuffle_frames,
                         device=self.device,
                     )
             except ValueError as exc:

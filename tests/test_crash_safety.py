@@ -136,7 +136,7 @@ def test_killed_or_interrupted_at_any_moment_keeps_a_checkpoint_and_resumes(tmp_
     assert metrics_steps(run) == list(range(1, steps + 1))  # every step logged once: none lost, none repeated
 
 
-def test_sigkill_during_reconstruct_leaves_no_output(tmp_path):
+def test_killed_or_terminated_reconstruct_leaves_no_output(tmp_path):
     rng = np.random.default_rng(0)
     s, t, h, w = 400, 4, 8, 8
     mask = np.zeros((s, t, w), np.uint8)
@@ -146,23 +146,34 @@ def test_sigkill_during_reconstruct_leaves_no_output(tmp_path):
     scan = write_a2a_file(tmp_path / "many.h5", kspace * mask[:, :, None, :], mask=mask)
     ckpt = tmp_path / "net.pt"
     save_checkpoint(ckpt, build_model("cnn2dt", channels=4, depth=2), "dynamic")
-    out = tmp_path / "out"
-    log = tmp_path / "reconstruct.log"
-    with open(log, "w") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "a2a_cli", "reconstruct", str(ckpt), str(scan), "--out", str(out),
-                                 "--device", "cpu"], stdout=f, stderr=subprocess.STDOUT, env=ENV)
-    deadline = time.monotonic() + 180
-    while not (out.is_dir() and any(out.glob(".many_recon.h5.partial-*"))):
-        assert proc.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, "reconstruction never started writing"
-        time.sleep(0.01)
-    time.sleep(0.2)  # some slices in
-    assert proc.poll() is None, "finished before it could be killed: use more slices"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
-    names = [p.name for p in out.iterdir()]
-    assert not (out / "many_recon.h5").exists()
-    assert names and all(n.startswith(".many_recon.h5.partial-") for n in names), names
+    procs = {}
+    for sig in (signal.SIGKILL, signal.SIGTERM):  # side by side: interpreter start-up dominates
+        out, log = tmp_path / sig.name, tmp_path / f"{sig.name}.log"
+        with open(log, "w") as f:
+            proc = subprocess.Popen([sys.executable, "-m", "a2a_cli", "reconstruct", str(ckpt), str(scan), "--out", str(out),
+                                     "--device", "cpu"], stdout=f, stderr=subprocess.STDOUT, env=ENV)
+        procs[sig] = (proc, out, log)
+    for sig, (proc, out, log) in procs.items():
+        deadline = time.monotonic() + 180
+        while not (out.is_dir() and any(out.glob(".many_recon.h5.partial-*"))):
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "reconstruction never started writing"
+            time.sleep(0.01)
+        time.sleep(0.2)  # some slices in
+        assert proc.poll() is None, "finished before it could be stopped: use more slices"
+        proc.send_signal(sig)
+    for sig, (proc, out, log) in procs.items():
+        code = proc.wait(timeout=60)
+        names = [p.name for p in out.iterdir()]
+        assert not (out / "many_recon.h5").exists()
+        if sig == signal.SIGKILL:  # no chance to clean up: only a hidden temporary file remains
+            assert code == -signal.SIGKILL
+            assert names and all(n.startswith(".many_recon.h5.partial-") for n in names), names
+        else:  # unwinds like Ctrl-C: the temporary file is removed too
+            text = log.read_text()
+            assert code == 128 + signal.SIGTERM, text
+            assert "stopped by SIGTERM; no output file was left half-written" in text and "Traceback" not in text
+            assert names == []
 
 
 # -- numerical health -------------------------------------------------------------------------------------
