@@ -263,7 +263,11 @@ def mask_report(mask: object, split_sizes: Optional[Iterable[int]] = None) -> di
     else:
         sizes = sorted({int(s) for s in split_sizes})
     splits = [_split_report(units, centre_unit, s, centre_text, unit_name) for s in sizes]
-    recommended = _recommend(splits)
+    # recommend among the sizes that divide T, whichever sizes the caller asked about
+    divisors = [s for s in range(1, t + 1) if t % s == 0 and t // s >= 2]
+    candidates = splits if split_sizes is None else [
+        _split_report(units, centre_unit, s, centre_text, unit_name) for s in divisors]
+    recommended = _recommend(candidates)
 
     warnings: list[str] = []
     unusable = False
@@ -283,12 +287,12 @@ def mask_report(mask: object, split_sizes: Optional[Iterable[int]] = None) -> di
         warnings.append(f"the k-space centre ({centre_text}) is not sampled in frame(s) {_list_text(centre_missing)}")
     if t < 2:
         warnings.append(f"only {t} frame: the splitting loss needs at least 2 chunks of frames")
-    if recommended is None:
+    if _recommend(splits) is None:
         unusable = True
         if t >= 2 and union_samples:
             warnings.append("no split size gives at least two usable chunks")
-    else:
-        chosen = next(r for r in splits if r["split_size"] == recommended)
+    if recommended is not None:
+        chosen = next(r for r in candidates if r["split_size"] == recommended)
         warnings.extend(f"split size {recommended}: {msg}" for msg in chosen["warnings"])
 
     return {

@@ -322,6 +322,8 @@ def train(
     made_out = not out.exists()
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+        for stale in out.glob(".*.partial-*"):  # left by a process killed mid-write (SIGKILL)
+            stale.unlink(missing_ok=True)
         with atomic_write(out / "config.json", overwrite=True) as tmp:
             Path(tmp).write_text(json.dumps(asdict(cfg) | {"mode": mode}, indent=2) + "\n")
         if state is None:

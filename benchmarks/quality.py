@@ -181,7 +181,7 @@ def tune_cs(case: dict) -> tuple[float, str]:
     ref = _complex(smp.reference)
     best = (-1.0, 0.0, "t")
     for tv in (("t", "txy") if case["mode"] == "dynamic" else ("xy",)):
-        for lam in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1):
+        for lam in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0):
             val = psnr(ref, cs_reconstruct(case["mode"], smp, lam, tv))
             if val > best[0]:
                 best = (val, lam, tv)

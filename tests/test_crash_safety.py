@@ -138,7 +138,7 @@ def test_killed_or_interrupted_at_any_moment_keeps_a_checkpoint_and_resumes(tmp_
 
 def test_killed_or_terminated_reconstruct_leaves_no_output(tmp_path):
     rng = np.random.default_rng(0)
-    s, t, h, w = 400, 4, 8, 8
+    s, t, h, w = 3000, 4, 8, 8
     mask = np.zeros((s, t, w), np.uint8)
     for frame in range(t):
         mask[:, frame, frame::t] = 1
@@ -159,7 +159,7 @@ def test_killed_or_terminated_reconstruct_leaves_no_output(tmp_path):
             assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "reconstruction never started writing"
             time.sleep(0.01)
-        time.sleep(0.2)  # some slices in
+        time.sleep(0.1)  # some slices in
         assert proc.poll() is None, "finished before it could be stopped: use more slices"
         proc.send_signal(sig)
     for sig, (proc, out, log) in procs.items():

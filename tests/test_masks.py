@@ -107,9 +107,10 @@ def test_bad_split_is_unusable():
     assert s4["mean_pairwise_overlap"] is None
     assert any("not divisible by split size 4" in w for w in s4["warnings"])
     assert any("needs at least 2" in w for w in s4["warnings"])
-    assert r["recommended_split_size"] is None
+    # the asked split is unusable, and the recommendation is a size that divides T
     assert r["verdict"] == "unusable"
     assert "no split size gives at least two usable chunks" in r["warnings"]
+    assert r["recommended_split_size"] == 2
 
 
 def test_given_split_sizes_are_all_reported():
