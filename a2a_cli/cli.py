@@ -175,7 +175,7 @@ def train(
     all_pairs: bool = typer.Option(False, "--all-pairs", help="Score each input chunk against all other chunks (lower-variance loss)."),
     neighbours_only: bool = typer.Option(False, "--neighbours-only", help="Targets only from the chunks next to the input chunk (less motion between them)."),
     shuffle_frames: Optional[bool] = typer.Option(None, "--shuffle-frames/--no-shuffle-frames", help="Chunks from a random ordering of the frames at every step (static objects only); default: on in sequential mode, off in dynamic mode.", show_default=False),
-    steps: Optional[int] = typer.Option(1000, help="Optimizer steps (upper bound)."),
+    steps: Optional[int] = typer.Option(800, help="Optimizer steps (upper bound)."),
     epochs: Optional[int] = typer.Option(None, help="Passes over the training slices (upper bound)."),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Stop after this many seconds."),
     lr: float = typer.Option(1e-3, help="Adam learning rate."),

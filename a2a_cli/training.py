@@ -57,7 +57,7 @@ class TrainConfig:
     all_pairs: bool = False
     neighbours_only: bool = False
     shuffle_frames: Optional[bool] = None  # None: on for sequential mode (static object), off for dynamic
-    steps: Optional[int] = 1000
+    steps: Optional[int] = 800
     epochs: Optional[int] = None
     time_limit: Optional[float] = None  # seconds
     lr: float = 1e-3
@@ -148,14 +148,15 @@ class _Losses:
 
 
 def default_model_options(cfg: TrainConfig, dataset: KspaceDataset) -> dict:
-    """The network's options, with the view-sharing block set to the training chunk length.
-
-    A network that fills k-space from the frames of its input chunk then sees, at
-    reconstruction time, blocks of the same length: inputs that look like its training inputs.
-    """
+    """The network's options, with the view-sharing block tied to the training chunk length."""
     options = dict(cfg.model_options)
     if cfg.loss == "a2a" and options.get("init", "view_sharing") == "view_sharing" and "share_window" not in options:
-        options["share_window"] = max(cfg.split_size) if cfg.split_size else auto_split_size(dataset.shapes[0][0])
+        chunk = max(cfg.split_size) if cfg.split_size else auto_split_size(dataset.shapes[0][0])
+        # Blocks of two chunks (one input and one target chunk's worth of frames): within a
+        # training chunk this is the chunk itself; at reconstruction it fills each frame from
+        # twice as many frames, which measured better (benchmarks/RESULTS.md) while keeping
+        # the block bounded for long free-breathing sequences.
+        options["share_window"] = 2 * chunk
     return options
 
 

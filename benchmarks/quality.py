@@ -3,7 +3,7 @@
 Run by hand (not part of the test suite), from the repository root, in the project's
 virtual environment with the benchmark extra (``pip install -c constraints.txt -e '.[bench]'``):
 
-    python benchmarks/quality.py --out bench_out --budget 90
+    python benchmarks/quality.py --out bench_out --budget 60 --blind-spot dynamic,sequential
 
 For each case (data made by ``a2a simulate`` with fixed seeds; the test file is never
 trained on) it prints and writes (``results.md``, ``results.json``) one row per method:
@@ -49,7 +49,7 @@ METHODS: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "a2a unrolled, split 4, neighbours only": (["--split-size", "4", "--neighbours-only"], ("dynamic", "periodic")),
     "a2a unet": (["--model", "unet"], ("dynamic", "periodic", "sequential")),
     "a2a cnn2dt": (["--model", "cnn2dt"], ("dynamic", "periodic", "sequential")),
-    "a2a cnn2dt, no data consistency": (["--model", "cnn2dt", "--model-option", "data_consistency=false"], ("dynamic",)),
+    "a2a cnn2dt, no data consistency": (["--model", "cnn2dt", "--model-option", "data_consistency=false"], ("dynamic", "sequential")),
     "a2a unrolled, zero-filled input": (["--model-option", "init=adjoint"], ("dynamic",)),
     "a2a unrolled, consecutive chunks (the seed's split)": (["--no-shuffle-frames"], ("sequential",)),
     "p2p unrolled (Phase2Phase)": (["--loss", "p2p"], ("dynamic", "periodic", "sequential")),
@@ -250,7 +250,7 @@ def supervised_worker(run: Path, mode: str, budget: float, files: list[str]) -> 
 
     torch.manual_seed(0)
     ds = KspaceDataset(files)
-    net = build_model("unrolled", share_window=auto_split_size(ds.shapes[0][0]))
+    net = build_model("unrolled", share_window=2 * auto_split_size(ds.shapes[0][0]))
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     run.mkdir(parents=True, exist_ok=True)
     samples = [ds.read(i) for i in range(len(ds))]
@@ -294,10 +294,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench_out"))
     ap.add_argument("--budget", type=float, default=90.0, help="wall-clock training seconds per learned row")
     ap.add_argument("--cases", default="dynamic,periodic,sequential")
-    ap.add_argument("--methods", default="all", help="comma-separated labels, 'all', or 'none'")
+    ap.add_argument("--methods", default="all", help="labels separated by ';', 'all', or 'none'")
     ap.add_argument("--no-default", action="store_true", help="skip the untouched-default row")
     ap.add_argument("--no-supervised", action="store_true")
-    ap.add_argument("--blind-spot", action="store_true", help="also train on one sampling pattern for every file")
+    ap.add_argument("--blind-spot", default="", help="cases (comma-separated) also trained on one sampling pattern for every file")
     ap.add_argument("--supervised-worker", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--mode", help=argparse.SUPPRESS)
     ap.add_argument("files", nargs="*", help=argparse.SUPPRESS)
@@ -322,12 +322,12 @@ def main() -> None:
             rows.append(learned_row(case, "a2a default (no options)", [], args.out, None))
             _report(rows[-1:])
         chosen = METHODS if args.methods == "all" else ({} if args.methods == "none" else
-                                                        {m: METHODS[m] for m in args.methods.split(",")})
+                                                        {m: METHODS[m] for m in args.methods.split(";")})
         for label, (extra, cases) in chosen.items():
             if name in cases:
                 rows.append(learned_row(case, label, extra, args.out, args.budget))
                 _report(rows[-1:])
-        if args.blind_spot and case["mode"] == "dynamic" and name == "dynamic":
+        if name in args.blind_spot.split(","):
             same = same_pattern_copy(case, args.out)
             rows.append(learned_row(same, "a2a cnn2dt, same pattern in every training file", ["--model", "cnn2dt"], args.out, args.budget))
             rows.append(learned_row(same, "a2a cnn2dt no DC, same pattern in every training file",

@@ -54,7 +54,7 @@ def test_train_resume_reconstruct_dynamic(data, tmp_path):
         assert (run / name).is_file(), name
     config = json.loads((run / "config.json").read_text())
     assert config["mode"] == "dynamic" and config["model"] == "unrolled"
-    assert config["model_options"]["share_window"] == 4  # auto split size T/2, also the view-sharing block
+    assert config["model_options"]["share_window"] == 8  # two chunks of the automatic split size T/2
     assert load_checkpoint(run / "last.pt").training["step"] == 4
     # a second plain run refuses to replace the first
     code, text = invoke(["train", data["dyn_train"], "--out", run, "--steps", "4", *SMALL])
