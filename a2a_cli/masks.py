@@ -55,9 +55,6 @@ SPARSE_CHUNK_FRACTION = 0.25
 # above this mean fraction of a target chunk's samples that the input chunk also holds,
 # the target mostly repeats the input and the loss teaches little
 HEAVY_OVERLAP = 0.9
-# calibration found that chunks which each cover most of k-space work best: the
-# recommended split is the smallest one whose chunks reach this mean coverage
-COVERAGE_TARGET = 0.5
 # frames listed by number in a warning before the list is cut short
 _LIST_LIMIT = 10
 
@@ -181,13 +178,12 @@ def _split_report(units: np.ndarray, centre_unit: int, s: int, centre_text: str,
 
 
 def _recommend(splits: list[dict]) -> Optional[int]:
-    """The split size whose chunks best cover k-space while leaving >= 2 chunks.
+    """The split size to train with: the largest usable one.
 
     Among usable splits (whole chunks only when any divides T, and without heavy
-    overlap when any avoids it): the smallest split whose chunks reach
-    :data:`COVERAGE_TARGET` mean coverage (more, shorter chunks when coverage is
-    already good), else the one with the best coverage, larger on ties (coverage is
-    then the problem, and larger chunks cover more).
+    overlap when any avoids it) the largest leaves at least two chunks while its chunks
+    cover the most k-space, which is what the view-shared network input needs; larger
+    chunks measured best in the benchmark (``benchmarks/RESULTS.md``).
     """
     pool = [r for r in splits if r["verdict"] != "unusable"]
     for keep in (lambda r: r["leftover_frames"] == 0, lambda r: not any("overlap heavily" in w for w in r["warnings"])):
@@ -195,11 +191,7 @@ def _recommend(splits: list[dict]) -> Optional[int]:
         pool = preferred or pool
     if not pool:
         return None
-    cov = {r["split_size"]: float(np.mean(r["chunk_coverage"])) for r in pool}
-    good = [s for s, c in cov.items() if c >= COVERAGE_TARGET]
-    if good:
-        return min(good)
-    return max(cov, key=lambda s: (cov[s], s))
+    return max(r["split_size"] for r in pool)
 
 
 def mask_report(mask: object, split_sizes: Optional[Iterable[int]] = None) -> dict:

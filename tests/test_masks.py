@@ -92,8 +92,8 @@ def test_default_split_sizes_and_chunk_statistics(report_a):
 
 
 def test_top_level_verdict_and_recommendation(report_a):
-    # split 2 is the smallest whose chunks cover half of k-space
-    assert report_a["recommended_split_size"] == 2
+    # the largest split that leaves two whole chunks (T = 6)
+    assert report_a["recommended_split_size"] == 3
     assert report_a["verdict"] == "warning"
     assert report_a["warnings"] == [
         "lines never sampled by any frame: 1 of 8 (self-supervision cannot learn them; vary the pattern between files)"
@@ -110,13 +110,13 @@ def test_bad_split_is_unusable():
     # the asked split is unusable, and the recommendation is a size that divides T
     assert r["verdict"] == "unusable"
     assert "no split size gives at least two usable chunks" in r["warnings"]
-    assert r["recommended_split_size"] == 2
+    assert r["recommended_split_size"] == 3
 
 
 def test_given_split_sizes_are_all_reported():
     r = mask_report(line_mask(8, FRAMES_A), split_sizes=[4, 2, 2])
     assert [s["split_size"] for s in r["splits"]] == [2, 4]
-    assert r["recommended_split_size"] == 2
+    assert r["recommended_split_size"] == 3  # recommended among the sizes that divide T = 6
     with pytest.raises(ValueError):
         mask_report(line_mask(8, FRAMES_A), split_sizes=[0])
 
@@ -176,7 +176,7 @@ def test_heavy_overlap_warning():
     assert r["overlap"]["mean_pairwise"] == 1.0
     assert all(s["verdict"] == "warning" for s in r["splits"])
     assert all(any("overlap heavily" in w for w in s["warnings"]) for s in r["splits"])
-    assert r["recommended_split_size"] == 1
+    assert r["recommended_split_size"] == 2
 
 
 def test_point_mask_orientation_and_centre_point():
