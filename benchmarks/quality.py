@@ -52,7 +52,7 @@ METHODS: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "a2a cnn2dt": (["--model", "cnn2dt"], ("dynamic", "periodic", "sequential")),
     "a2a cnn2dt, no data consistency": (["--model", "cnn2dt", "--model-option", "data_consistency=false"], ("dynamic", "sequential")),
     "a2a unrolled, zero-filled input": (["--model-option", "init=adjoint"], ("dynamic",)),
-    "a2a unrolled, consecutive chunks (the seed's split)": (["--no-shuffle-frames"], ("sequential",)),
+    "a2a unrolled, consecutive chunks (as in RARE)": (["--no-shuffle-frames"], ("sequential",)),
     "p2p unrolled (Phase2Phase)": (["--loss", "p2p"], ("dynamic", "periodic", "sequential")),
 }
 

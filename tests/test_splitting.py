@@ -109,7 +109,7 @@ def frames_of(index_row: torch.Tensor) -> set[int]:
     return set(index_row.tolist())
 
 
-# -- the seed's examples --------------------------------------------------------------------
+# -- the reference documentation's examples --------------------------------------------------------------------
 
 
 def test_seed_examples_run_and_give_positive_loss():
