@@ -693,6 +693,16 @@ def _read_kspace(f: h5py.File, info: FileInfo, index: int) -> np.ndarray:
     return k
 
 
+def _read_slice_of(f, name: str, info: "FileInfo", index: int, dims, style, fields) -> np.ndarray:
+    """One slice of an optional complex dataset (``reference``, ``sensitivity_maps``), checked finite."""
+    try:
+        a = _read_complex(f[name], style, fields, index if dims[0] == "S" else ())  # type: ignore[arg-type]
+    except OSError as e:
+        raise InputError(info.path, f"slice {index}: cannot read {name!r} (damaged file?): {e}") from None
+    _check_finite(a, info.path, f"slice {index}: {name!r}")
+    return a
+
+
 def _read_maps(f: h5py.File, info: FileInfo, index: int, kspace: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, str]:
     """Coil maps complex64 ``(1, N, H, W)`` of one slice and how they were obtained.
 
@@ -700,12 +710,7 @@ def _read_maps(f: h5py.File, info: FileInfo, index: int, kspace: np.ndarray, mas
     they are estimated from the slice's masked k-space ``(T, N, H, W)`` and mask ``(T, H, W)``.
     """
     if info.sensitivity == "stored":
-        dims = info._maps_dims
-        try:
-            s = _read_complex(f["sensitivity_maps"], info._maps_style, info._maps_fields, index if dims[0] == "S" else ())  # type: ignore[index,arg-type]
-        except OSError as e:
-            raise InputError(info.path, f"slice {index}: cannot read 'sensitivity_maps' (damaged file?): {e}") from None
-        _check_finite(s, info.path, f"slice {index}: 'sensitivity_maps'")
+        s = _read_slice_of(f, "sensitivity_maps", info, index, info._maps_dims, info._maps_style, info._maps_fields)
         return torch.from_numpy(np.ascontiguousarray(s))[None], "stored"
     from .coils import estimate_maps  # torch-heavy; only multi-coil files need it
 
@@ -785,12 +790,7 @@ def _read_sample(
             raise InputError(info.path, f"slice {index}: frame(s) {listed} have no k-space samples ({empty.size} of {m.shape[0]} frames empty)")
     ref = None
     if with_reference and info.has_reference:
-        dims = info._reference_dims
-        try:
-            r = _read_complex(f["reference"], info._reference_style, info._reference_fields, index if dims[0] == "S" else ())  # type: ignore[index,arg-type]
-        except OSError as e:
-            raise InputError(info.path, f"slice {index}: cannot read 'reference' (damaged file?): {e}") from None
-        _check_finite(r, info.path, f"slice {index}: 'reference'")
+        r = _read_slice_of(f, "reference", info, index, info._reference_dims, info._reference_style, info._reference_fields)
         ref = _to_tensor(r)
     return Sample(
         kspace=_to_tensor(k),
