@@ -153,15 +153,16 @@ def test_killed_or_terminated_reconstruct_leaves_no_output(tmp_path):
             proc = subprocess.Popen([sys.executable, "-m", "a2a_cli", "reconstruct", str(ckpt), str(scan), "--out", str(out),
                                      "--device", "cpu"], stdout=f, stderr=subprocess.STDOUT, env=ENV)
         procs[sig] = (proc, out, log)
-    for sig, (proc, out, log) in procs.items():
-        deadline = time.monotonic() + 180
-        while not (out.is_dir() and any(out.glob(".many_recon.h5.partial-*"))):
+    # watch both at once and stop each as soon as it writes, so neither can finish unwatched
+    pending, deadline = dict(procs), time.monotonic() + 180
+    while pending:
+        for sig, (proc, out, log) in list(pending.items()):
             assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "reconstruction never started writing"
-            time.sleep(0.01)
-        time.sleep(0.1)  # some slices in
-        assert proc.poll() is None, "finished before it could be stopped: use more slices"
-        proc.send_signal(sig)
+            if out.is_dir() and any(out.glob(".many_recon.h5.partial-*")):
+                proc.send_signal(sig)
+                del pending[sig]
+        assert time.monotonic() < deadline, "reconstruction never started writing"
+        time.sleep(0.005)
     for sig, (proc, out, log) in procs.items():
         code = proc.wait(timeout=60)
         names = [p.name for p in out.iterdir()]
