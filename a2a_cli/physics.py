@@ -39,6 +39,7 @@ __all__ = [
     "MRIPhysics",
     "DynamicMRI",
     "SequentialMRI",
+    "Reflection",
 ]
 
 
@@ -360,3 +361,93 @@ class SequentialMRI(MRIPhysics):
         yc = (to_complex(y) * m).sum(1) / torch.clamp(count, min=1.0)
         union = (self.mask.sum(2) > 0).to(self.mask.dtype)
         return to_real(yc), DynamicMRI(mask=union, coil_maps=self.coil_maps, cg_iterations=self.cg_iterations)
+
+
+def _reverse(t: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """Index reversal ``i -> (2 (N // 2) - i) mod N`` about the centre sample ``N // 2`` of each axis in ``dims``.
+
+    This is the reflection that commutes with :func:`fft2c` exactly: a plain flip for odd
+    N, a flip then a shift by one for even N.
+    """
+    if not dims:
+        return t
+    t = torch.flip(t, dims)
+    even = tuple(d for d in dims if t.shape[d] % 2 == 0)
+    return torch.roll(t, shifts=(1,) * len(even), dims=even) if even else t
+
+
+class Reflection:
+    """An exact symmetry of Cartesian sampling: mirror the image in H and/or W, optionally conjugate it.
+
+    Mirroring the image mirrors its k-space; conjugating the image mirrors k-space in
+    both axes and conjugates it. So a measurement ``y = A x`` of the transformed image is
+    obtained exactly, noise included, from ``y`` and ``A``:
+    ``physics_of(physics).A(image(x)) == kspace(physics.A(x))``. Each reflection is its
+    own inverse. Used to augment training data and to average a network's output over
+    the eight reflections at reconstruction time.
+
+    >>> import torch
+    >>> x = torch.randn(1, 2, 3, 8, 6)
+    >>> mask = (torch.rand(1, 1, 3, 1, 6) > 0.5).float()
+    >>> physics = DynamicMRI(mask=mask)
+    >>> g = Reflection(flip_h=True, flip_w=False, conjugate=True)
+    >>> bool(torch.allclose(g.physics_of(physics).A(g.image(x)), g.kspace(physics.A(x)), atol=1e-5))
+    True
+    >>> bool(torch.equal(g.image(g.image(x)), x))
+    True
+    >>> len(Reflection.all())
+    8
+    """
+
+    def __init__(self, flip_h: bool = False, flip_w: bool = False, conjugate: bool = False):
+        self.flip_h, self.flip_w, self.conjugate = bool(flip_h), bool(flip_w), bool(conjugate)
+
+    @staticmethod
+    def all() -> list["Reflection"]:
+        """The eight reflections, the identity first."""
+        return [Reflection(h, w, c) for c in (False, True) for h in (False, True) for w in (False, True)]
+
+    @staticmethod
+    def random(generator: Optional[torch.Generator] = None) -> "Reflection":
+        """One of the eight reflections, uniformly (from the global torch RNG by default)."""
+        h, w, c = (bool(v) for v in torch.randint(0, 2, (3,), generator=generator).tolist())
+        return Reflection(h, w, c)
+
+    @property
+    def is_identity(self) -> bool:
+        return not (self.flip_h or self.flip_w or self.conjugate)
+
+    def _dims(self, image_domain: bool) -> tuple[int, ...]:
+        # conjugation mirrors k-space in both axes, so in k-space it toggles both flips
+        toggle = self.conjugate and not image_domain
+        return tuple(d for d, f in ((-2, self.flip_h), (-1, self.flip_w)) if f != toggle)
+
+    @staticmethod
+    def _conj(t: torch.Tensor) -> torch.Tensor:
+        """Complex conjugate of a real ``(B, 2, ...)`` tensor (negate channel 1)."""
+        return torch.cat((t[:, :1], -t[:, 1:2]), dim=1)
+
+    def image(self, x: torch.Tensor) -> torch.Tensor:
+        """Transform an image ``(B, 2, ..., H, W)`` (real layout)."""
+        x = _reverse(x, self._dims(True))
+        return self._conj(x) if self.conjugate else x
+
+    def kspace(self, y: torch.Tensor) -> torch.Tensor:
+        """Transform k-space ``(B, 2, ..., H, W)`` (real layout, any coil/time axes)."""
+        y = _reverse(y, self._dims(False))
+        return self._conj(y) if self.conjugate else y
+
+    def mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """Transform a sampling mask (real, k-space indexed; size-1 axes stay as they are)."""
+        return _reverse(mask, self._dims(False))
+
+    def physics_of(self, physics: MRIPhysics) -> MRIPhysics:
+        """The operator that measures transformed images into transformed k-space."""
+        maps = physics.coil_maps
+        if maps is not None:  # coil maps live in the image domain
+            maps = _reverse(maps, self._dims(True))
+            maps = maps.conj() if self.conjugate else maps
+        return type(physics)(mask=self.mask(physics.mask), coil_maps=maps, cg_iterations=physics.cg_iterations)
+
+    def __repr__(self) -> str:
+        return f"Reflection(flip_h={self.flip_h}, flip_w={self.flip_w}, conjugate={self.conjugate})"

@@ -23,7 +23,7 @@ from .checkpoints import load_checkpoint, save_checkpoint
 from .errors import A2AError, InputError
 from .io import KspaceDataset, ShapeBatchSampler, SplitOptions, atomic_write
 from .models import build_model, count_parameters
-from .physics import DynamicMRI, MRIPhysics, SequentialMRI
+from .physics import DynamicMRI, MRIPhysics, Reflection, SequentialMRI
 from .splitting import Artifact2ArtifactLoss, Phase2PhaseLoss
 
 
@@ -57,7 +57,8 @@ class TrainConfig:
     all_pairs: bool = False
     neighbours_only: bool = False
     shuffle_frames: Optional[bool] = None  # None: on for sequential mode (static object), off for dynamic
-    steps: Optional[int] = 800
+    augment: Optional[bool] = None  # None: on for sequential mode, off for dynamic
+    steps: Optional[int] = None  # None: DEFAULT_STEPS[mode] unless --epochs or --time-limit bound the run
     epochs: Optional[int] = None
     time_limit: Optional[float] = None  # seconds
     lr: float = 1e-3
@@ -79,6 +80,17 @@ class TrainConfig:
         if self.frames is None:
             return None
         return SplitOptions(frames=self.frames, assignment=self.assignment, centre_lines=self.centre_lines, seed=self.seed)
+
+
+#: Steps when nothing else bounds the run. A sequential step handles one image, not a
+#: video, and is about five times cheaper; with reflected data it needs more of them
+#: (benchmarks/RESULTS.md).
+DEFAULT_STEPS = {"dynamic": 800, "sequential": 3000}
+
+
+def augment_enabled(cfg: "TrainConfig", mode: str) -> bool:
+    """Whether training sees randomly reflected data (default: sequential mode only)."""
+    return mode == "sequential" if cfg.augment is None else bool(cfg.augment)
 
 
 def auto_split_size(frames: int) -> int:
@@ -147,9 +159,12 @@ class _Losses:
         return self._by_frames[frames]
 
 
-def default_model_options(cfg: TrainConfig, dataset: KspaceDataset) -> dict:
-    """The network's options, with the view-sharing block tied to the training chunk length."""
+def default_model_options(cfg: TrainConfig, dataset: KspaceDataset, mode: str = "dynamic") -> dict:
+    """The network's options: the view-sharing block tied to the training chunk length,
+    and the reflection ensemble at reconstruction when training sees reflected data."""
     options = dict(cfg.model_options)
+    if augment_enabled(cfg, mode) and "flip_ensemble" not in options:
+        options["flip_ensemble"] = True
     if cfg.loss == "a2a" and options.get("init", "view_sharing") == "view_sharing" and "share_window" not in options:
         chunk = max(cfg.split_size) if cfg.split_size else auto_split_size(dataset.shapes[0][0])
         # Blocks of two chunks (one input and one target chunk's worth of frames): within a
@@ -256,7 +271,7 @@ def train(
     mode = resolve_mode(cfg, dataset)
     val_set = KspaceDataset(cfg.val, split=split, mask_file=cfg.mask) if cfg.val else None
     if cfg.steps is None and cfg.epochs is None and cfg.time_limit is None:
-        raise TrainingError("nothing bounds the run: give --steps, --epochs or --time-limit")
+        cfg.steps = DEFAULT_STEPS[mode]
 
     state = None
     if resume:
@@ -270,7 +285,7 @@ def train(
 
     torch.manual_seed(cfg.seed + 1000 * rank)  # chunk draws differ between ranks
     if state is None:
-        cfg.model_options = default_model_options(cfg, dataset)
+        cfg.model_options = default_model_options(cfg, dataset, mode)
     try:
         net = build_model(cfg.model, **cfg.model_options) if state is None else state.build_model()
     except (ValueError, TypeError) as exc:
@@ -330,6 +345,7 @@ def train(
         if state is None:
             _warn_unsampled(dataset, log)
 
+    augment = augment_enabled(cfg, mode)
     stop_signal: list[int] = []
 
     def _on_signal(signum, _frame):
@@ -389,6 +405,10 @@ def train(
             batch = _to_device(batch, device)
             y = batch["kspace"]
             physics = _physics_of(mode, batch)
+            if augment:
+                # an exact symmetry of the measurement: more varied data, same noise statistics
+                g = Reflection.random()
+                y, physics = g.kspace(y), g.physics_of(physics)
             loss_fn, adapted = losses.get(tuple(y.shape[1:]))
             adapted.train()
             with autocast:

@@ -175,3 +175,38 @@ def test_real_subprocess_and_module_entry_point(data, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "a2a_cli", "inspect-mask", str(tmp_path / "missing.h5")],
                           capture_output=True, text=True, env=ENV, timeout=120)
     assert proc.returncode == 2 and "missing.h5" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("mode_key, flags, expect_augment, expect_steps",
+                         [("seq_train", [], True, 3), ("seq_train", ["--no-augment"], False, 3),
+                          ("dyn_train", [], False, 2), ("dyn_train", ["--augment"], True, 2)])
+def test_reflection_augmentation_and_default_steps_follow_the_mode(data, tmp_path, monkeypatch, mode_key, flags,
+                                                                    expect_augment, expect_steps):
+    import a2a_cli.training as training
+    from a2a_cli.physics import Reflection
+
+    # the per-mode default step counts, shrunk so that the test runs them to the end
+    monkeypatch.setitem(training.DEFAULT_STEPS, "sequential", 3)
+    monkeypatch.setitem(training.DEFAULT_STEPS, "dynamic", 2)
+    draws = []
+    real_random = Reflection.random
+
+    def counting_random(*args, **kwargs):
+        draws.append(real_random(*args, **kwargs))
+        return draws[-1]
+
+    monkeypatch.setattr(Reflection, "random", staticmethod(counting_random))
+    run = tmp_path / "run"
+    code, text = invoke(["train", data[mode_key], "--out", run, "--model-option", "channels=4", "--model-option",
+                         "depth=2", "--val-every", "1", "--device", "cpu", *flags])
+    assert code == 0, text
+    assert json.loads((run / "config.json").read_text())["steps"] == expect_steps
+    assert len([json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]) == expect_steps
+    assert len(draws) == (expect_steps if expect_augment else 0)  # one reflection per training step
+    ckpt = load_checkpoint(run / "best.pt")
+    assert ckpt.build_model().flip_ensemble is expect_augment  # reconstruction averages over the reflections
+    # an explicit bound replaces the default step count
+    code, text = invoke(["train", data[mode_key], "--out", tmp_path / "run2", "--model-option", "channels=4",
+                         "--model-option", "depth=2", "--epochs", "1", "--device", "cpu", *flags])
+    assert code == 0, text
+    assert json.loads((tmp_path / "run2" / "config.json").read_text())["steps"] is None

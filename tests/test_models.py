@@ -357,3 +357,25 @@ def test_time_agnostic_net_passes_extra_arguments():
     out = TimeAgnosticNet(Probe())(torch.ones(2, 2, 3, 4, 4), "P", scale=2.0)
     assert seen == {"shape": (6, 2, 4, 4), "physics": "P"}
     assert torch.equal(out, torch.full((2, 2, 3, 4, 4), 2.0))
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_flip_ensemble_averages_the_eight_reflections_and_keeps_the_data(name):
+    from a2a_cli.physics import Reflection
+
+    y, physics = dynamic_data(b=1, t=4, h=15, w=16, coil_maps=coil_maps(1, 15, 16))
+    plain, ens = small(name), small(name, flip_ensemble=True)
+    ens.load_state_dict(plain.state_dict())
+    plain.eval(), ens.eval()
+    with torch.no_grad():
+        expected = sum(g.image(plain(g.kspace(y), g.physics_of(physics))) for g in Reflection.all()) / 8
+        out = ens(y, physics)
+        assert torch.allclose(out, expected, atol=1e-5)
+        assert not torch.allclose(out, plain(y, physics), atol=1e-4)  # it does change the output
+        # every variant keeps the measured samples, so the average does (single coil: exact DC)
+        y1, physics1 = dynamic_data(b=1, t=4, h=15, w=16)
+        assert dc_error(ens(y1, physics1), y1, physics1) < 1e-5 * y1.abs().max().item()
+        # training mode: one pass, as without the ensemble
+        ens.train(), plain.train()
+        assert torch.equal(ens(y, physics), plain(y, physics))
+    assert build_model(name, **ens.config).flip_ensemble is True

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from a2a_cli import DynamicMRI, SequentialMRI, fft2c, ifft2c, to_complex, to_real
-from a2a_cli.physics import gather_time
+from a2a_cli.physics import Reflection, gather_time
 
 torch.manual_seed(0)
 
@@ -149,3 +149,30 @@ def test_bad_masks_are_clear_errors():
         DynamicMRI(mask=torch.ones(1, 3, 2, 4, 4))
     with pytest.raises(ValueError, match="5D"):
         SequentialMRI(mask=torch.ones(1, 1, 4, 4))
+
+
+@pytest.mark.parametrize("coils", [None, 3])
+@pytest.mark.parametrize("kind", ["dynamic", "sequential"])
+def test_reflections_are_exact_symmetries_of_the_measurement(kind, coils):
+    # odd and even sizes: the reflection is about the centre sample of the centred FFT
+    b, t, h, w = 2, 3, 7, 6
+    maps = _coil_maps(b, coils, h, w) if coils else None
+    cls = DynamicMRI if kind == "dynamic" else SequentialMRI
+    physics = cls(mask=_line_mask(b, t, w, seed=4), coil_maps=maps)
+    x = torch.randn(b, 2, t, h, w) if kind == "dynamic" else torch.randn(b, 2, h, w)
+    y = physics(x)
+    seen = set()
+    for g in Reflection.all():
+        pg = g.physics_of(physics)
+        assert type(pg) is cls
+        # measuring the transformed image = transforming the measurement, noise included
+        assert torch.allclose(pg(g.image(x)), g.kspace(y), atol=1e-5)
+        assert torch.allclose(pg.A_adjoint(g.kspace(y)), g.image(physics.A_adjoint(y)), atol=1e-5)
+        assert torch.equal(g.image(g.image(x)), x) and torch.equal(g.kspace(g.kspace(y)), y)
+        seen.add(g.image(x).numpy().tobytes())
+    assert len(seen) == 8  # eight different transforms
+    # conjugation mirrors k-space in both axes: a line mask changes, a pure image flip in H does not
+    assert torch.equal(Reflection(flip_h=True).mask(physics.mask), physics.mask)
+    assert not torch.equal(Reflection(conjugate=True).mask(physics.mask), physics.mask)
+    flipped = Reflection(flip_w=True).image(x)
+    assert torch.equal(flipped[..., 1:], torch.flip(x[..., 1:], (-1,)))  # column 0 is its own mirror

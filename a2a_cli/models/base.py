@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Optional
 import torch
 from torch import nn
 
-from ..physics import MRIPhysics, SequentialMRI
+from ..physics import MRIPhysics, Reflection, SequentialMRI
 
 __all__ = ["INITS", "ReconstructionNet", "fold_time", "unfold_time", "ConvStack"]
 
@@ -93,6 +93,11 @@ class ReconstructionNet(nn.Module):
     frames (all of them, or blocks of ``share_window`` frames) that sampled them. It keeps
     every measured sample and was measured far better than the plain zero-filled adjoint
     (``init="adjoint"``, ``physics.A_adjoint(y)``), which stays available.
+
+    ``flip_ensemble`` averages the eval-mode output over the eight exact reflections of the
+    data (:class:`~a2a_cli.physics.Reflection`: mirror in H and W, conjugation). Every
+    variant keeps the measured samples, so the average does too; it costs eight passes and
+    pays off for networks trained on reflected data (``a2a train --augment``).
     """
 
     name: ClassVar[str] = ""
@@ -103,10 +108,11 @@ class ReconstructionNet(nn.Module):
     #: that windowed reconstruction can carry enough context.
     temporal_context: int = 0
 
-    def __init__(self, init: str = "view_sharing", share_window: Optional[int] = None):
+    def __init__(self, init: str = "view_sharing", share_window: Optional[int] = None, flip_ensemble: bool = False):
         super().__init__()
         self.share_window = _check_common(init, share_window)
         self.init = init
+        self.flip_ensemble = bool(flip_ensemble)
         self.config: dict[str, Any] = {}
 
     # -- input path -------------------------------------------------------------------
@@ -129,6 +135,15 @@ class ReconstructionNet(nn.Module):
 
     def forward(self, y: torch.Tensor, physics: MRIPhysics) -> torch.Tensor:
         """Reconstruct ``x`` from ``y``; layouts in the module docstring."""
+        if self.flip_ensemble and not self.training:
+            total = None
+            for g in Reflection.all():
+                x = g.image(self._forward_once(g.kspace(y), g.physics_of(physics)))
+                total = x if total is None else total + x
+            return total / 8
+        return self._forward_once(y, physics)
+
+    def _forward_once(self, y: torch.Tensor, physics: MRIPhysics) -> torch.Tensor:
         if isinstance(physics, SequentialMRI):
             y, physics = physics.time_average(y)
         static = physics.mask.ndim == 4

@@ -62,8 +62,9 @@ class Conv2dtNet(ReconstructionNet):
         data_consistency: bool = True,
         init: str = "view_sharing",
         share_window: Optional[int] = None,
+        flip_ensemble: bool = False,
     ):
-        super().__init__(init=init, share_window=share_window)
+        super().__init__(init=init, share_window=share_window, flip_ensemble=flip_ensemble)
         neighbours = int(neighbours)
         if neighbours < 0:
             raise ValueError(f"neighbours must be >= 0, got {neighbours}")
@@ -78,6 +79,7 @@ class Conv2dtNet(ReconstructionNet):
             data_consistency=self.data_consistency,
             init=init,
             share_window=self.share_window,
+            flip_ensemble=self.flip_ensemble,
         )
 
     def reconstruct(self, x0: torch.Tensor, y: torch.Tensor, physics: MRIPhysics) -> torch.Tensor:

@@ -91,8 +91,9 @@ class ResidualUNet(ReconstructionNet):
         data_consistency: bool = True,
         init: str = "view_sharing",
         share_window: Optional[int] = None,
+        flip_ensemble: bool = False,
     ):
-        super().__init__(init=init, share_window=share_window)
+        super().__init__(init=init, share_window=share_window, flip_ensemble=flip_ensemble)
         self.unet = UNet2d(2, 2, channels=int(channels), scales=int(scales))
         self.scales = int(scales)
         self.data_consistency = bool(data_consistency)
@@ -102,6 +103,7 @@ class ResidualUNet(ReconstructionNet):
             data_consistency=self.data_consistency,
             init=init,
             share_window=self.share_window,
+            flip_ensemble=self.flip_ensemble,
         )
 
     def reconstruct(self, x0: torch.Tensor, y: torch.Tensor, physics: MRIPhysics) -> torch.Tensor:

@@ -56,8 +56,9 @@ class UnrolledNet(ReconstructionNet):
         learn_lambda: bool = False,
         init: str = "view_sharing",
         share_window: Optional[int] = None,
+        flip_ensemble: bool = False,
     ):
-        super().__init__(init=init, share_window=share_window)
+        super().__init__(init=init, share_window=share_window, flip_ensemble=flip_ensemble)
         iterations, lam = int(iterations), float(lam)
         if iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {iterations}")
@@ -82,6 +83,7 @@ class UnrolledNet(ReconstructionNet):
             learn_lambda=self.learn_lambda,
             init=init,
             share_window=self.share_window,
+            flip_ensemble=self.flip_ensemble,
         )
 
     @property
