@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
+import numpy as np
 import torch
 
 from .checkpoints import load_checkpoint, save_checkpoint
@@ -343,7 +344,7 @@ def train(
         with atomic_write(out / "config.json", overwrite=True) as tmp:
             Path(tmp).write_text(json.dumps(asdict(cfg) | {"mode": mode}, indent=2) + "\n")
         if state is None:
-            _warn_unsampled(dataset, log)
+            _warn_unsampled(dataset, log, mirrored=augment_enabled(cfg, mode))
 
     augment = augment_enabled(cfg, mode)
     stop_signal: list[int] = []
@@ -544,10 +545,14 @@ def _plot(records: list[dict], path: Path, log: Callable[[str], None]) -> None:
         log(f"warning: could not draw {path}: {exc}")
 
 
-def _warn_unsampled(dataset: KspaceDataset, log: Callable[[str], None]) -> None:
-    """Warn when no training file samples some phase-encode lines (they get no training signal)."""
+def _warn_unsampled(dataset: KspaceDataset, log: Callable[[str], None], mirrored: bool = False) -> None:
+    """Warn when no training file samples some phase-encode lines (they get no training signal).
+
+    With ``mirrored`` (training on reflected data) a line also gets signal through its
+    mirror image about the k-space centre, so only lines unsampled on both sides count.
+    """
     from .io import read_mask
-    from .masks import never_sampled_lines
+    from .masks import never_sampled_lines_by_width
 
     masks = []
     for path, index in dataset.items:
@@ -556,10 +561,15 @@ def _warn_unsampled(dataset: KspaceDataset, log: Callable[[str], None]) -> None:
                                    mask_file=getattr(dataset, "mask_file", None)))
         except InputError:
             continue
-    missing = never_sampled_lines(masks)
+    groups = never_sampled_lines_by_width(masks)
+    if mirrored:
+        groups = {w: np.array([k for k in idx if (2 * (w // 2) - k) % w in set(idx.tolist())], dtype=np.int64)
+                  for w, idx in groups.items()}
+    missing = np.unique(np.concatenate(list(groups.values()))) if groups else np.zeros(0, dtype=np.int64)
     if len(missing):
         shown = ", ".join(str(int(i)) for i in missing[:12]) + (" ..." if len(missing) > 12 else "")
+        where = "in any training file, nor their mirror lines" if mirrored else "in any training file"
         log(
-            f"warning: {len(missing)} phase-encode line(s) are never sampled in any training file ({shown}); "
+            f"warning: {len(missing)} phase-encode line(s) are never sampled {where} ({shown}); "
             "self-supervision gets no signal there. Train on files with varied sampling patterns."
         )

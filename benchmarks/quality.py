@@ -53,6 +53,8 @@ METHODS: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "a2a cnn2dt, no data consistency": (["--model", "cnn2dt", "--model-option", "data_consistency=false"], ("dynamic", "sequential")),
     "a2a unrolled, zero-filled input": (["--model-option", "init=adjoint"], ("dynamic",)),
     "a2a unrolled, consecutive chunks (as in RARE)": (["--no-shuffle-frames"], ("sequential",)),
+    "a2a unrolled, no reflections": (["--no-augment"], ("sequential",)),
+    "a2a unrolled, reflections": (["--augment"], ("dynamic", "periodic")),
     "p2p unrolled (Phase2Phase)": (["--loss", "p2p"], ("dynamic", "periodic", "sequential")),
 }
 
@@ -241,26 +243,35 @@ def _steps(path: Path) -> tuple[int, float | None]:
 
 
 def supervised_worker(run: Path, mode: str, budget: float, files: list[str]) -> None:
-    """Train the default network on the ground truth (MSE to the reference) for ``budget`` seconds."""
+    """Train the default network on the ground truth (MSE to the reference) for ``budget`` seconds.
+
+    As the default does: in sequential mode on randomly reflected data, with the
+    reconstruction averaged over the reflections.
+    """
     import torch
 
     from a2a_cli.checkpoints import save_checkpoint
     from a2a_cli.io import KspaceDataset
     from a2a_cli.models import build_model
+    from a2a_cli.physics import Reflection
     from a2a_cli.training import auto_split_size, make_physics
 
     torch.manual_seed(0)
     ds = KspaceDataset(files)
-    net = build_model("unrolled", share_window=2 * auto_split_size(ds.shapes[0][0]))
+    augment = mode == "sequential"
+    net = build_model("unrolled", share_window=2 * auto_split_size(ds.shapes[0][0]), flip_ensemble=augment)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     run.mkdir(parents=True, exist_ok=True)
     samples = [ds.read(i) for i in range(len(ds))]
     start, step, log = time.monotonic(), 0, []
     while time.monotonic() - start < budget:
         smp = samples[int(torch.randint(len(samples), (1,)))]
-        phys = make_physics(mode, smp.mask)
-        x = net(smp.kspace, phys)
-        loss = torch.nn.functional.mse_loss(x, smp.reference)
+        phys, y, ref = make_physics(mode, smp.mask), smp.kspace, smp.reference
+        if augment:
+            g = Reflection.random()
+            phys, y, ref = g.physics_of(phys), g.kspace(y), g.image(ref)
+        x = net(y, phys)
+        loss = torch.nn.functional.mse_loss(x, ref)
         opt.zero_grad()
         loss.backward()
         opt.step()

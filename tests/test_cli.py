@@ -210,3 +210,23 @@ def test_reflection_augmentation_and_default_steps_follow_the_mode(data, tmp_pat
                          "--model-option", "depth=2", "--epochs", "1", "--device", "cpu", *flags])
     assert code == 0, text
     assert json.loads((tmp_path / "run2" / "config.json").read_text())["steps"] is None
+
+
+@pytest.mark.parametrize("flags, missing", [(["--no-augment"], "1, 3, 5"), ([], "3, 5")])
+def test_train_warns_about_lines_no_training_file_samples(tmp_path, flags, missing):
+    from a2a_cli.io import write_a2a_file
+
+    t, h, w = 4, 8, 8
+    mask = np.zeros((t, h, w), bool)
+    for k, lines in enumerate([(0, 4), (2, 4), (4, 7), (4, 6)]):
+        mask[k][:, list(lines)] = True
+    # sampled: 0, 2, 4, 6, 7; never sampled: 1, 3, 5. Mirror about the centre 4: k -> (8 - k) % 8,
+    # so with reflected training data line 1 learns from line 7, while 3 and 5 mirror each other
+    rng = np.random.default_rng(0)
+    kspace = (rng.standard_normal((t, h, w)) + 1j * rng.standard_normal((t, h, w))).astype(np.complex64) * mask
+    path = write_a2a_file(tmp_path / "seq.h5", kspace, mask=mask, acquisition="sequential")
+    code, text = invoke(["train", path, "--out", tmp_path / "run", "--steps", "1", "--model-option", "channels=4",
+                         "--model-option", "depth=2", "--device", "cpu", *flags])
+    assert code == 0, text
+    assert f"warning: {len(missing.split(','))} phase-encode line(s) are never sampled" in text
+    assert f"({missing})" in text
