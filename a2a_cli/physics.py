@@ -413,10 +413,6 @@ class Reflection:
         h, w, c = (bool(v) for v in torch.randint(0, 2, (3,), generator=generator).tolist())
         return Reflection(h, w, c)
 
-    @property
-    def is_identity(self) -> bool:
-        return not (self.flip_h or self.flip_w or self.conjugate)
-
     def _dims(self, image_domain: bool) -> tuple[int, ...]:
         # conjugation mirrors k-space in both axes, so in k-space it toggles both flips
         toggle = self.conjugate and not image_domain

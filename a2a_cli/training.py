@@ -336,6 +336,7 @@ def train(
         by_epochs = cfg.epochs * batches_per_epoch
         total = by_epochs if total is None else min(total, by_epochs)
 
+    augment = augment_enabled(cfg, mode)
     made_out = not out.exists()
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -344,9 +345,8 @@ def train(
         with atomic_write(out / "config.json", overwrite=True) as tmp:
             Path(tmp).write_text(json.dumps(asdict(cfg) | {"mode": mode}, indent=2) + "\n")
         if state is None:
-            _warn_unsampled(dataset, log, mirrored=augment_enabled(cfg, mode))
+            _warn_unsampled(dataset, log, mirrored=augment)
 
-    augment = augment_enabled(cfg, mode)
     stop_signal: list[int] = []
 
     def _on_signal(signum, _frame):
@@ -563,8 +563,7 @@ def _warn_unsampled(dataset: KspaceDataset, log: Callable[[str], None], mirrored
             continue
     groups = never_sampled_lines_by_width(masks)
     if mirrored:
-        groups = {w: np.array([k for k in idx if (2 * (w // 2) - k) % w in set(idx.tolist())], dtype=np.int64)
-                  for w, idx in groups.items()}
+        groups = {w: idx[np.isin((2 * (w // 2) - idx) % w, idx)] for w, idx in groups.items()}
     missing = np.unique(np.concatenate(list(groups.values()))) if groups else np.zeros(0, dtype=np.int64)
     if len(missing):
         shown = ", ".join(str(int(i)) for i in missing[:12]) + (" ..." if len(missing) > 12 else "")
