@@ -569,6 +569,8 @@ CONVERT_EPILOG = """
     a2a convert FullSample/P001/cine_sax.mat cine_sax_kt8.h5 --mask Mask_Task2/P001/cine_sax_mask_ktGaussian8.mat
 
     a2a convert ocmr_cine.h5 ocmr_a2a.h5 --overwrite
+
+    a2a convert multicoil.h5 multicoil_8vc.h5 --virtual-coils 8
 """
 
 
@@ -583,6 +585,7 @@ def convert(
     assignment: Assignment = typer.Option(Assignment.random, help="How lines are assigned to frames (with --frames)."),
     centre_lines: int = typer.Option(0, "--centre-lines", help="Centre lines shared by every frame (with --frames)."),
     seed: int = typer.Option(0, help="Seed of the line assignment (with --frames)."),
+    virtual_coils: Optional[int] = typer.Option(None, "--virtual-coils", help="Compress the coils of each slice to this many virtual coils (SVD; sensitivity maps compressed alike), for faster training and reconstruction."),
 ) -> None:
     """Write the a2a file of any supported input (slice by slice; the output appears only when complete)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -594,8 +597,8 @@ def convert(
     with Progress(TextColumn(f"[bold]convert {source.name}"), BarColumn(), MofNCompleteColumn(), TextColumn("slices"), console=err) as bar:
         task = bar.add_task("convert", total=None)
         written = convert_file(source, target, mask_file=mask_file, split=split, overwrite=overwrite,
-                               on_slice=lambda d, n: bar.update(task, completed=d, total=n))
-    err.print(f"wrote {written} (from a {kind} file)", highlight=False, soft_wrap=True)
+                               on_slice=lambda d, n: bar.update(task, completed=d, total=n), virtual_coils=virtual_coils)
+    err.print(f"wrote {written} (input format: {kind})", highlight=False, soft_wrap=True)
 
 
 SIM_EPILOG = """

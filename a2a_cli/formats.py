@@ -688,7 +688,7 @@ def _complex_np(t: torch.Tensor) -> np.ndarray:
 
 def convert(
     source: PathLike, target: PathLike, mask_file: PathLike | None = None, split: _io.SplitOptions | None = None,
-    overwrite: bool = False, on_slice: Callable[[int, int], None] | None = None,
+    overwrite: bool = False, on_slice: Callable[[int, int], None] | None = None, virtual_coils: int | None = None,
 ) -> Path:
     """Write the a2a file of any supported input, slice by slice and atomically.
 
@@ -696,11 +696,22 @@ def convert(
     ``mask`` uint8 ``(S, T, H, W)``, ``reference`` ``(S, T, H, W)`` (dynamic) or
     ``(S, H, W)`` (sequential) when the input has one; attributes ``acquisition``
     (the mode), ``source_file``, ``source_format``. Returns the target path.
+
+    ``virtual_coils`` = n compresses each slice's coils to n virtual coils
+    (:func:`a2a_cli.coils.compress_coils`, a matrix per slice); the slice's sensitivity
+    maps go through the same matrix, so the measurement model stays exact and every
+    later step (training, data consistency) runs N/n times cheaper on the coil axis.
     """
     source, target = Path(source), Path(target)
     if target.resolve() == source.resolve():
         raise InputError(target, "the output would overwrite the input file; choose another name")
     info = _io.inspect_file(source, split=split, mask_file=mask_file)
+    if virtual_coils is not None:
+        if not info.coils:
+            raise InputError(source, "--virtual-coils needs multi-coil data; the file has one coil")
+        if not 1 <= virtual_coils < info.coils:
+            raise InputError(source, f"--virtual-coils {virtual_coils}: the file has {info.coils} coils; "
+                                     f"give a number from 1 to {info.coils - 1}")
     fmt = getattr(info, "source_format", None) or detect(source)
     t, h, w, s = info.frames, info.height, info.width, info.n_slices
     with _io.atomic_write(target, overwrite) as tmp, h5py.File(tmp, "w") as out:
@@ -708,6 +719,13 @@ def convert(
         for index in range(s):
             sample = _io.read_slice(source, index, split=split, info=info, allow_empty_frames=True, mask_file=mask_file)
             k = _complex_np(sample.kspace)
+            maps = None if sample.coil_maps is None else sample.coil_maps[0]
+            if virtual_coils is not None:
+                from .coils import compress_coils
+
+                kc, matrix = compress_coils(k, virtual_coils, coil_axis=-3, return_matrix=True)
+                k = kc.numpy()
+                maps = None if maps is None else compress_coils(maps, virtual_coils, coil_axis=0, matrix=matrix)
             if k_ds is None:
                 k_ds = out.create_dataset("kspace", shape=(s,) + k.shape, dtype=np.complex64,
                                           chunks=(1,) * (k.ndim - 1) + (h, w), **_io._COMPRESSION)
@@ -716,20 +734,23 @@ def convert(
                     rshape = (t, h, w) if sample.reference.ndim == 5 else (h, w)
                     r_ds = out.create_dataset("reference", shape=(s,) + rshape, dtype=np.complex64,
                                               chunks=(1,) * (len(rshape) - 1) + (h, w), **_io._COMPRESSION)
-                if sample.coil_maps is not None:  # stored, so reading the output does not estimate them again
-                    s_ds = out.create_dataset("sensitivity_maps", shape=(s,) + tuple(sample.coil_maps.shape[1:]),
+                if maps is not None:  # stored, so reading the output does not estimate them again
+                    s_ds = out.create_dataset("sensitivity_maps", shape=(s,) + tuple(maps.shape),
                                               dtype=np.complex64, chunks=(1, 1, h, w), **_io._COMPRESSION)
             k_ds[index] = k
             m_ds[index] = sample.mask[0, 0].numpy().astype(np.uint8)  # type: ignore[index]
             if r_ds is not None and sample.reference is not None:
                 r_ds[index] = _complex_np(sample.reference)
-            if s_ds is not None and sample.coil_maps is not None:
-                s_ds[index] = sample.coil_maps[0].numpy()
+            if s_ds is not None and maps is not None:
+                s_ds[index] = maps.numpy()
             if on_slice is not None:
                 on_slice(index + 1, s)
         out.attrs["acquisition"] = info.mode
         out.attrs["source_file"] = str(source.resolve())
         out.attrs["source_format"] = fmt
         if info.coils:
-            out.attrs["coils"] = int(info.coils)  # the a2a mark of a coil axis in 'kspace' (S, T, N, H, W)
+            # the a2a mark of a coil axis in 'kspace' (S, T, N, H, W)
+            out.attrs["coils"] = int(virtual_coils or info.coils)
+            if virtual_coils is not None:
+                out.attrs["compressed_from_coils"] = int(info.coils)
     return target

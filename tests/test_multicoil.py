@@ -376,3 +376,30 @@ def test_simulate_train_reconstruct_multicoil(tmp_path):
         assert f["reconstruction"].shape == (1, 4, 24, 24)  # coil-combined
         assert int(f.attrs["coils"]) == 8 and f.attrs["sensitivity"] in ("espirit", "lowres")
         assert np.isfinite(f["reconstruction"][()]).all()
+
+
+def test_convert_compresses_coils_and_keeps_the_model_exact(tmp_path, mc_file):
+    runner = CliRunner()
+    out = tmp_path / "vc.h5"
+    result = runner.invoke(app, ["convert", str(mc_file), str(out), "--virtual-coils", "3"])
+    assert result.exit_code == 0, result.output
+    with h5py.File(out) as f:
+        assert f["kspace"].shape == (2, 4, 3, 32, 32) and int(f.attrs["coils"]) == 3
+        assert int(f.attrs["compressed_from_coils"]) == 8 and f["sensitivity_maps"].shape == (2, 3, 32, 32)
+    for s in range(2):
+        full, comp = read_slice(mc_file, s), read_slice(out, s)
+        assert comp.coil_maps.shape == (1, 3, 32, 32)
+        # smooth maps: three virtual coils keep almost all of the signal energy
+        assert comp.kspace.pow(2).sum() > 0.9 * full.kspace.pow(2).sum()
+        # y' - A' x = U (y - A x) with orthonormal rows U: the compressed data fits the same
+        # image through the compressed maps at least as well as the full data fits it
+        x = full.reference
+        r_full = DynamicMRI(mask=full.mask, coil_maps=full.coil_maps)(x) - full.kspace
+        r_comp = DynamicMRI(mask=comp.mask, coil_maps=comp.coil_maps)(x) - comp.kspace
+        assert r_comp.norm() <= r_full.norm() * (1 + 1e-4)
+    # user errors: too many virtual coils, or a single-coil file; nothing is written
+    bad = runner.invoke(app, ["convert", str(mc_file), str(tmp_path / "x.h5"), "--virtual-coils", "8"])
+    assert bad.exit_code == 2 and "give a number from 1 to 7" in bad.output and not (tmp_path / "x.h5").exists()
+    single = write_case(tmp_path / "single.h5", slices=1, frames=4, height=16, width=16, seed=1)
+    bad = runner.invoke(app, ["convert", str(single), str(tmp_path / "y.h5"), "--virtual-coils", "2"])
+    assert bad.exit_code == 2 and "needs multi-coil data" in bad.output and not (tmp_path / "y.h5").exists()
