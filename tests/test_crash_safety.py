@@ -33,12 +33,7 @@ TRAIN_OPTIONS = [
 RUN_FILES = {"last.pt", "best.pt", "config.json", "metrics.jsonl", "loss.png"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -368,11 +368,17 @@ def test_fastmri_multicoil_splits_like_single_coil(tmp_path):
 # ----------------------------------------------------------------------------------
 # conversion
 # ----------------------------------------------------------------------------------
-def test_convert_writes_an_equivalent_a2a_file(tmp_path):
-    full = cine(1, seed=6)
-    m = line_mask(per_frame=True, seed=6)
+def undersampled_cine(tmp_path, coils: int, seed: int):
+    """A CMRxRecon undersampled cine (``kus`` and ``kspace_full``) with its mask file beside it."""
+    full = cine(coils, seed=seed)
+    m = line_mask(per_frame=True, seed=seed)
     data = write_mat(tmp_path / "cine_sax_kus_ktUniform8.mat", {"kus": full * m[:, None, None], "kspace_full": full})
     write_mat(tmp_path / "cine_sax_mask_ktUniform8.mat", {"mask": m})
+    return data
+
+
+def test_convert_writes_an_equivalent_a2a_file(tmp_path):
+    data = undersampled_cine(tmp_path, coils=1, seed=6)
     out = formats.convert(data, tmp_path / "out.h5")
     assert formats.detect(out) == "a2a"
     with h5py.File(out) as f:
@@ -404,10 +410,7 @@ def test_cli_convert_and_mask_option(tmp_path):
 
 
 def test_convert_multicoil_stores_coil_axis_and_maps(tmp_path):
-    full = cine(3, seed=8)
-    m = line_mask(per_frame=True, seed=8)
-    data = write_mat(tmp_path / "cine_sax_kus_ktUniform8.mat", {"kus": full * m[:, None, None], "kspace_full": full})
-    write_mat(tmp_path / "cine_sax_mask_ktUniform8.mat", {"mask": m})
+    data = undersampled_cine(tmp_path, coils=3, seed=8)
     out = formats.convert(data, tmp_path / "out.h5")
     with h5py.File(out) as f:
         assert f["kspace"].shape == (NZ, NT, 3, NX, NY) and f.attrs["coils"] == 3

@@ -25,13 +25,7 @@ from a2a_cli.simulate import add_noise, coil_sensitivities, ifft2c, phantom_dyna
 from a2a_cli.splitting import Artifact2ArtifactLoss
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # small problems: threads only add overhead (and contention on a shared machine)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
 
 
 def _inner(a: torch.Tensor, b: torch.Tensor) -> float:
