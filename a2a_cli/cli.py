@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import functools
 import json
-import shutil
 import signal
 import sys
 import tomllib
-from dataclasses import asdict, fields
+from dataclasses import fields
 from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, List, Optional
@@ -18,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .errors import A2AError, InputError
+from .errors import A2AError, InputError, Stopped, clear_stop, request_stop
 
 app = typer.Typer(
     name="a2a",
@@ -50,12 +49,9 @@ def _fail(message: str, code: int = EXIT_USER_ERROR) -> None:
     raise typer.Exit(code)
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM as an exception, so that it unwinds like Ctrl-C and temporary files are removed."""
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise _Terminated()
+def _on_stop_signal(signum: int, frame: Any) -> None:
+    request_stop(signum)
+    raise Stopped(signum)
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -70,10 +66,13 @@ def user_errors(fn: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         from .training import Interrupted
 
-        try:
-            previous = signal.signal(signal.SIGTERM, _on_sigterm)
-        except ValueError:  # not the main thread: leave signals alone
-            previous = _Terminated
+        clear_stop()
+        previous: dict[int, Any] = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[sig] = signal.signal(sig, _on_stop_signal)
+            except ValueError:  # not the main thread: leave signals alone
+                break
         try:
             return fn(*args, **kwargs)
         except Interrupted as exc:
@@ -82,13 +81,14 @@ def user_errors(fn: Callable) -> Callable:
         except A2AError as exc:
             _fail(str(exc))
         except KeyboardInterrupt as exc:
-            sig = signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT
+            sig = signal.Signals(exc.signum) if isinstance(exc, Stopped) else signal.SIGINT
             _fail(f"stopped by {sig.name}; no output file was left half-written", 128 + sig)
         except MemoryError:
             _fail("out of memory: use --frames-per-batch, a smaller --batch-size or fewer slices per file", 1)
         finally:
-            if previous is not _Terminated:
-                signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+            clear_stop()
 
     return wrapper
 

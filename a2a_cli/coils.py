@@ -54,7 +54,7 @@ from typing import Iterator, Literal, Optional
 import numpy as np
 import torch
 
-from .physics import fft2c, ifft2c
+from .physics import ifft2c
 
 __all__ = [
     "METHODS",

@@ -1,4 +1,4 @@
-"""Errors that the command line reports as one clean message (exit code 2)."""
+"""Errors that the command line reports as one clean message (exit code 2), and stop signals."""
 from __future__ import annotations
 
 import os
@@ -55,3 +55,33 @@ class InputError(A2AError, ValueError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop signal (SIGINT or SIGTERM) raised as an exception, so the program unwinds like Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = int(signum)
+
+
+# Python drops an exception raised inside a finalizer or weakref callback ("Exception
+# ignored in ..."), so a signal handler's exception can be lost. The signal is also kept
+# here and checked where it matters: before a file is made visible, and between slices.
+_stop_signals: list[int] = []
+
+
+def request_stop(signum: int) -> None:
+    """Record that the process was asked to stop; :func:`atomic_write` ``a2a_cli.io.atomic_write`` then commits nothing."""
+    _stop_signals.append(int(signum))
+
+
+def clear_stop() -> None:
+    """Forget recorded stop requests (at the start and end of a command)."""
+    _stop_signals.clear()
+
+
+def raise_if_stopped() -> None:
+    """Raise :class:`Stopped` if a stop was requested, even if its first exception was swallowed."""
+    if _stop_signals:
+        raise Stopped(_stop_signals[0])

@@ -109,7 +109,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from . import __version__
-from .errors import A2AError, InputError
+from .errors import A2AError, InputError, raise_if_stopped
 
 __all__ = [
     "SplitOptions",
@@ -1069,6 +1069,7 @@ def atomic_write(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.partial-{secrets.token_hex(4)}")
     try:
         yield tmp
+        raise_if_stopped()  # never publish a file written while a stop was pending
         if not tmp.exists():
             raise FileNotFoundError(f"{tmp}: nothing was written to the temporary file")
         if path.exists() and not overwrite:  # appeared while we were writing

@@ -21,7 +21,7 @@ import torch
 
 from . import __version__
 from .checkpoints import Checkpoint, load_checkpoint
-from .errors import A2AError, InputError
+from .errors import A2AError, InputError, raise_if_stopped
 from .io import ReconstructionWriter, Sample, SplitOptions, inspect_file, read_slice
 from .metrics import psnr, ssim
 from .models.base import ReconstructionNet
@@ -273,6 +273,7 @@ def reconstruct_file(
     result = FileResult(source=str(source), output=str(target), slices=info.n_slices, seconds=0.0, frames=0)
     with ReconstructionWriter(target, info.n_slices, frame_shape, attrs, overwrite=overwrite, extra=("zero_filled",)) as writer:
         for s in range(info.n_slices):
+            raise_if_stopped()
             sample: Sample = read_slice(source, s, split=split, info=info, mask_file=mask_file)
             y = sample.kspace.to(device)
             mask = sample.mask.to(device)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .checkpoints import load_checkpoint, save_checkpoint
-from .errors import A2AError, InputError
+from .errors import A2AError, InputError, raise_if_stopped
 from .io import KspaceDataset, ShapeBatchSampler, SplitOptions, atomic_write
 from .models import build_model, count_parameters
 from .physics import DynamicMRI, MRIPhysics, Reflection, SequentialMRI
@@ -401,6 +401,7 @@ def train(
     if total is not None and step >= total:
         raise TrainingError(f"the run in {out} already reached step {step} of {total}: raise --steps to train longer")
     try:
+        raise_if_stopped()  # a stop during set-up whose exception was swallowed
         while total is None or step < total:
             ep, index, batch = next(it)
             batch = _to_device(batch, device)

@@ -130,8 +130,6 @@ def _complex(t) -> np.ndarray:
 # ----------------------------------------------------------------------------- baselines
 def baseline_images(mode: str, sample, method: str, lam: float = 0.0, tv: str = "t") -> np.ndarray:
     """Zero-filled, view sharing or compressed sensing of one slice (complex numpy)."""
-    import torch
-
     from a2a_cli.physics import DynamicMRI, SequentialMRI, to_complex
 
     y, m = sample.kspace, sample.mask

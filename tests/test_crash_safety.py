@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import typer
 import torch
 from typer.testing import CliRunner
 
@@ -129,6 +130,36 @@ def test_killed_or_interrupted_at_any_moment_keeps_a_checkpoint_and_resumes(tmp_
     assert final.training["step"] == steps
     assert all(bool(torch.isfinite(v).all()) for v in final.state_dict.values())
     assert metrics_steps(run) == list(range(1, steps + 1))  # every step logged once: none lost, none repeated
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_stop_signal_swallowed_by_a_finalizer_still_commits_nothing(tmp_path, capsys):
+    # Python prints and drops an exception raised in a finalizer ("Exception ignored in"); a
+    # signal that lands there must still stop the command before its file becomes visible.
+    from a2a_cli.cli import user_errors
+    from a2a_cli.errors import _stop_signals
+    from a2a_cli.io import atomic_write
+
+    class SignalsWhenCollected:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    out, swallowed = tmp_path / "recon.h5", []
+
+    @user_errors
+    def command() -> None:
+        with atomic_write(out) as tmp:
+            tmp.write_bytes(b"complete")
+            SignalsWhenCollected()  # collected at once: the handler runs inside __del__
+            swallowed.append(_stop_signals == [signal.SIGTERM])  # still running: the exception was lost
+
+    with pytest.raises(typer.Exit) as stopped:
+        command()
+    assert stopped.value.exit_code == 128 + signal.SIGTERM
+    assert swallowed == [True]  # the mechanism really was exercised
+    assert "stopped by SIGTERM; no output file was left half-written" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    assert _stop_signals == [] and signal.getsignal(signal.SIGTERM) is not None  # handlers and state restored
 
 
 def test_killed_or_terminated_reconstruct_leaves_no_output(tmp_path):

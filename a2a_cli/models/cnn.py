@@ -22,7 +22,7 @@ from typing import Optional
 import torch
 
 from ..physics import MRIPhysics
-from .base import ConvStack, ReconstructionNet, fold_time, unfold_time
+from .base import ConvStack, ReconstructionNet, unfold_time
 
 __all__ = ["Conv2dtNet", "stack_neighbours"]
 
