@@ -295,6 +295,11 @@ def estimate_maps(
     if method not in METHODS:
         raise ValueError(f"sensitivity estimation method must be one of {', '.join(METHODS)}, got {method!r}")
     avg, sampled = time_average(kspace, mask)
+    # maps do not depend on the data's scale; unit scale keeps the thresholds meaningful
+    # for k-space stored at 1e-15 or 1e15
+    energy = avg[:, sampled].abs().double().square().mean() if bool(sampled.any()) else None
+    if energy is not None and math.isfinite(float(energy)) and float(energy) > 0:
+        avg = avg / float(energy.sqrt())
     rows, cols = calibration_region(sampled, calibration)
     size = min(rows.stop - rows.start, cols.stop - cols.start)
     if method == "espirit" and size >= 2 * kernel:

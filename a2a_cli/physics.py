@@ -36,6 +36,9 @@ __all__ = [
     "fft2c",
     "ifft2c",
     "gather_time",
+    "measurement_scale",
+    "normalise_measurement",
+    "rescale",
     "MRIPhysics",
     "DynamicMRI",
     "SequentialMRI",
@@ -87,6 +90,47 @@ def gather_time(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     shape = [b, 1, index.shape[1]] + [1] * (t.ndim - 3)
     idx = index.to(t.device).reshape(shape).expand(b, t.shape[1], index.shape[1], *t.shape[3:])
     return torch.gather(t, 2, idx)
+
+
+def measurement_scale(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Root-mean-square of the measured samples of each batch entry, ``(B,)`` float32.
+
+    ``y`` ``(B, 2, T, [N,] H, W)`` (or static ``(B, 2, [N,] H, W)``), ``mask`` broadcasting
+    to ``(B, 1, T, H, W)`` (``(B, 1, H, W)``). Summed in float64, so that k-space stored
+    at any scale (1e-15 to 1e15 times a unit image) gives a finite scale; 1 where nothing
+    was measured. Scaling ``y`` by ``c > 0`` scales the result by ``c``.
+
+    >>> y = torch.zeros(1, 2, 2, 4, 4); y[:, 0, :, :, 1] = 3e13
+    >>> mask = torch.zeros(1, 1, 2, 1, 4); mask[..., 1] = 1
+    >>> float(measurement_scale(y, mask)[0]) == float(torch.tensor(3e13 / 2 ** 0.5))
+    True
+    """
+    m = (torch.as_tensor(mask, device=y.device) != 0)[:, :1]
+    if y.ndim == m.ndim + 1:  # a coil axis after T (or first, static), absent from the mask
+        m = m.unsqueeze(-3)
+    m = m.expand(y.shape[0], 1, *y.shape[2:])
+    energy = (y.double().square() * m).sum(dim=tuple(range(1, y.ndim)))
+    count = m.sum(dim=tuple(range(1, y.ndim))).double() * y.shape[1]
+    scale = torch.sqrt(energy / count.clamp(min=1))
+    ok = torch.isfinite(scale) & (scale > 0)
+    return torch.where(ok, scale, torch.ones_like(scale)).float()
+
+
+def normalise_measurement(y: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(y / s, s)`` with ``s`` the :func:`measurement_scale`, shaped ``(B, 1, ..., 1)`` like ``y``.
+
+    Training and reconstruction run the network and the loss on unit-scale data, so that
+    neither depends on the units the scanner stored; multiply an image by ``s`` (reshaped
+    to its rank) to return to the input's units.
+    """
+    s = measurement_scale(y, mask)
+    s = s.reshape(-1, *([1] * (y.ndim - 1)))
+    return y / s, s
+
+
+def rescale(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """``x * s`` with a per-sample scale ``s`` of any rank whose first axis is the batch."""
+    return x * s.reshape(-1, *([1] * (x.ndim - 1)))
 
 
 def _as_mask(mask: torch.Tensor | object) -> torch.Tensor:

@@ -25,7 +25,7 @@ from .errors import A2AError, InputError, raise_if_stopped
 from .io import ReconstructionWriter, Sample, SplitOptions, inspect_file, read_slice
 from .metrics import psnr, ssim
 from .models.base import ReconstructionNet
-from .physics import DynamicMRI, SequentialMRI, to_complex
+from .physics import DynamicMRI, SequentialMRI, normalise_measurement, rescale, to_complex
 
 
 #: Memory one forward pass may use on the CPU when ``frames_per_batch`` is not given.
@@ -139,8 +139,17 @@ def run_network(
     float rounding: a network that is not frame-wise (``cnn2dt``) gets the whole
     sequence's intensity scale, computed in a first pass over the windows.
     ``frames_per_batch`` None or 0, or not less than T: the whole sequence at once.
+
+    The network runs on k-space divided by its :func:`~a2a_cli.physics.measurement_scale`
+    (as in training) and the result is scaled back: the output is in the input's units.
     """
     net.eval()
+    kspace, scale = normalise_measurement(kspace, mask)
+    return rescale(_run_network(net, mode, kspace, mask, coil_maps, frames_per_batch), scale)
+
+
+def _run_network(net: torch.nn.Module, mode: str, kspace: torch.Tensor, mask: torch.Tensor,
+                 coil_maps: Optional[torch.Tensor], frames_per_batch: Optional[int]) -> torch.Tensor:
     if mode == "sequential":
         y_avg, static = SequentialMRI(mask=mask, coil_maps=coil_maps).time_average(kspace)
         return net(y_avg, static)

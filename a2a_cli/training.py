@@ -24,7 +24,7 @@ from .checkpoints import load_checkpoint, save_checkpoint
 from .errors import A2AError, InputError, raise_if_stopped
 from .io import KspaceDataset, ShapeBatchSampler, SplitOptions, atomic_write
 from .models import build_model, count_parameters
-from .physics import DynamicMRI, MRIPhysics, Reflection, SequentialMRI
+from .physics import DynamicMRI, MRIPhysics, Reflection, SequentialMRI, normalise_measurement
 from .splitting import Artifact2ArtifactLoss, Phase2PhaseLoss
 
 
@@ -197,7 +197,15 @@ def _batches(dataset, sampler: ShapeBatchSampler, start_epoch: int, skip: int, l
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:
-    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+    """The batch on ``device``, its k-space divided by each sample's :func:`measurement_scale`.
+
+    The loss is computed in k-space units: without this, k-space stored at 1e13 gives
+    infinite gradients and at 1e-9 vanishing ones. The networks are scale-equivariant,
+    so training on unit-scale data learns the same weights for any stored scale.
+    """
+    batch = {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+    batch["kspace"], _ = normalise_measurement(batch["kspace"], batch["mask"])
+    return batch
 
 
 def _physics_of(mode: str, batch: dict) -> MRIPhysics:
