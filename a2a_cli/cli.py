@@ -413,6 +413,7 @@ def reconstruct(
                 ckpt, net, source, out_dir, dev, overwrite=overwrite, frames_per_batch=frames_per_batch,
                 split=split, on_slice=lambda d, n, t=task: bar.update(t, completed=d, total=n),
                 keep=keep if i == 0 else None, mask_file=mask_file,
+                log=lambda m: bar.console.print(escape(m), style="dim", highlight=False, soft_wrap=True),
             )
             results.append(res)
     table = {"files": [r.summary() for r in results], "overall": overall(results), "checkpoint": str(checkpoint),
@@ -500,7 +501,7 @@ def inspect_mask(
     mask_file: Optional[Path] = typer.Option(None, "--mask", help="CMRxRecon: sampling mask file (`*_mask*.mat`); default: the mask file beside the input."),
 ) -> None:
     """Show whether a file's sampling pattern suits splitting in time."""
-    from .io import inspect_file, read_mask
+    from .io import describe_layout, inspect_file, layout_warning, read_mask
     from .masks import mask_report, render_text, save_mask_png
 
     split = _split_options(frames, assignment, centre_lines, seed)
@@ -511,6 +512,8 @@ def inspect_mask(
     report = mask_report(mask, split_sizes=list(split_size) or None)
     report["file"] = str(data)
     report["slice"] = slice_index
+    report["interpretation"] = describe_layout(info)
+    report["layout_warning"] = layout_warning(info, mask)
     report["mask_source"] = info.mask_source
     report["coils"] = getattr(info, "coils", None)
     # where the coil maps will come from: "stored", "espirit" (low-resolution fallback per slice) or "lowres"
@@ -525,6 +528,9 @@ def inspect_mask(
         out.print_json(json.dumps(report))
         return
     _print_mask_report(report, render_text(mask))
+    out.print(report["interpretation"], highlight=False, soft_wrap=True)
+    if report["layout_warning"]:
+        err.print(f"[yellow]warning:[/] {escape(report['layout_warning'])}", highlight=False, soft_wrap=True)
     if png is not None:
         err.print(f"picture written to {png}", highlight=False)
 

@@ -263,11 +263,78 @@ class FileInfo:
     _reference_dims: tuple[str, ...] | None = field(default=None, repr=False)
     _reference_style: str | None = field(default=None, repr=False)
     _reference_fields: tuple[str, str] | None = field(default=None, repr=False)
+    #: where ``mode`` came from, for :func:`describe_layout`
+    mode_source: str = field(default="", repr=False)
+    #: ``kspace``'s logical shape on disk (a2a files), for :func:`describe_layout`
+    stored_shape: tuple[int, ...] = field(default=(), repr=False)
 
     @property
     def frame_shape(self) -> tuple[int, int, int]:
         """``(T, H, W)`` of every slice."""
         return (self.frames, self.height, self.width)
+
+
+def describe_layout(info: FileInfo) -> str:
+    """One line saying how a file was read: slices, frames, coils, H, W and where each came from.
+
+    >>> info = FileInfo(path=Path("scan.h5"), layout="a2a", mode="dynamic", n_slices=2, frames=16, height=64,
+    ...                 width=48, has_reference=False, mask_source="stored", mode_source="attribute acquisition",
+    ...                 stored_shape=(2, 16, 64, 48))
+    >>> describe_layout(info)
+    "scan.h5: read as 2 slices (kspace axis 0) x 16 frames (axis 1) x 1 coil (no 'coils' attribute) x H 64 (readout) x W 48 (phase encode); dynamic (attribute acquisition); mask stored"
+    """
+    fmt = getattr(info, "source_format", "") or ""
+    coils = info.coils or 1
+    if fmt:
+        where = f"from the {fmt} file's layout"
+        parts = [f"{info.n_slices} slice(s)", f"{info.frames} frame(s)", f"{coils} coil(s)"]
+        text = f"read as {fmt}: " + " x ".join(parts) + f" ({where})"
+    else:
+        coil_axis = info._kspace_coil_axis
+        def n(count: int, word: str) -> str:
+            return f"{count} {word}{'' if count == 1 else 's'}"
+
+        if info.layout == "fastmri":
+            slices = f"{n(info.n_slices, 'slice')} (kspace axis 0)"
+            frames = f"{info.frames} frames (the frames option: lines split into frames)"
+        elif info._kspace_slice_axis:
+            slices = f"{n(info.n_slices, 'slice')} (kspace axis 0)"
+            frames = f"{n(info.frames, 'frame')} (axis 1)"
+        else:
+            slices = "1 slice (no slice axis)"
+            frames = f"{n(info.frames, 'frame')} (axis 0)"
+        if coil_axis:
+            coil_text = f"{n(info.coils or 1, 'coil')} (attribute coils)"
+        else:
+            coil_text = "1 coil (no 'coils' attribute)"
+        text = f"read as {slices} x {frames} x {coil_text}"
+    text += f" x H {info.height} (readout) x W {info.width} (phase encode); {info.mode}"
+    if info.mode_source:
+        text += f" ({info.mode_source})"
+    text += f"; mask {info.mask_source}"
+    if coils > 1 and info.sensitivity:
+        text += f"; coil maps {info.sensitivity}"
+    return f"{info.path.name}: {text}"
+
+
+def layout_warning(info: FileInfo, mask: np.ndarray | None = None) -> str | None:
+    """A warning when the file's shape can be read in more than one way, else None.
+
+    A 4D ``kspace`` without the ``coils`` attribute is read as ``(slices, frames, H, W)``,
+    but could be one slice of multi-coil k-space ``(frames, coils, H, W)``. Receive coils
+    share one sampling pattern: given a slice's ``mask`` ``(T, ...)``, frames that sample
+    differently settle the question and no warning is given.
+    """
+    shape = info.stored_shape
+    if getattr(info, "source_format", "") or info.layout != "a2a" or info._kspace_coil_axis or len(shape) != 4:
+        return None
+    if mask is not None and mask.shape[0] > 1 and not (mask == mask[:1]).all():
+        return None
+    return (
+        f"{info.path}: 'kspace' {_shape_str(shape)} has no 'coils' attribute, so it is read as {shape[0]} slices x "
+        f"{shape[1]} frames; if it is one slice of multi-coil k-space (frames x {shape[1]} coils), set the file "
+        f"attribute coils = {shape[1]} (and check that the slices and frames above are right)"
+    )
 
 
 @dataclass
@@ -506,6 +573,7 @@ def _inspect_header(f: h5py.File, path: Path, split: SplitOptions | None, mask_f
         raise InputError(path, f"no dataset 'kspace' (the file holds: {held})")
     ds = _dataset(f, "kspace", path)
     style, shape, fields = _classify_complex(ds, "kspace", path)
+    ds_shape = shape
     # the attribute `coils` alone says whether kspace has a coil axis (before H, W):
     # a 4D (T, N, H, W) slice and a 4D (S, T, H, W) stack cannot be told apart by shape
     n_coils = _coil_attr(f, path)
@@ -539,10 +607,12 @@ def _inspect_header(f: h5py.File, path: Path, split: SplitOptions | None, mask_f
 
     acq_raw = _attr_str(f.attrs.get("acquisition"))
     acq = acq_raw.lower() if acq_raw is not None else None
+    mode_source = "attribute acquisition"
     if acq in ("dynamic", "sequential"):
         layout, mode = "a2a", acq
     elif n_coils is not None:  # a coil axis: an a2a file, dynamic unless it says otherwise
         layout, mode = "a2a", "dynamic"
+        mode_source = "default: no 'acquisition' attribute"
     elif len(shape) == 4:
         if acq is not None and acq != "":
             kind = "static" if acq == "static" else f"unknown ({acq_raw!r})"
@@ -553,6 +623,7 @@ def _inspect_header(f: h5py.File, path: Path, split: SplitOptions | None, mask_f
                 f"only as a fastMRI file, which has an 'ismrmrd_header' dataset or a protocol name as acquisition",
             )
         layout, mode = "a2a", "dynamic"
+        mode_source = "default: no 'acquisition' attribute"
     else:
         if split is None:
             said = "no 'acquisition' attribute" if acq is None else f"acquisition={acq_raw!r}"
@@ -563,6 +634,7 @@ def _inspect_header(f: h5py.File, path: Path, split: SplitOptions | None, mask_f
                 f"if it is a single a2a slice (T, H, W), set the file attribute acquisition to 'dynamic' or 'sequential'",
             )
         layout, mode = "fastmri", "sequential"
+        mode_source = "static file split into frames"
 
     if layout == "fastmri":
         s, h, w = shape
@@ -642,6 +714,7 @@ def _inspect_header(f: h5py.File, path: Path, split: SplitOptions | None, mask_f
         _reference_dims=ref_dims, _reference_style=ref_style, _reference_fields=ref_fields,
         _kspace_coil_axis=n_coils is not None, _maps_dims=maps_dims if multi else None,
         _maps_style=maps_style, _maps_fields=maps_fields,
+        mode_source=mode_source, stored_shape=tuple(int(v) for v in ds_shape),
     )
 
 

@@ -22,7 +22,7 @@ import torch
 from . import __version__
 from .checkpoints import Checkpoint, load_checkpoint
 from .errors import A2AError, InputError, raise_if_stopped
-from .io import ReconstructionWriter, Sample, SplitOptions, inspect_file, read_slice
+from .io import ReconstructionWriter, Sample, SplitOptions, describe_layout, inspect_file, read_slice
 from .metrics import psnr, ssim
 from .models.base import ReconstructionNet
 from .physics import DynamicMRI, SequentialMRI, normalise_measurement, rescale, to_complex
@@ -246,6 +246,7 @@ def reconstruct_file(
     on_slice: Optional[Callable[[int, int], None]] = None,
     keep: Optional[dict] = None,
     mask_file: Optional[str | Path] = None,
+    log: Optional[Callable[[str], None]] = None,
 ) -> FileResult:
     """Reconstruct every slice of ``source`` into ``OUT_DIR/<stem>_recon.h5`` (atomically).
 
@@ -253,6 +254,7 @@ def reconstruct_file(
     with the number of slices. ``frames_per_batch`` None: windows chosen by
     :func:`auto_frames_per_batch` when a whole sequence would not fit the device's
     :func:`memory_budget` (same result); 0: always whole sequences.
+    ``log`` receives one line saying how the file was read.
     ``keep`` (a dict) receives ``{"slice": i}``-selected arrays for a preview: the
     reference, zero-filled and network images of slice ``keep["slice"]``.
     """
@@ -261,6 +263,8 @@ def reconstruct_file(
     if target.resolve() == source.resolve():
         raise InputError(source, "the output would overwrite the input file; choose another --out directory")
     info = inspect_file(source, split=split, mask_file=mask_file)
+    if log is not None:
+        log(describe_layout(info))
     mode = checkpoint.mode
     if info.mode != mode and info.layout != "fastmri":  # only static fastMRI slices read either way
         raise InputError(source, f"the file's acquisition is {info.mode!r} but the checkpoint was trained for {mode!r}")

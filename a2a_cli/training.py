@@ -22,7 +22,7 @@ import torch
 
 from .checkpoints import load_checkpoint, save_checkpoint
 from .errors import A2AError, InputError, raise_if_stopped
-from .io import KspaceDataset, ShapeBatchSampler, SplitOptions, atomic_write
+from .io import KspaceDataset, ShapeBatchSampler, SplitOptions, atomic_write, describe_layout
 from .models import build_model, count_parameters
 from .physics import DynamicMRI, MRIPhysics, Reflection, SequentialMRI, normalise_measurement
 from .splitting import Artifact2ArtifactLoss, Phase2PhaseLoss
@@ -279,6 +279,8 @@ def train(
         raise TrainingError("the training files hold no slices")
     mode = resolve_mode(cfg, dataset)
     val_set = KspaceDataset(cfg.val, split=split, mask_file=cfg.mask) if cfg.val else None
+    if rank == 0:
+        _log_layouts([*dataset.infos, *(val_set.infos if val_set is not None else [])], log)
     if cfg.steps is None and cfg.epochs is None and cfg.time_limit is None:
         cfg.steps = DEFAULT_STEPS[mode]
 
@@ -520,6 +522,12 @@ def train(
         "mode": mode,
         "model": cfg.model,
     }
+
+
+def _log_layouts(infos: list, log: Callable[[str], None]) -> None:
+    """One line per file saying how it was read (``a2a inspect-mask`` also warns where a shape is ambiguous)."""
+    for info in infos:
+        log(describe_layout(info))
 
 
 def _discard_run(out: Path, remove_dir: bool) -> None:
