@@ -88,6 +88,7 @@ import torch
 
 from . import io as _io
 from .errors import A2AError, InputError
+from .fft import fftc, ifftc
 
 __all__ = ["FORMATS", "ImportedInfo", "detect", "importer_for", "inspect", "read_sample", "read_mask", "convert"]
 
@@ -193,14 +194,6 @@ def _info(path: Path, fmt: str, mode: str, s: int, t: int, h: int, w: int, coils
 # ----------------------------------------------------------------------------------
 # numpy helpers
 # ----------------------------------------------------------------------------------
-def _fftc(z: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    return np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(z, axes=axes), axes=axes, norm="ortho"), axes=axes)
-
-
-def _ifftc(k: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    return np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(k, axes=axes), axes=axes, norm="ortho"), axes=axes)
-
-
 def _coil_maps(info: ImportedInfo, kspace: np.ndarray, mask: np.ndarray,
                known: tuple[torch.Tensor, str] | None) -> tuple[torch.Tensor | None, str | None]:
     """``(coil maps complex (1, N, H, W), method)`` of k-space ``(T, N, H, W)`` (mask ``(T, H, W)``).
@@ -446,7 +439,7 @@ def _cmrx_read(f: h5py.File, info: ImportedInfo, index: int, allow_empty_frames:
             ref_path = Path(plan["ref_file"])
             with _io._open(ref_path) as g:
                 full = _cmrx_to_a2a(_cmrx_read_complex(g, plan["ref_var"], index, ref_path), plan["pe"])
-        images = _ifftc(full, axes=(-2, -1))
+        images = ifftc(full, axes=(-2, -1))
         ref = images[:, 0] if maps[0] is None and images.shape[1] == 1 else _combine(images, maps[0])
     return _sample(info, index, k, m, ref, allow_empty_frames, maps)
 
@@ -575,7 +568,7 @@ def _ismrmrd_read(f: h5py.File, info: ImportedInfo, index: int, allow_empty_fram
     if plan["crop_x"] < hx:
         # drop the readout oversampling: image space along the readout, keep the centre
         start = hx // 2 - plan["crop_x"] // 2
-        k = _fftc(_ifftc(k, axes=(2,))[:, :, start:start + plan["crop_x"]], axes=(2,)).astype(np.complex64)
+        k = fftc(ifftc(k, axes=(2,))[:, :, start:start + plan["crop_x"]], axes=(2,)).astype(np.complex64)
     lines = count > 0
     m = np.ascontiguousarray(np.broadcast_to(lines[:, None, :], info.frame_shape))
     return _sample(info, index, k, m, None, allow_empty_frames, _coil_maps(info, k, m, known_maps))

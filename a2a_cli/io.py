@@ -96,7 +96,6 @@ import datetime
 import json
 import math
 import os
-import secrets
 import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -109,7 +108,8 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from . import __version__
-from .errors import A2AError, InputError, raise_if_stopped
+from .atomic import OutputExistsError, atomic_write, check_output
+from .errors import A2AError, InputError
 
 __all__ = [
     "SplitOptions",
@@ -149,10 +149,6 @@ _DEFAULT_MAX_SLICES = 100_000
 
 _COMPLEX_FIELD_NAMES = (("real", "imag"), ("r", "i"), ("re", "im"))
 _COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
-
-
-class OutputExistsError(InputError):
-    """The output file exists and overwriting was not asked for."""
 
 
 # ----------------------------------------------------------------------------------
@@ -1112,54 +1108,6 @@ class ShapeBatchSampler(Sampler[list[int]]):
 # ----------------------------------------------------------------------------------
 # writing
 # ----------------------------------------------------------------------------------
-def _check_output(path: Path, overwrite: bool) -> None:
-    if path.is_dir():
-        raise InputError(path, "is a directory; give a file name for the output")
-    if path.exists() and not overwrite:
-        raise OutputExistsError(path, "already exists; use the overwrite option (--overwrite) to replace it")
-    if not path.parent.is_dir():
-        raise InputError(path, f"the output directory {path.parent} does not exist")
-
-
-@contextlib.contextmanager
-def atomic_write(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; move it onto ``path`` if the block succeeds.
-
-    The temporary name is hidden (``.name.partial-XXXXXXXX``) and does not exist when
-    the block starts. On any exception it is deleted, so an interrupted run never
-    leaves a file that looks complete. Raises :class:`OutputExistsError` if ``path``
-    exists and ``overwrite`` is false.
-
-    >>> import tempfile
-    >>> out = Path(tempfile.mkdtemp()) / "a.txt"
-    >>> with atomic_write(out) as tmp:
-    ...     _ = tmp.write_text("done")
-    >>> out.read_text(), sorted(p.name for p in out.parent.iterdir())
-    ('done', ['a.txt'])
-    """
-    path = Path(path)
-    _check_output(path, overwrite)
-    tmp = path.with_name(f".{path.name}.partial-{secrets.token_hex(4)}")
-    try:
-        yield tmp
-        raise_if_stopped()  # never publish a file written while a stop was pending
-        if not tmp.exists():
-            raise FileNotFoundError(f"{tmp}: nothing was written to the temporary file")
-        if path.exists() and not overwrite:  # appeared while we were writing
-            raise OutputExistsError(path, "already exists; use the overwrite option (--overwrite) to replace it")
-        with contextlib.suppress(OSError):  # flush to disk before the rename makes it visible
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
 def _attr_value(value: Any) -> Any:
     """A value h5py can store as an attribute."""
     if isinstance(value, os.PathLike):
@@ -1227,7 +1175,7 @@ class ReconstructionWriter:
             self.shapes.update({name: tuple(int(s) for s in shape) for name, shape in extra.items()})
         else:
             self.shapes.update({name: self.frame_shape for name in extra})
-        _check_output(self.path, overwrite)  # fail before any reconstruction work
+        check_output(self.path, overwrite)  # fail before any reconstruction work
         self._file: h5py.File | None = None
         self._written: dict[str, set[int]] = {name: set() for name in self.shapes}
 

@@ -30,6 +30,8 @@ from typing import Optional
 
 import torch
 
+from .fft import fft2c, ifft2c
+
 __all__ = [
     "to_complex",
     "to_real",
@@ -56,20 +58,6 @@ def to_complex(x: torch.Tensor) -> torch.Tensor:
 def to_real(z: torch.Tensor) -> torch.Tensor:
     """``(B, ...)`` complex -> ``(B, 2, ...)`` real."""
     return torch.stack((z.real, z.imag), dim=1)
-
-
-def fft2c(z: torch.Tensor) -> torch.Tensor:
-    """Centred orthonormal 2D FFT of a complex tensor over its last two axes."""
-    z = torch.fft.ifftshift(z, dim=(-2, -1))
-    z = torch.fft.fft2(z, norm="ortho")
-    return torch.fft.fftshift(z, dim=(-2, -1))
-
-
-def ifft2c(k: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`fft2c` (also its adjoint)."""
-    k = torch.fft.ifftshift(k, dim=(-2, -1))
-    k = torch.fft.ifft2(k, norm="ortho")
-    return torch.fft.fftshift(k, dim=(-2, -1))
 
 
 def gather_time(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

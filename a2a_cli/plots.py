@@ -5,7 +5,7 @@ renderer, so no display (and no global pyplot state) is ever needed. Matplotlib 
 imported inside the functions: importing this module stays cheap for commands that
 never draw.
 
-Every file is written atomically (:func:`atomic_output`): it is drawn under a hidden
+Every file is written atomically (:func:`a2a_cli.atomic.atomic_write`): it is drawn under a hidden
 temporary name in the destination folder and moved into place with ``os.replace``, so
 a reader never sees a half-written image and a failure leaves no file behind.
 
@@ -20,15 +20,15 @@ True
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import uuid
-from typing import Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["PNG_MAGIC", "GIF_MAGICS", "atomic_output", "save_figure", "smooth", "save_loss_plot", "save_preview"]
+from .atomic import atomic_write
+
+__all__ = ["PNG_MAGIC", "GIF_MAGICS", "save_figure", "smooth", "save_loss_plot", "save_preview"]
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 GIF_MAGICS = (b"GIF87a", b"GIF89a")
@@ -36,34 +36,6 @@ GIF_MAGICS = (b"GIF87a", b"GIF89a")
 # titles that hold an error/difference map: drawn on the images' scale, but they do not
 # set that scale (an "error x5" panel would otherwise dim every image panel)
 _ERROR_WORDS = ("error", "diff", "residual")
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[str]:
-    """Yield a temporary path next to ``path``; on success move it onto ``path``.
-
-    The temporary name is hidden (leading dot) and unique, and lives in the same folder
-    so that ``os.replace`` is an atomic rename. On any exception the temporary file is
-    removed and ``path`` is left untouched. The folder must exist.
-
-    >>> import tempfile
-    >>> folder = tempfile.mkdtemp()
-    >>> with atomic_output(os.path.join(folder, "a.txt")) as tmp:
-    ...     _ = open(tmp, "w").write("hello")
-    >>> os.listdir(folder), open(os.path.join(folder, "a.txt")).read()
-    (['a.txt'], 'hello')
-    """
-    path = os.fspath(path)
-    folder, name = os.path.split(os.path.abspath(path))
-    # not mkstemp: that creates the file with mode 0600, which the final file would keep
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _new_figure(width: float, height: float, dpi: float = 100.0, layout: str | None = None):
@@ -79,7 +51,7 @@ def _new_figure(width: float, height: float, dpi: float = 100.0, layout: str | N
 def save_figure(fig, path: str | os.PathLike, fmt: str = "png") -> None:
     """Write a matplotlib figure atomically (``fmt`` is given explicitly because the
     temporary name has no meaningful extension)."""
-    with atomic_output(path) as tmp:
+    with atomic_write(path, overwrite=True) as tmp:
         fig.savefig(tmp, format=fmt)
 
 
@@ -248,7 +220,7 @@ def save_preview(path: str | os.PathLike, panels: Mapping[str, object], fps: flo
         fig.canvas.draw()
         rgba = np.asarray(fig.canvas.buffer_rgba())
         frames.append(Image.fromarray(rgba[..., :3].copy()).convert("L"))
-    with atomic_output(path) as tmp:
+    with atomic_write(path, overwrite=True) as tmp:
         frames[0].save(
             tmp,
             format="GIF",

@@ -19,10 +19,8 @@ centred orthonormal FFT of :func:`a2a_cli.physics.fft2c`, so
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence
@@ -31,6 +29,7 @@ import numpy as np
 
 from . import __version__
 from .errors import A2AError
+from .fft import fft2c, ifft2c
 from .io import centre_line_indices, write_a2a_file
 
 __all__ = [
@@ -46,7 +45,6 @@ __all__ = [
     "write_case",
     "make_sample_data",
     "SAMPLE_CASES",
-    "main",
 ]
 
 RngLike = np.random.Generator | int | Sequence[int] | None
@@ -57,23 +55,6 @@ def _rng(rng: RngLike) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng
     return np.random.default_rng(0 if rng is None else rng)
-
-
-def fft2c(x: np.ndarray) -> np.ndarray:
-    """Centred orthonormal 2D FFT over the last two axes (numpy twin of :func:`a2a_cli.physics.fft2c`)."""
-    axes = (-2, -1)
-    return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes=axes), norm="ortho"), axes=axes)
-
-
-def ifft2c(k: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`fft2c`.
-
-    >>> z = np.random.default_rng(0).standard_normal((3, 8, 8)) + 0j
-    >>> bool(np.allclose(ifft2c(fft2c(z)), z))
-    True
-    """
-    axes = (-2, -1)
-    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=axes), norm="ortho"), axes=axes)
 
 
 # ----------------------------------------------------------------------------------
@@ -487,35 +468,3 @@ def make_sample_data(directory: str | Path, overwrite: bool = False) -> list[Pat
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     return [write_case(directory / name, overwrite=overwrite, **kw) for name, kw in SAMPLE_CASES.items()]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m a2a_cli.simulate OUT [options]``: write one simulated case."""
-    p = argparse.ArgumentParser(prog="python -m a2a_cli.simulate", description="Write a simulated a2a k-space file.")
-    p.add_argument("out", type=Path, help="output .h5 file")
-    p.add_argument("--mode", choices=["dynamic", "sequential"], default="dynamic")
-    p.add_argument("--slices", type=int, default=2)
-    p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--height", type=int, default=64)
-    p.add_argument("--width", type=int, default=64)
-    p.add_argument("--acceleration", type=float, default=5.0)
-    p.add_argument("--centre-lines", type=int, default=4)
-    p.add_argument("--snr-db", type=float, default=30.0, help="inf for no noise")
-    p.add_argument("--motion", choices=["respiratory", "periodic", "none"], default="respiratory")
-    p.add_argument("--period", type=int, default=None)
-    p.add_argument("--coils", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--complex-style", choices=["complex", "compound", "float2"], default="complex")
-    p.add_argument("--overwrite", action="store_true")
-    args = vars(p.parse_args(argv))
-    try:
-        out = write_case(args.pop("out"), **args)
-    except A2AError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(out)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from a2a_cli.plots import GIF_MAGICS, PNG_MAGIC, atomic_output, save_loss_plot, save_preview, smooth
+from a2a_cli.atomic import atomic_write
+from a2a_cli.plots import GIF_MAGICS, PNG_MAGIC, save_loss_plot, save_preview, smooth
 
 
 def sequence(t: int = 4, h: int = 12, w: int = 10) -> np.ndarray:
@@ -117,7 +118,7 @@ def test_failure_keeps_an_existing_file(tmp_path):
     path = tmp_path / "out.png"
     path.write_bytes(b"old")
     with pytest.raises(KeyError):
-        with atomic_output(path) as tmp:
+        with atomic_write(path, overwrite=True) as tmp:
             with open(tmp, "wb") as f:
                 f.write(b"new")
             raise KeyError("boom")

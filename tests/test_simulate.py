@@ -17,7 +17,6 @@ from a2a_cli.simulate import (
     breathing_curve,
     fft2c,
     line_masks,
-    main,
     measured_snr_db,
     phantom_dynamic,
     phantom_static,
@@ -177,14 +176,20 @@ def test_validation(tmp_path):
         write_case(tmp_path / "x.h5", slices=1, **SMALL)
 
 
-def test_main(tmp_path, capsys):
+def test_simulate_command(tmp_path):
+    from typer.testing import CliRunner
+
+    from a2a_cli.cli import app
+
     out = tmp_path / "cli.h5"
-    assert main([str(out), "--mode", "sequential", "--slices", "1", "--frames", "4", "--height", "16",
-                 "--width", "16", "--seed", "3", "--complex-style", "float2"]) == 0
+    args = ["simulate", str(out), "--mode", "sequential", "--slices", "1", "--frames", "4", "--height", "16",
+            "--width", "16", "--seed", "3", "--complex-style", "float2"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
     info = inspect_file(out)
     assert (info.mode, info.complex_style, info.frame_shape) == ("sequential", "float2", (4, 16, 16))
-    assert main([str(out)]) == 2
-    assert "already exists" in capsys.readouterr().err
+    result = CliRunner().invoke(app, ["simulate", str(out)])
+    assert result.exit_code == 2 and "already exists" in result.output
 
 
 def test_sample_case_settings():

@@ -19,31 +19,7 @@ from a2a_cli.splitting import (
     SplittingModel,
 )
 
-try:
-    from a2a_cli.models import AutoEncoder, TimeAgnosticNet
-except ImportError:  # the model package may not be importable yet: tiny equivalents
-
-    class AutoEncoder(nn.Module):
-        def __init__(self, dim_input: int, dim_mid: int, dim_hid: int):
-            super().__init__()
-            self.net = nn.Sequential(
-                nn.Linear(dim_input, dim_mid), nn.ReLU(), nn.Linear(dim_mid, dim_hid),
-                nn.Linear(dim_hid, dim_mid), nn.ReLU(), nn.Linear(dim_mid, dim_input),
-            )
-
-        def forward(self, x, *args):
-            return self.net(x.reshape(x.shape[0], -1)).reshape(x.shape)
-
-    class TimeAgnosticNet(nn.Module):
-        def __init__(self, net: nn.Module):
-            super().__init__()
-            self.net = net
-
-        def forward(self, x, *args):
-            b, c, t, h, w = x.shape
-            folded = x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
-            out = self.net(folded, *args)
-            return out.reshape(b, t, c, h, w).permute(0, 2, 1, 3, 4)
+from a2a_cli.models import AutoEncoder, TimeAgnosticNet
 
 
 # -- helpers ------------------------------------------------------------------------------
