@@ -198,6 +198,7 @@ def test_bad_model_option_is_answered(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_bad_slice_in_a_dataloader_worker_is_answered(tmp_path):
     """An error raised in a DataLoader worker process reaches the user as the same one-line message."""
     data = with_bad_value(np.nan)(tmp_path / "nan.h5")
@@ -207,6 +208,7 @@ def test_bad_slice_in_a_dataloader_worker_is_answered(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_subprocesses_answer_bad_inputs(tmp_path, checkpoint):
     """The installed command, as a real process: exit code 2, message on stderr, no traceback."""
     bad_mask = mask_with(2)(tmp_path / "mask2.h5")

@@ -165,6 +165,7 @@ def test_help_shows_options_and_examples(command):
     assert "--" in result.output  # options are listed
 
 
+@pytest.mark.slow
 def test_real_subprocess_and_module_entry_point(data, tmp_path):
     run = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "a2a_cli", "train", str(data["dyn_train"]), "--out", str(run),

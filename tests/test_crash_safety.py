@@ -93,6 +93,7 @@ def invoke(args: list) -> tuple[int, str]:
 INTERRUPTIONS = [(signal.SIGKILL, 0), (signal.SIGINT, 1), (signal.SIGKILL, 3), (signal.SIGTERM, 2), (signal.SIGKILL, 6)]
 
 
+@pytest.mark.slow
 def test_killed_or_interrupted_at_any_moment_keeps_a_checkpoint_and_resumes(tmp_path, scan):
     steps = 80
     run = tmp_path / "run"
@@ -162,6 +163,7 @@ def test_a_stop_signal_swallowed_by_a_finalizer_still_commits_nothing(tmp_path, 
     assert _stop_signals == [] and signal.getsignal(signal.SIGTERM) is not None  # handlers and state restored
 
 
+@pytest.mark.slow
 def test_killed_or_terminated_reconstruct_leaves_no_output(tmp_path):
     rng = np.random.default_rng(0)
     s, t, h, w = 3000, 4, 8, 8
@@ -277,6 +279,7 @@ def test_grad_clip_is_applied_and_checked(tmp_path, scan, monkeypatch):
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path, scan):
     """Optimizer state, step count and random state are restored: 4 + 4 steps equal 8 steps."""
     straight, split = tmp_path / "straight", tmp_path / "split"

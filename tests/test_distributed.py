@@ -38,6 +38,7 @@ def _metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_torchrun_two_ranks_train_resume_and_agree(tmp_path, data):
     """``torchrun -m a2a_cli``-style workers (tests/_ddp_worker.py runs the CLI in each rank):
     weights equal on both ranks and in the checkpoint, sharded data, different chunk draws,
@@ -77,6 +78,7 @@ def test_torchrun_two_ranks_train_resume_and_agree(tmp_path, data):
     assert report["straight"]["summary"]["steps"] == 6
 
 
+@pytest.mark.slow
 def test_nproc_option_relaunches_under_torchrun(tmp_path, data):
     """``a2a train --nproc 2`` re-runs itself as ``torchrun -m a2a_cli train``; with DataLoader workers."""
     run = tmp_path / "run"
