@@ -374,7 +374,7 @@ def reconstruct(
     seed: int = typer.Option(0, help="Seed of the line assignment (with --frames)."),
     mask_file: Optional[Path] = typer.Option(None, "--mask", help="CMRxRecon: sampling mask file (`*_mask*.mat`) for every input; default: the mask file beside each input."),
     json_out: bool = typer.Option(False, "--json", help="Print the quality table as JSON on stdout."),
-    export_suffix: Optional[str] = typer.Option(None, "--export", help="Also export each output beside it: a suffix of `a2a export` (.nii.gz, .cfl, .gif, .png, ...) or dicom (a folder <name>_recon_dicom).", show_default=False),
+    export_suffix: Optional[str] = typer.Option(None, "--export", help="Also export each output beside it: a suffix of `a2a export` (.nii.gz, .cfl, .gif, .png, ...) or dicom (a folder NAME_recon_dicom).", show_default=False),
 ) -> None:
     """Reconstruct full sequences (no splitting) with a trained network; report quality when a reference is stored."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -632,7 +632,9 @@ EXPORT_EPILOG = """
 
     a2a export recon/scan_recon.h5 scan_dicom --format dicom
 
-    a2a export recon/scan_recon.h5 scan.cfl --complex
+    a2a export recon/scan_recon.h5 scan.cfl
+
+    a2a export recon/scan_recon.h5 scan_complex.nii --complex --slice 0
 
     a2a export recon/scan_recon.h5 cine.gif --slice 3 --frames 0:20
 
@@ -653,7 +655,7 @@ class ExportFormat(str, Enum):
 @app.command(epilog=EXPORT_EPILOG)
 @user_errors
 def export(
-    recon: Path = typer.Argument(..., help="Reconstruction written by `a2a reconstruct` (<name>_recon.h5).", show_default=False),
+    recon: Path = typer.Argument(..., help="Reconstruction written by `a2a reconstruct` (NAME_recon.h5).", show_default=False),
     target: Path = typer.Argument(..., help="Output file (or folder, for DICOM).", show_default=False),
     fmt: Optional[ExportFormat] = typer.Option(None, "--format", help="Output format; default: from OUT's suffix.", show_default=False),
     magnitude: Optional[bool] = typer.Option(None, "--magnitude/--complex", help="Magnitude or complex values (complex: NIfTI and BART only); default: complex for BART, magnitude otherwise.", show_default=False),
