@@ -280,6 +280,8 @@ def write_nifti(recon: Recon, out: Path, magnitude: bool, overwrite: bool, notes
         data = data[..., 0]
     img = nib.Nifti1Image(np.ascontiguousarray(data), np.diag([-col, -row, thick, 1.0]))
     img.header.set_xyzt_units("mm", "sec")
+    if magnitude:  # the display range viewers start with
+        img.header["cal_min"], img.header["cal_max"] = _window(data)
     if dynamic:
         img.header.set_zooms((col, row, thick, _frame_time(recon, notes)))
     img.set_qform(img.affine, code=1)
@@ -331,8 +333,7 @@ def write_bart(recon: Recon, out: Path, magnitude: bool, overwrite: bool, notes:
     dims = [1] * 16
     dims[0], dims[1], dims[10], dims[13] = h, w, t, s
     array = data.transpose(2, 3, 1, 0).reshape(dims)  # (H, W, T, S) with singleton dims between: same memory order
-    base = out.with_suffix("") if out.suffix.lower() in (".cfl", ".hdr") else out
-    cfl, hdr = write_cfl(base, array, overwrite)
+    cfl, hdr = write_cfl(_bart_base(out), array, overwrite)
     return {"shape": dims, "axes": "BART: 0 = H, 1 = W, 10 = frames, 13 = slices", "dtype": "complex64",
             "files": [str(cfl), str(hdr)]}
 
@@ -414,15 +415,7 @@ def write_dicom(recon: Recon, out: Path, magnitude: bool, overwrite: bool, notes
 
     if not magnitude:
         raise A2AError("DICOM export writes magnitude images only; leave out --complex (or use NIfTI or BART for complex data)")
-    if out.exists():
-        if not out.is_dir():
-            raise InputError(out, "exists and is not a folder; a DICOM export is a folder")
-        if not overwrite:
-            raise OutputExistsError(out, "already exists; use the overwrite option (--overwrite) to replace it")
-        if not _is_export_folder(out):  # --overwrite replaces a DICOM series, never a folder of other files
-            raise InputError(out, "holds files other than .dcm files; not replaced, choose another name")
-    if not out.parent.is_dir():
-        raise InputError(out, f"the output directory {out.parent} does not exist")
+    _check_target(out, "dicom", overwrite)
     row, col, thick = _spacing(recon, notes)
     dt = recon.frame_time
     mag = np.abs(recon.images).astype(np.float64)
@@ -477,7 +470,7 @@ def write_dicom(recon: Recon, out: Path, magnitude: bool, overwrite: bool, notes
                 if dt is not None and recon.mode == "dynamic":
                     ds.TriggerTime = _ds(t * dt * 1000.0)  # ms after the first frame
                 if recon.mode == "dynamic":
-                    ds.TemporalPositionIdentifier, ds.NumberOfTemporalPositions = t + 1, t_n
+                    ds.TemporalPositionIdentifier, ds.NumberOfTemporalPositions = j + 1, t_n
                     ds.CardiacNumberOfImages = t_n
                 ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
                 ds.Rows, ds.Columns = h, w
@@ -496,6 +489,35 @@ def write_dicom(recon: Recon, out: Path, magnitude: bool, overwrite: bool, notes
         raise
     return {"shape": [s_n, t_n, h, w], "axes": "one file per slice and frame, H rows x W columns",
             "files": total, "rescale_slope": slope, "window": [lo, hi]}
+
+
+def _bart_base(out: Path) -> Path:
+    return out.with_suffix("") if out.suffix.lower() in (".cfl", ".hdr") else out
+
+
+def _check_target(out: Path, kind: str, overwrite: bool) -> None:
+    """Refuse an output that exists (without ``overwrite``) or cannot be written, before anything is read."""
+    if kind == "dicom":
+        if out.exists():
+            if not out.is_dir():
+                raise InputError(out, "exists and is not a folder; a DICOM export is a folder")
+            if not overwrite:
+                raise OutputExistsError(out, "already exists; use the overwrite option (--overwrite) to replace it")
+            if not _is_export_folder(out):  # --overwrite replaces a DICOM series, never a folder of other files
+                raise InputError(out, "holds files other than .dcm files; not replaced, choose another name")
+        paths = [out]
+    elif kind == "bart":
+        base = _bart_base(out)
+        paths = [base.with_name(base.name + ".cfl"), base.with_name(base.name + ".hdr")]
+    else:
+        paths = [out]
+    for p in paths:
+        if kind != "dicom" and p.is_dir():
+            raise InputError(p, "is a directory; give a file name for the output")
+        if kind != "dicom" and p.exists() and not overwrite:
+            raise OutputExistsError(p, "already exists; use the overwrite option (--overwrite) to replace it")
+        if not p.parent.is_dir():
+            raise InputError(p, f"the output directory {p.parent} does not exist")
 
 
 def _publish_folder(tmp: Path, out: Path, overwrite: bool) -> None:
@@ -540,11 +562,7 @@ def export(
     require_packages(kind)  # before anything is read
     if out.resolve() == recon_path.resolve():
         raise InputError(out, "the output would overwrite the input file; choose another name")
-    if kind not in ("dicom", "bart"):
-        if out.is_dir():
-            raise InputError(out, "is a directory; give a file name for the output")
-        if out.exists() and not overwrite:  # before reading anything
-            raise OutputExistsError(out, "already exists; use the overwrite option (--overwrite) to replace it")
+    _check_target(out, kind, overwrite)  # before anything is read
     if kind in ("gif", "mp4") and slice_index is None:
         slice_index = 0
     recon = load_recon(recon_path, slice_index, frames)

@@ -76,6 +76,7 @@ def test_nifti_round_trip_values_shape_zooms(recon, tmp_path, name):
     # columns, rows, slices (1 mm: unknown, with a note), frame time in s
     np.testing.assert_allclose(img.header.get_zooms(), [2.0, 1.5, 1.0, FRAME_TIME], rtol=1e-6)
     assert img.header.get_xyzt_units() == ("mm", "sec")
+    assert 0 < img.header["cal_max"] <= np.abs(x).max()  # the display range
     assert "slice thickness unknown" in text
     assert hidden_left(tmp_path) == []
 
