@@ -439,13 +439,13 @@ def _export_targets(targets: List[Path], suffix: Optional[str], overwrite: bool)
     """Where ``reconstruct --export SUFFIX`` writes, checked before any work: the format, its packages, no clobbering."""
     if suffix is None:
         return []
-    from .export import export_target, require_packages
+    from .export import check_target, export_target, require_packages
 
     exports = [export_target(t, suffix) for t in targets]
     require_packages(exports[0][1])
-    for path, _ in exports:
-        if path.exists() and not overwrite:
-            raise InputError(path, "export exists; pass --overwrite to replace it")
+    for path, kind in exports:
+        if path.parent.is_dir():  # the --out directory may not exist yet
+            check_target(path, kind, overwrite)
     return exports
 
 
@@ -669,7 +669,7 @@ def export(
 
     from .export import export as run_export
 
-    with Progress(TextColumn(f"[bold]export {recon.name}"), BarColumn(), MofNCompleteColumn(), console=err, transient=True) as bar:
+    with Progress(TextColumn(f"[bold]export {escape(recon.name)}"), BarColumn(), MofNCompleteColumn(), console=err, transient=True) as bar:
         task = bar.add_task("export", total=None)
         summary = run_export(recon, target, fmt.value if fmt else None, magnitude, slice_index, frames, overwrite,
                              on_image=lambda d, n: bar.update(task, completed=d, total=n))

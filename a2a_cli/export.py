@@ -50,7 +50,7 @@ from .geometry import FRAME_TIME, PIXEL_SPACING, SLICE_THICKNESS, geometry_from_
 from .io import OutputExistsError, atomic_write
 
 __all__ = ["FORMATS", "SUFFIXES", "EXTRA_HINT", "Recon", "format_for", "parse_frames", "load_recon",
-           "export_target", "require_packages", "export", "read_cfl", "write_cfl"]
+           "export_target", "require_packages", "check_target", "export", "read_cfl", "write_cfl"]
 
 PathLike = str | os.PathLike
 
@@ -415,7 +415,7 @@ def write_dicom(recon: Recon, out: Path, magnitude: bool, overwrite: bool, notes
 
     if not magnitude:
         raise A2AError("DICOM export writes magnitude images only; leave out --complex (or use NIfTI or BART for complex data)")
-    _check_target(out, "dicom", overwrite)
+    check_target(out, "dicom", overwrite)
     row, col, thick = _spacing(recon, notes)
     dt = recon.frame_time
     mag = np.abs(recon.images).astype(np.float64)
@@ -495,7 +495,7 @@ def _bart_base(out: Path) -> Path:
     return out.with_suffix("") if out.suffix.lower() in (".cfl", ".hdr") else out
 
 
-def _check_target(out: Path, kind: str, overwrite: bool) -> None:
+def check_target(out: Path, kind: str, overwrite: bool) -> None:
     """Refuse an output that exists (without ``overwrite``) or cannot be written, before anything is read."""
     if kind == "dicom":
         if out.exists():
@@ -562,7 +562,7 @@ def export(
     require_packages(kind)  # before anything is read
     if out.resolve() == recon_path.resolve():
         raise InputError(out, "the output would overwrite the input file; choose another name")
-    _check_target(out, kind, overwrite)  # before anything is read
+    check_target(out, kind, overwrite)  # before anything is read
     if kind in ("gif", "mp4") and slice_index is None:
         slice_index = 0
     recon = load_recon(recon_path, slice_index, frames)

@@ -404,3 +404,19 @@ def test_reconstruct_export_shortcut_carries_geometry(tmp_path):
                          "--device", "cpu"])
     assert code == 0, text
     assert len(list((out / "dyn_recon_dicom").glob("*.dcm"))) == 4
+
+
+def test_geometry_from_fastmri_header_and_attributes_win(tmp_path):
+    xml = ("<ismrmrdHeader><encoding><encodedSpace><matrixSize><x>640</x><y>368</y><z>1</z></matrixSize>"
+           "<fieldOfView_mm><x>280</x><y>161</y><z>4.5</z></fieldOfView_mm></encodedSpace></encoding></ismrmrdHeader>")
+    path = tmp_path / "fastmri.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("ismrmrd_header", data=np.bytes_(xml))
+    assert read_geometry(path) == {"pixel_spacing": [280 / 640, 161 / 368], "slice_thickness": 4.5}
+    with h5py.File(path, "a") as f:
+        f.attrs["pixel_spacing"] = 0.5  # one value: square pixels; the attribute wins over the header
+    assert read_geometry(path) == {"pixel_spacing": [0.5, 0.5], "slice_thickness": 4.5}
+    with h5py.File(path, "a") as f:
+        del f["ismrmrd_header"]
+        f.create_dataset("ismrmrd_header", data=np.bytes_("<ismrmrdHeader><broken"))
+    assert read_geometry(path) == {"pixel_spacing": [0.5, 0.5]}  # a broken header adds nothing
