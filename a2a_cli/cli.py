@@ -351,6 +351,8 @@ RECON_EPILOG = """
     a2a reconstruct runs/demo/best.pt scans/*.h5 --out recon/ --json --overwrite
 
     a2a reconstruct runs/demo/best.pt long_scan.h5 --out recon/ --frames-per-batch 32 --preview cine.gif
+
+    a2a reconstruct runs/demo/best.pt scans/*.h5 --out recon/ --export .nii.gz
 """
 
 
@@ -372,6 +374,7 @@ def reconstruct(
     seed: int = typer.Option(0, help="Seed of the line assignment (with --frames)."),
     mask_file: Optional[Path] = typer.Option(None, "--mask", help="CMRxRecon: sampling mask file (`*_mask*.mat`) for every input; default: the mask file beside each input."),
     json_out: bool = typer.Option(False, "--json", help="Print the quality table as JSON on stdout."),
+    export_suffix: Optional[str] = typer.Option(None, "--export", help="Also export each output beside it: a suffix of `a2a export` (.nii.gz, .cfl, .gif, .png, ...) or dicom (a folder NAME_recon_dicom).", show_default=False),
 ) -> None:
     """Reconstruct full sequences (no splitting) with a trained network; report quality when a reference is stored."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -393,6 +396,7 @@ def reconstruct(
             raise InputError(target, "output exists; pass --overwrite to replace it")
     if len(set(targets)) != len(targets):
         raise A2AError("two inputs have the same file name, so their outputs would collide; reconstruct them separately")
+    exports = _export_targets(targets, export_suffix, overwrite)
     if preview is not None and preview.suffix.lower() not in (".png", ".gif"):
         raise A2AError("--preview must end in .png or .gif")
     if preview is not None and preview.resolve() in resolved_inputs:
@@ -416,14 +420,34 @@ def reconstruct(
                 log=lambda m: bar.console.print(escape(m), style="dim", highlight=False, soft_wrap=True),
             )
             results.append(res)
+            if exports:
+                from .export import export as run_export
+
+                run_export(res.output, exports[i][0], fmt=exports[i][1], overwrite=overwrite)
     table = {"files": [r.summary() for r in results], "overall": overall(results), "checkpoint": str(checkpoint),
              "network": ckpt.model_name, "mode": ckpt.mode}
+    if exports:
+        table["exports"] = [str(p) for p, _ in exports]
     if preview is not None:
         _write_preview(preview, keep, ckpt.mode, preview_frame)
     if json_out:
         out.print_json(json.dumps(table))
     else:
         _print_quality(table)
+
+
+def _export_targets(targets: List[Path], suffix: Optional[str], overwrite: bool) -> List[tuple[Path, str]]:
+    """Where ``reconstruct --export SUFFIX`` writes, checked before any work: the format, its packages, no clobbering."""
+    if suffix is None:
+        return []
+    from .export import check_target, export_target, require_packages
+
+    exports = [export_target(t, suffix) for t in targets]
+    require_packages(exports[0][1])
+    for path, kind in exports:
+        if path.parent.is_dir():  # the --out directory may not exist yet
+            check_target(path, kind, overwrite)
+    return exports
 
 
 def _write_preview(path: Path, keep: dict, mode: str, frame: int) -> None:
@@ -605,6 +629,62 @@ def convert(
         written = convert_file(source, target, mask_file=mask_file, split=split, overwrite=overwrite,
                                on_slice=lambda d, n: bar.update(task, completed=d, total=n), virtual_coils=virtual_coils)
     err.print(f"wrote {written} (input format: {kind})", highlight=False, soft_wrap=True)
+
+
+EXPORT_EPILOG = """
+**Examples**
+
+    a2a export recon/scan_recon.h5 scan.nii.gz
+
+    a2a export recon/scan_recon.h5 scan_dicom --format dicom
+
+    a2a export recon/scan_recon.h5 scan.cfl
+
+    a2a export recon/scan_recon.h5 scan_complex.nii --complex --slice 0
+
+    a2a export recon/scan_recon.h5 cine.gif --slice 3 --frames 0:20
+
+The format follows OUT's suffix: .nii/.nii.gz (NIfTI), .cfl/.hdr (BART), .gif, .mp4, .png;
+--format dicom writes a folder of DICOM files.
+"""
+
+
+class ExportFormat(str, Enum):
+    nifti = "nifti"
+    dicom = "dicom"
+    bart = "bart"
+    gif = "gif"
+    mp4 = "mp4"
+    png = "png"
+
+
+@app.command(epilog=EXPORT_EPILOG)
+@user_errors
+def export(
+    recon: Path = typer.Argument(..., help="Reconstruction written by `a2a reconstruct` (NAME_recon.h5).", show_default=False),
+    target: Path = typer.Argument(..., help="Output file (or folder, for DICOM).", show_default=False),
+    fmt: Optional[ExportFormat] = typer.Option(None, "--format", help="Output format; default: from OUT's suffix.", show_default=False),
+    magnitude: Optional[bool] = typer.Option(None, "--magnitude/--complex", help="Magnitude or complex values (complex: NIfTI and BART only); default: complex for BART, magnitude otherwise.", show_default=False),
+    slice_index: Optional[int] = typer.Option(None, "--slice", help="Export this slice only (cines: the slice shown, default 0).", show_default=False),
+    frames: Optional[str] = typer.Option(None, "--frames", help="Frames A:B (A to B - 1) or one frame N; default: all.", show_default=False),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+) -> None:
+    """Write a reconstruction in a format that viewers open: NIfTI, DICOM, BART, GIF/MP4 cine, PNG mosaic."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from .export import export as run_export
+
+    with Progress(TextColumn(f"[bold]export {escape(recon.name)}"), BarColumn(), MofNCompleteColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("export", total=None)
+        summary = run_export(recon, target, fmt.value if fmt else None, magnitude, slice_index, frames, overwrite,
+                             on_image=lambda d, n: bar.update(task, completed=d, total=n))
+    for note in summary["notes"]:
+        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    if json_out:
+        out.print_json(json.dumps(summary))
+    else:
+        err.print(f"wrote {summary['output']} ({summary['format']}, {summary['axes']})", highlight=False, soft_wrap=True)
 
 
 SIM_EPILOG = """

@@ -89,6 +89,7 @@ import torch
 from . import io as _io
 from .errors import A2AError, InputError
 from .fft import fftc, ifftc
+from .geometry import read_geometry
 
 __all__ = ["FORMATS", "ImportedInfo", "detect", "importer_for", "inspect", "read_sample", "read_mask", "convert"]
 
@@ -688,7 +689,8 @@ def convert(
     Output: ``kspace`` complex64 ``(S, T, H, W)`` (one coil) or ``(S, T, N, H, W)``,
     ``mask`` uint8 ``(S, T, H, W)``, ``reference`` ``(S, T, H, W)`` (dynamic) or
     ``(S, H, W)`` (sequential) when the input has one; attributes ``acquisition``
-    (the mode), ``source_file``, ``source_format``. Returns the target path.
+    (the mode), ``source_file``, ``source_format``, and the pixel spacing and frame time
+    that the input records (:mod:`a2a_cli.geometry`). Returns the target path.
 
     ``virtual_coils`` = n compresses each slice's coils to n virtual coils
     (:func:`a2a_cli.coils.compress_coils`, a matrix per slice); the slice's sensitivity
@@ -741,6 +743,8 @@ def convert(
         out.attrs["acquisition"] = info.mode
         out.attrs["source_file"] = str(source.resolve())
         out.attrs["source_format"] = fmt
+        for key, value in read_geometry(source).items():  # pixel spacing, frame time (see a2a_cli.geometry)
+            out.attrs[key] = value
         if info.coils:
             # the a2a mark of a coil axis in 'kspace' (S, T, N, H, W)
             out.attrs["coils"] = int(virtual_coils or info.coils)

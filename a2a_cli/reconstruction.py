@@ -22,6 +22,7 @@ import torch
 from . import __version__
 from .checkpoints import Checkpoint, load_checkpoint
 from .errors import A2AError, InputError, raise_if_stopped
+from .geometry import read_geometry
 from .io import ReconstructionWriter, Sample, SplitOptions, describe_layout, inspect_file, read_slice
 from .metrics import psnr, ssim
 from .models.base import ReconstructionNet
@@ -281,6 +282,8 @@ def reconstruct_file(
         # the output is coil-combined; these say what it was combined from
         "coils": int(getattr(info, "coils", None) or 1),
         "sensitivity": getattr(info, "sensitivity", None) or "none",
+        # pixel spacing and frame time, when the input records them, so that exports carry them
+        **read_geometry(source),
     }
     methods: set[str] = set()
     result = FileResult(source=str(source), output=str(target), slices=info.n_slices, seconds=0.0, frames=0)
