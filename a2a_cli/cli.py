@@ -45,9 +45,18 @@ class Assignment(str, Enum):
     interleaved = "interleaved"
 
 
+def _shown(text: object) -> str:
+    """``text`` printable on any terminal: bytes of a file name that are not UTF-8 shown as ``\\xNN``.
+
+    >>> _shown(os.fsdecode(b"caf\\xe9.h5"))
+    'caf\\\\xe9.h5'
+    """
+    return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _fail(message: str, code: int = EXIT_USER_ERROR) -> None:
     # escaped: file names and messages may hold "[...]", which rich would read as markup
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(_shown(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -287,7 +296,7 @@ def train(
 
         summary = run_training(cfg, resume=resume, progress=on_step, log=lambda m: err.print(m, highlight=False, soft_wrap=True))
     if json_out and show:  # one summary, not one per rank
-        out.print_json(json.dumps(summary))
+        out.print_json(json.dumps(summary), ensure_ascii=True)
     elif show:
         err.print(
             f"[green]done[/]: {summary['steps']} steps in {summary['seconds']:.0f} s (stopped by {summary['stopped_by']}); "
@@ -420,7 +429,7 @@ def reconstruct(
     with Progress(TextColumn("[bold]reconstruct {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("slices"), TimeElapsedColumn(), console=err) as bar:
         for i, source in enumerate(inputs):
-            task = bar.add_task(source.name, total=None)
+            task = bar.add_task(escape(_shown(source.name)), total=None)
             res = reconstruct_file(
                 ckpt, net, source, out_dir, dev, overwrite=overwrite, frames_per_batch=frames_per_batch,
                 split=split, on_slice=lambda d, n, t=task: bar.update(t, completed=d, total=n),
@@ -432,7 +441,7 @@ def reconstruct(
     if preview is not None:
         _write_preview(preview, keep, ckpt.mode, preview_frame)
     if json_out:
-        out.print_json(json.dumps(table))
+        out.print_json(json.dumps(table), ensure_ascii=True)
     else:
         _print_quality(table)
 
@@ -460,7 +469,7 @@ def _write_preview(path: Path, keep: dict, mode: str, frame: int) -> None:
     if ref is not None:
         panels["error x5"] = 5 * (np.abs(rec) - np.abs(ref))
     save_preview(path, panels)
-    err.print(f"preview written to {path}", highlight=False)
+    err.print(f"preview written to {_shown(path)}", highlight=False, markup=False)
 
 
 def _fmt(v: Optional[float], digits: int = 2) -> str:
@@ -472,7 +481,7 @@ def _print_quality(table: dict) -> None:
     for col in ("file", "slices", "PSNR zero-filled", "PSNR a2a", "SSIM zero-filled", "SSIM a2a", "s/frame"):
         t.add_column(col, justify="left" if col == "file" else "right", no_wrap=col == "file")
     for r in table["files"]:
-        t.add_row(Path(r["file"]).name, str(r["slices"]), _fmt(r["psnr_zero_filled"]), _fmt(r["psnr_network"]),
+        t.add_row(escape(_shown(Path(r["file"]).name)), str(r["slices"]), _fmt(r["psnr_zero_filled"]), _fmt(r["psnr_network"]),
                   _fmt(r["ssim_zero_filled"], 3), _fmt(r["ssim_network"], 3), _fmt(r["seconds_per_frame"], 4))
     o = table["overall"]
     if len(table["files"]) > 1:
@@ -480,7 +489,7 @@ def _print_quality(table: dict) -> None:
                   _fmt(o["ssim_zero_filled"], 3), _fmt(o["ssim_network"], 3), "")
     out.print(t)
     for r in table["files"]:
-        out.print(f"wrote {r['output']}", highlight=False, soft_wrap=True)
+        out.print(f"wrote {_shown(r['output'])}", highlight=False, soft_wrap=True, markup=False)
     if o["psnr_network"] is None:
         out.print("(no reference stored in the inputs: quality not measured)")
 
@@ -539,18 +548,18 @@ def inspect_mask(
         make_output_folder(png)
         save_mask_png(mask, png)
     if json_out:
-        out.print_json(json.dumps(report))
+        out.print_json(json.dumps(report), ensure_ascii=True)
         return
     _print_mask_report(report, render_text(mask))
     if png is not None:
-        err.print(f"picture written to {png}", highlight=False)
+        err.print(f"picture written to {_shown(png)}", highlight=False, markup=False)
 
 
 def _print_mask_report(r: dict, picture: str) -> None:
     from rich.panel import Panel
 
     colour = {"ok": "green", "warning": "yellow", "unusable": "red"}.get(r.get("verdict"), "white")
-    out.print(Panel(picture, title=f"{Path(r['file']).name}: phase-encode lines (x) against time (y)", expand=False), highlight=False)
+    out.print(Panel(picture, title=f"{escape(_shown(Path(r['file']).name))}: phase-encode lines (x) against time (y)", expand=False), highlight=False)
     u = r.get("union", {})
     out.print(
         f"shape {tuple(r.get('shape', ()))}, {r.get('orientation')}, mask {r.get('mask_source')}"
@@ -616,11 +625,11 @@ def convert(
     check_output_folder(target, "the output")
     split = _split_options(frames, assignment, centre_lines, seed)
     kind = detect(source)  # a missing or non-HDF5 input fails here, before the progress bar
-    with Progress(TextColumn(f"[bold]convert {source.name}"), BarColumn(), MofNCompleteColumn(), TextColumn("slices"), console=err) as bar:
+    with Progress(TextColumn(f"[bold]convert {escape(_shown(source.name))}"), BarColumn(), MofNCompleteColumn(), TextColumn("slices"), console=err) as bar:
         task = bar.add_task("convert", total=None)
         written = convert_file(source, target, mask_file=mask_file, split=split, overwrite=overwrite,
                                on_slice=lambda d, n: bar.update(task, completed=d, total=n), virtual_coils=virtual_coils)
-    err.print(f"wrote {written} (input format: {kind})", highlight=False, soft_wrap=True)
+    err.print(f"wrote {_shown(written)} (input format: {kind})", highlight=False, soft_wrap=True, markup=False)
 
 
 SIM_EPILOG = """
@@ -680,7 +689,7 @@ def simulate(
         raise A2AError(f"unsupported simulation option: {exc}") from None
     except ValueError as exc:
         raise A2AError(str(exc)) from None
-    err.print(f"wrote {written}", highlight=False)
+    err.print(f"wrote {_shown(written)}", highlight=False, markup=False)
 
 
 def _simulate_limit() -> int:

@@ -19,7 +19,7 @@ wins): defaults < TOML file < saved run (``config.json``, on ``--resume``) < com
 >>> check_value(CHECKS["lr"], float("nan"))
 Traceback (most recent call last):
     ...
-a2a_cli.config.ValueProblem: must be a finite number > 0, got nan
+a2a_cli.config.ValueProblem: must be a finite number > 0 and <= 10, got nan
 >>> train_config({"train": ["a.h5"], "out": "run", "steps": 5}).steps
 5
 """
@@ -362,10 +362,26 @@ def _checked_layer(values: Mapping[str, Any], origin: Optional[Path]) -> dict[st
             raise InputError(origin, problem) if origin is not None else A2AError(problem)
         try:
             out[key] = check_value(check, value)
+            if key == "model_options":
+                out[key] = _checked_model_options(out[key])
         except ValueProblem as exc:
             if origin is not None:
                 raise InputError(origin, f"key {key!r}: {exc}") from None
             raise _option_error(check, key, exc) from None
+    return out
+
+
+def _checked_model_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The network options with every known one type-checked (which apply to the chosen network is checked later)."""
+    from .models.cost import OPTION_CHECKS
+
+    out = dict(options)
+    for name, value in options.items():
+        if name in OPTION_CHECKS:
+            try:
+                out[name] = check_value(OPTION_CHECKS[name], value)
+            except ValueProblem as exc:
+                raise ValueProblem(f"{name} {exc}") from None
     return out
 
 
@@ -413,9 +429,8 @@ def load_toml(path: Path) -> dict[str, Any]:
         raise InputError(path, f"not valid TOML: {exc}") from None
     except RecursionError:
         raise InputError(path, "not valid TOML: nested too deeply") from None
-    section = data.get("train", data)
-    if not isinstance(section, dict):
-        raise InputError(path, "key 'train': must be a table ([train]) of training keys")
+    # a [train] table holds the keys; a top-level `train = [...]` is the list of training files
+    section = data["train"] if isinstance(data.get("train"), dict) else data
     return {str(k).replace("-", "_"): v for k, v in section.items()}
 
 

@@ -13,13 +13,15 @@ Every command checks its outputs with these before any work starts:
 >>> attr_path(Path("/data/scan.h5"))
 '/data/scan.h5'
 >>> attr_path(Path(os.fsdecode(b"/data/caf\\xe9.h5")))
-b'/data/caf\\xe9.h5'
+np.bytes_(b'/data/caf\\xe9.h5')
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 from typing import Iterable, Optional
+
+import numpy as np
 
 from .errors import InputError
 
@@ -76,11 +78,11 @@ def make_output_folder(path: PathLike) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
-def attr_path(path: PathLike) -> str | bytes:
+def attr_path(path: PathLike) -> str | np.bytes_:
     """The absolute path of ``path`` for an HDF5 attribute: ``str``, or the raw ``bytes`` of a name that is not UTF-8."""
     text = str(safe_resolve(path))
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # undecodable bytes, kept by Python as surrogate escapes
-        return os.fsencode(text)
+        return np.bytes_(os.fsencode(text))  # a byte string in HDF5: read back as these very bytes
     return text

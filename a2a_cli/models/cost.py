@@ -27,7 +27,7 @@ True
 >>> check_network("unrolled", {"iterations": 10**9})
 Traceback (most recent call last):
     ...
-a2a_cli.models.cost.NetworkTooCostly: network 'unrolled' with {'iterations': 1000000000}: 3.8e+18 operations per 256x256 frame, more than the limit of 1e+13; set A2A_MAX_FRAME_OPS to raise the limit
+a2a_cli.models.cost.NetworkTooCostly: network 'unrolled' with {'iterations': 1000000000} is past the cost limits: 3.5e+16 bytes of training memory per 256x256 frame (limit 8.6e+09, A2A_MAX_FRAME_MEMORY); 3.8e+18 operations per 256x256 frame (limit 1e+13, A2A_MAX_FRAME_OPS); set those environment variables to raise the limits
 """
 from __future__ import annotations
 
@@ -88,8 +88,9 @@ def _conv(cin: int, cout: int, k: int = 3) -> tuple[int, int]:
 
 def _conv_stack(cin: int, cout: int, channels: int, depth: int) -> tuple[int, int, int]:
     """``(parameters, multiply-adds per pixel, feature values kept per pixel)`` of :class:`~a2a_cli.models.base.ConvStack`."""
-    layers = [_conv(cin, channels)] + [_conv(channels, channels)] * (depth - 2) + [_conv(channels, cout)]
-    return sum(p for p, _ in layers), sum(m for _, m in layers), channels * (depth - 1) + cout
+    (p_in, m_in), (p_mid, m_mid), (p_out, m_out) = _conv(cin, channels), _conv(channels, channels), _conv(channels, cout)
+    middle = depth - 2  # arithmetic, never a list: depth may be 10^9
+    return p_in + middle * p_mid + p_out, m_in + middle * m_mid + m_out, channels * (depth - 1) + cout
 
 
 def _unrolled(o: Mapping[str, Any]) -> tuple[int, int, int]:
@@ -181,11 +182,9 @@ def check_network(name: str, options: Mapping[str, Any]) -> Cost:
     h, w = REFERENCE_SIZE
     units = {"parameters": "parameters", "memory": f"bytes of training memory per {h}x{w} frame",
              "operations": f"operations per {h}x{w} frame"}
-    for what, limit in limits().items():
-        value = getattr(cost, what)
-        if value > limit:
-            raise NetworkTooCostly(
-                f"network {name!r} with {dict(options)}: {value:.2g} {units[what]}, more than the limit of "
-                f"{limit:.2g}; set {LIMITS[what][0]} to raise the limit"
-            )
+    over = [f"{getattr(cost, what):.2g} {units[what]} (limit {limit:.2g}, {LIMITS[what][0]})"
+            for what, limit in limits().items() if getattr(cost, what) > limit]
+    if over:
+        raise NetworkTooCostly(f"network {name!r} with {dict(options)} is past the cost limits: {'; '.join(over)}; "
+                               "set those environment variables to raise the limits")
     return cost
