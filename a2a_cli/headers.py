@@ -75,7 +75,7 @@ def header_int(raw: Any, path: str | os.PathLike, what: str, low: int = 1, high:
 
 def max_read_bytes() -> int:
     """Bytes a header table or mask read whole may take (8 x ``A2A_MAX_SLICE_SAMPLES``)."""
-    from .io import MAX_SLICE_SAMPLES_ENV, _DEFAULT_MAX_SLICE_SAMPLES, _limit
+    from .io import _DEFAULT_MAX_SLICE_SAMPLES, MAX_SLICE_SAMPLES_ENV, _limit
 
     return 8 * _limit(MAX_SLICE_SAMPLES_ENV, _DEFAULT_MAX_SLICE_SAMPLES)
 

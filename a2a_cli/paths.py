@@ -34,8 +34,8 @@ def safe_resolve(path: PathLike) -> Path:
     """The absolute path with links followed; a loop of symbolic links is an :class:`InputError`."""
     try:
         return Path(path).resolve()
-    except (RuntimeError, OSError) as exc:  # RuntimeError: "Symlink loop" (Python < 3.13)
-        raise InputError(path, f"cannot be resolved: a loop of symbolic links? ({exc.__class__.__name__})") from None
+    except (RuntimeError, OSError):  # RuntimeError: "Symlink loop" (Python < 3.13)
+        raise InputError(path, "cannot be resolved: a loop of links (symbolic links that lead back to themselves)") from None
 
 
 def same_file(a: PathLike, b: PathLike) -> bool:

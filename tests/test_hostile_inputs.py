@@ -451,7 +451,59 @@ def test_symlink_loop_as_input_and_as_output(world, tmp_path):
     loop = tmp_path / "loop.h5"
     loop.symlink_to(loop)
     refused(["inspect-mask", loop], ["loop.h5", "loop of links"], tmp_path)
-    refused(["convert", world["scan"], loop], ["loop.h5", "loop of symbolic links"], tmp_path)
+    refused(["convert", world["scan"], loop], ["loop.h5", "loop of links"], tmp_path)
+
+
+def _external_link(path: Path) -> Path:
+    with h5py.File(path, "w") as f:
+        f["kspace"] = h5py.ExternalLink("gone.h5", "/kspace")
+        f.attrs["acquisition"] = "dynamic"
+    return path
+
+
+def _loop(path: Path) -> Path:
+    path.symlink_to(path)
+    return path
+
+
+PATH_BAD = {
+    "input is a directory": (["inspect-mask", "DIR"], ["is a directory"]),
+    "training data is a link loop": (["train", "LOOP", "--out", "OUT", "--steps", "1"], ["loop.h5", "loop of links"]),
+    "config is a link loop": (["train", "SCAN", "--out", "OUT", "--config", "LOOP"], ["loop.h5", "cannot be read"]),
+    "--out under a file": (["reconstruct", "CKPT", "SCAN", "--out", "FILE/sub"], ["is a file"]),
+    "kspace is an external link to a missing file": (["inspect-mask", "EXTERNAL"], ["external.h5"]),
+}
+
+
+@pytest.mark.parametrize("case", list(PATH_BAD))
+def test_bad_paths_are_named(world, tmp_path, case):
+    args, words = PATH_BAD[case]
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file").write_text("x")
+    names = {"DIR": tmp_path / "dir", "LOOP": _loop(tmp_path / "loop.h5"), "OUT": tmp_path / "run", "SCAN": world["scan"],
+             "CKPT": world["ckpt"], "FILE/sub": tmp_path / "file" / "sub", "EXTERNAL": _external_link(tmp_path / "external.h5")}
+    refused([names.get(a, a) for a in args], words, tmp_path)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_odd_file_names_in_a_real_process(world, tmp_path):
+    """Through a real terminal encoding: a name that is not UTF-8 is shown, not a crash, and stored as its bytes."""
+    import subprocess
+    import sys
+
+    odd = bytes(tmp_path) + b"/\xff\xfe.h5"
+    env = dict(os.environ, OMP_NUM_THREADS="1", LC_ALL="C.UTF-8", PYTHONIOENCODING="utf-8")
+    env.pop("A2A_DEBUG", None)
+    run = subprocess.run([sys.executable, "-m", "a2a_cli", "inspect-mask", odd], capture_output=True, env=env)
+    assert run.returncode == 2 and b"Traceback" not in run.stderr, run.stderr
+    assert b"\\xff\\xfe.h5: file not found" in run.stderr, run.stderr
+    Path(os.fsdecode(odd)).write_bytes(Path(world["scan"]).read_bytes())
+    out = tmp_path / "converted.h5"
+    run = subprocess.run([sys.executable, "-m", "a2a_cli", "convert", odd, out], capture_output=True, env=env)
+    assert run.returncode == 0, run.stderr
+    with h5py.File(out) as f:
+        assert f.attrs["source_file"] == odd
 
 
 def test_soft_link_cycle_inside_the_hdf5_file(tmp_path):
