@@ -381,12 +381,10 @@ def reconstruct(
     json_out: bool = typer.Option(False, "--json", help="Print the quality table as JSON on stdout."),
 ) -> None:
     """Reconstruct full sequences (no splitting) with a trained network; report quality when a reference is stored."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from .config import check_options
     from .io import inspect_file
-    from .paths import check_output_folder, make_output_folder, refuse_outputs_over_inputs
-    from .reconstruction import output_path, load_for_inference, overall, reconstruct_file
+    from .paths import check_output_folder, make_folders, make_output_folder, refuse_outputs_over_inputs, remove_empty_folders
+    from .reconstruction import load_for_inference, output_path
     from .training import pick_device
 
     check_options(device=device, frames_per_batch=frames_per_batch, preview_slice=preview_slice,
@@ -422,10 +420,31 @@ def reconstruct(
             raise InputError(inputs[0], f"--preview-frame {preview_frame} is outside 0..{first.frames - 1}")
         if ckpt.mode != "dynamic" and preview.suffix.lower() == ".gif":
             raise A2AError("a .gif preview needs dynamic data; use .png")
-        make_output_folder(preview)
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    # folders made here are removed again if the command fails before writing into them
+    created = (make_output_folder(preview) if preview is not None else []) + make_folders(out_dir)
+    try:
+        table = _reconstruct_all(ckpt, net, inputs, out_dir, dev, overwrite, frames_per_batch, split, mask_file,
+                                 {"slice": preview_slice} if preview is not None else None)
+        if preview is not None:
+            _write_preview(preview, table.pop("_keep"), ckpt.mode, preview_frame)
+    except BaseException:
+        remove_empty_folders(created)
+        raise
+    table.pop("_keep", None)
+    if json_out:
+        out.print_json(json.dumps(table), ensure_ascii=True)
+    else:
+        _print_quality(table)
+
+
+def _reconstruct_all(ckpt, net, inputs: list, out_dir: Path, dev, overwrite: bool, frames_per_batch: Optional[int],
+                     split, mask_file: Optional[Path], keep: Optional[dict]) -> dict:
+    """Reconstruct every input with a progress bar; the quality table (``_keep``: the preview's images)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .reconstruction import overall, reconstruct_file
+
     results = []
-    keep = {"slice": preview_slice} if preview is not None else None
     with Progress(TextColumn("[bold]reconstruct {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("slices"), TimeElapsedColumn(), console=err) as bar:
         for i, source in enumerate(inputs):
@@ -436,14 +455,8 @@ def reconstruct(
                 keep=keep if i == 0 else None, mask_file=mask_file,
             )
             results.append(res)
-    table = {"files": [r.summary() for r in results], "overall": overall(results), "checkpoint": str(checkpoint),
-             "network": ckpt.model_name, "mode": ckpt.mode}
-    if preview is not None:
-        _write_preview(preview, keep, ckpt.mode, preview_frame)
-    if json_out:
-        out.print_json(json.dumps(table), ensure_ascii=True)
-    else:
-        _print_quality(table)
+    return {"files": [r.summary() for r in results], "overall": overall(results), "checkpoint": str(ckpt.path),
+            "network": ckpt.model_name, "mode": ckpt.mode, "_keep": keep}
 
 
 def _write_preview(path: Path, keep: dict, mode: str, frame: int) -> None:
@@ -670,6 +683,8 @@ def simulate(
     check_options(slices=slices, sim_frames=frames, height=height, width=width, acceleration=acceleration,
                   centre_lines=centre_lines, snr=snr, motion=motion, period=period, coils=coils, seed=seed,
                   complex_style=complex_style)
+    if centre_lines > width:
+        raise A2AError(f"--centre-lines: must be at most the width ({width}), got {centre_lines}")
     if acceleration > width:
         raise A2AError(f"--acceleration: must be at most the width ({width}), got {acceleration:g}")
     samples = slices * frames * height * width * coils

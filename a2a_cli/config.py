@@ -93,7 +93,7 @@ class Check:
         parts = []
         if self.low is not None:
             parts.append(f"{'>' if self.low_open else '>='} {_num(self.low)}")
-        if self.high is not None:
+        if self.high is not None and self.high < 2**31 - 1:  # a bound against overflow only is not worth saying
             parts.append(f"<= {_num(self.high)}")
         each = " (each)" if self.kind == "int_list" and parts else ""
         return noun + (" " + " and ".join(parts) if parts else "") + each

@@ -25,7 +25,8 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["safe_resolve", "same_file", "refuse_outputs_over_inputs", "check_output_folder", "make_output_folder", "attr_path"]
+__all__ = ["safe_resolve", "same_file", "refuse_outputs_over_inputs", "check_output_folder", "make_folders", "make_output_folder",
+           "remove_empty_folders", "attr_path"]
 
 PathLike = str | os.PathLike
 
@@ -73,9 +74,26 @@ def check_output_folder(path: PathLike, option: str) -> None:
             return
 
 
-def make_output_folder(path: PathLike) -> None:
-    """Create the folder of output file ``path`` (after :func:`check_output_folder`)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+def make_folders(folder: PathLike) -> list[Path]:
+    """Create ``folder`` and its missing parents; returns those created, deepest last (for :func:`remove_empty_folders`)."""
+    folder = Path(folder)
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    return list(reversed(missing))
+
+
+def make_output_folder(path: PathLike) -> list[Path]:
+    """Create the folder of output file ``path`` (after :func:`check_output_folder`); returns the folders created."""
+    return make_folders(Path(path).parent)
+
+
+def remove_empty_folders(folders: Iterable[Path]) -> None:
+    """Remove the ``folders`` a failed command created, deepest first, if nothing was put in them."""
+    for folder in reversed(list(folders)):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (a complete output, or someone else's file): keep it
+            pass
 
 
 def attr_path(path: PathLike) -> str | np.bytes_:
