@@ -252,7 +252,9 @@ def train(
     # defaults < --config < the saved run (--resume) < the command line, every value checked
     cfg = merge_train_config(values, given, toml=config, saved=saved)
     check_options(nproc=nproc)
-    check_model_options(cfg.model, cfg.model_options)
+    # the network options are named where they came from: the command line, the saved run or --config
+    options_from = None if "model_options" in given else saved or config
+    check_model_options(cfg.model, cfg.model_options, options_from)
 
     under_torchrun = "RANK" in os.environ
     if nproc > 1 and under_torchrun:

@@ -79,13 +79,18 @@ def pick_device(name: str) -> torch.device:
         raise A2AError(f"--device: {exc}") from None
 
 
-def check_model_options(model: str, options: dict) -> None:
-    """Refuse network options of the wrong type or past the cost limits (:mod:`a2a_cli.models.cost`), before building."""
+def check_model_options(model: str, options: dict, origin: Optional[Path] = None) -> None:
+    """Refuse network options of the wrong type or past the cost limits (:mod:`a2a_cli.models.cost`), before building.
+
+    The error names ``--model-option``, or ``origin`` (the file the options came from) and its key.
+    """
     from .models.cost import NetworkTooCostly, check_network
 
     try:
         check_network(model, options)
     except NetworkTooCostly as exc:
+        if origin is not None:
+            raise InputError(origin, f"key 'model_options': {exc}") from None
         raise TrainingError(f"--model-option: {exc}") from None
 
 

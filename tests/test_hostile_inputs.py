@@ -308,6 +308,8 @@ TOML_BAD = {
     "device number": ("device = 7\n", ["key 'device'"]),
     "model options not a table": ('model_options = "wide"\n', ["key 'model_options'", "table"]),
     "model option of the wrong type": ('model_options = {channels = "x"}\n', ["key 'model_options'", "channels"]),
+    "network too costly": ("model_options = {channels = 1000000}\n", ["key 'model_options'", "A2A_MAX_PARAMETERS"]),
+    "network option unknown": ('model = "unet"\nmodel_options = {iterations = 3}\n', ["key 'model_options'", "unknown option 'iterations'"]),
     "not TOML": ("steps = = 3\n", ["not valid TOML"]),
 }
 
@@ -343,6 +345,28 @@ def test_any_bad_integer_in_a_toml_file_names_the_file_and_key(world, tmp_path, 
         refused(["train", world["scan"], "--out", tmp_path / "run", "--config", toml], ["cfg.toml", f"key '{key}'"], tmp_path)
     finally:
         toml.unlink()
+
+
+_ANY = st.one_of(st.none(), st.booleans(), st.integers(min_value=-2**70, max_value=2**70),
+                 st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=6), st.lists(st.integers(-3, 3), max_size=3),
+                 st.dictionaries(st.sampled_from(["channels", "depth", "colour"]), st.integers(-2, 9), max_size=2))
+
+
+@settings(max_examples=40, deadline=None)
+@given(values=st.dictionaries(st.sampled_from(sorted(cfgmod.CHECKS) + ["stepz"]), _ANY, max_size=6))
+def test_any_config_is_either_fully_checked_or_refused_naming_the_key(values):
+    """A whole configuration (as a TOML file gives it) builds a TrainConfig whose every field passes its check, or is refused naming a key."""
+    values = {"train": ["a.h5"], "out": "run"} | values
+    origin = Path("cfg.toml")
+    try:
+        cfg = cfgmod.train_config(values, origin)
+    except A2AError as exc:
+        assert str(exc).startswith("cfg.toml: "), str(exc)
+        assert any(f"'{key}'" in str(exc) for key in values), str(exc)
+        return
+    for name, check in cfgmod.CHECKS.items():
+        value = getattr(cfg, name)
+        assert cfgmod.check_value(check, value) == value  # already of its type and in range
 
 
 def test_merge_order_defaults_toml_saved_run_command_line(tmp_path):
