@@ -38,8 +38,8 @@ FEW = settings(max_examples=12, deadline=None, suppress_health_check=[HealthChec
 # helpers
 # ----------------------------------------------------------------------------------
 def invoke(args: list, env: dict | None = None) -> tuple[int, str]:
-    result = runner.invoke(app, [a if isinstance(a, str) else os.fspath(a) if isinstance(a, os.PathLike) else str(a) for a in args],
-                           env={"COLUMNS": "400", **(env or {})})
+    args = [os.fspath(a) if isinstance(a, os.PathLike) else str(a) for a in args]
+    result = runner.invoke(app, args, env={"COLUMNS": "400", **(env or {})})
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception  # a bug, not an answer (A2A_DEBUG=1 lets it through): fail with its traceback
     return result.exit_code, result.output
@@ -186,6 +186,22 @@ def test_other_commands_option_values_are_refused_before_any_work(world, tmp_pat
     args = [names.get(a, a.replace("OUT", str(tmp_path / "out"))) for a in args]
     refused(args, words, tmp_path)
     assert not (tmp_path / "out").exists()
+
+
+def test_command_line_defaults_are_the_train_config_defaults():
+    """TrainConfig is the one source of the training defaults: the train command shows the same ones."""
+    from dataclasses import MISSING, fields
+
+    import typer.main
+
+    params = {p.name: p.default for p in typer.main.get_command(app).commands["train"].params}
+    checked = 0
+    for f in fields(cfgmod.TrainConfig):
+        if f.name in params and f.default is not MISSING:
+            shown = getattr(params[f.name], "value", params[f.name])  # an Enum's value
+            assert shown == f.default, (f.name, shown, f.default)
+            checked += 1
+    assert checked >= 20
 
 
 @FEW
