@@ -42,12 +42,14 @@ def _shown(raw: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def header_int(raw: Any, path: str | os.PathLike, what: str, low: int = 1, high: int = MAX_HEADER_SIZE) -> int:
+def header_int(raw: Any, path: str | os.PathLike, what: str, low: int = 1, high: int = MAX_HEADER_SIZE,
+               text_ok: bool = True) -> int:
     """``raw`` (text, a number or a one-element array) as an integer from ``low`` to ``high``.
 
     A whole number written as a float (``"128.0"``) is accepted; text that is not a
-    number, NaN, infinities, fractions and values out of range are an :class:`InputError`
-    naming ``path`` and ``what``.
+    number (any text when ``text_ok`` is false, as for an HDF5 attribute that must be
+    numeric), booleans, NaN, infinities, fractions and values out of range are an
+    :class:`InputError` naming ``path`` and ``what``.
     """
     value: Any = raw
     if isinstance(value, np.ndarray):
@@ -55,7 +57,7 @@ def header_int(raw: Any, path: str | os.PathLike, what: str, low: int = 1, high:
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
     number: float | int | None = None
-    if isinstance(value, str):
+    if isinstance(value, str) and text_ok:
         text = value.strip()
         try:
             number = int(text)

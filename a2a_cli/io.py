@@ -657,10 +657,8 @@ def _coil_attr(f: h5py.File, path: Path) -> int | None:
         return None
     from .headers import header_int
 
-    value = np.asarray(raw)
-    if value.dtype.kind not in "iuf":  # text is not a count, even "4"
-        value = None
-    return header_int(value, path, "the attribute coils (the size of the coil axis of 'kspace', a positive integer)")
+    # text is not a count, even "4"
+    return header_int(raw, path, "the attribute coils (the size of the coil axis of 'kspace', a positive integer)", text_ok=False)
 
 
 # ----------------------------------------------------------------------------------
