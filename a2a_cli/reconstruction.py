@@ -25,7 +25,7 @@ from .errors import A2AError, InputError, raise_if_stopped
 from .io import ReconstructionWriter, Sample, SplitOptions, inspect_file, read_slice
 from .metrics import psnr, ssim
 from .models.base import ReconstructionNet
-from .paths import attr_path
+from .paths import attr_path, same_file
 from .physics import DynamicMRI, SequentialMRI, to_complex
 
 
@@ -250,7 +250,7 @@ def reconstruct_file(
     """
     source = Path(source)
     target = output_path(source, out_dir)
-    if target.resolve() == source.resolve():
+    if same_file(target, source):
         raise InputError(source, "the output would overwrite the input file; choose another --out directory")
     info = inspect_file(source, split=split, mask_file=mask_file)
     mode = checkpoint.mode
