@@ -171,6 +171,30 @@ def _construct(path: Path, name: str, config: dict, device: str | torch.device |
         raise InputError(path, f"cannot rebuild network {name!r} from the stored configuration {config}: {first}") from None
 
 
+def _check_cost(path: Path, name: str, config: dict, state_dict: dict) -> None:
+    """Refuse a stored configuration that is malformed or past the cost limits, before anything is built.
+
+    Building even on the meta device runs the constructor, so a depth of 10^9 would hang
+    there; and 10^9 unrolled iterations share one set of weights, so they fit any file.
+    """
+    from .models.cost import NetworkTooCostly, check_network, estimate_cost
+
+    try:
+        cost = estimate_cost(name, config)
+    except NetworkTooCostly as exc:
+        raise InputError(path, f"cannot rebuild network {name!r} from the stored configuration {config}: {exc}") from None
+    held = sum(v.numel() for v in state_dict.values() if isinstance(v, torch.Tensor))
+    try:
+        check_network(name, config)
+    except NetworkTooCostly as exc:
+        if cost.parameters != held:  # the configuration does not describe these weights at all
+            raise InputError(
+                path, f"the weights do not fit network {name!r} built from the stored configuration; shape mismatch: "
+                      f"the configuration makes {cost.parameters:,} parameters, the file holds {held:,}",
+            ) from None
+        raise InputError(path, f"refused: {exc}") from None
+
+
 def _shape(t: torch.Tensor) -> str:
     return "(" + ", ".join(str(s) for s in t.shape) + ")"
 
@@ -262,6 +286,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     for key, value in state_dict.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
             raise InputError(path, f"state_dict entry {key!r} is not a named tensor")
+    _check_cost(path, name, config, state_dict)
     # the configuration is checked against the weights on the meta device: nothing is allocated,
     # so a hostile configuration (a huge width) cannot exhaust memory before it is refused
     skeleton = _construct(path, name, config, device="meta")

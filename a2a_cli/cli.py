@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import signal
 import sys
-import tomllib
-from dataclasses import fields
 from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, List, Optional
@@ -31,6 +30,9 @@ err = Console(stderr=True)
 out = Console()
 
 EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 1
+#: Set to 1 to let unexpected exceptions through with their traceback (the test suite does).
+DEBUG_ENV = "A2A_DEBUG"
 
 
 class Mode(str, Enum):
@@ -43,10 +45,42 @@ class Assignment(str, Enum):
     interleaved = "interleaved"
 
 
+def _shown(text: object) -> str:
+    """``text`` printable on any terminal: bytes of a file name that are not UTF-8 shown as ``\\xNN``.
+
+    >>> _shown(os.fsdecode(b"caf\\xe9.h5"))
+    'caf\\\\xe9.h5'
+    """
+    return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _fail(message: str, code: int = EXIT_USER_ERROR) -> None:
     # escaped: file names and messages may hold "[...]", which rich would read as markup
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(_shown(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: first line of the message``, at most 200 characters."""
+    text = str(exc).strip().splitlines()
+    first = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return first if len(first) <= 200 else first[:197] + "..."
+
+
+def _save_traceback() -> str:
+    """Write the traceback being handled to a new file (in ``A2A_TRACEBACK_DIR`` or the temporary folder); its name."""
+    import tempfile
+    import time
+    import traceback
+
+    folder = os.environ.get("A2A_TRACEBACK_DIR") or tempfile.gettempdir()
+    try:
+        fd, name = tempfile.mkstemp(prefix=f"a2a-traceback-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".txt", dir=folder)
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
+            f.write(f"a2a {__version__}\ncommand: {sys.argv!r}\n\n{traceback.format_exc()}")
+        return name
+    except OSError as exc:  # nowhere to write: say so instead of failing again
+        return f"nowhere ({folder}: {exc.strerror or exc})"
 
 
 def _on_stop_signal(signum: int, frame: Any) -> None:
@@ -85,6 +119,15 @@ def user_errors(fn: Callable) -> Callable:
             _fail(f"stopped by {sig.name}; no output file was left half-written", 128 + sig)
         except MemoryError:
             _fail("out of memory: use --frames-per-batch, a smaller --batch-size or fewer slices per file", 1)
+        except (typer.Exit, typer.Abort, typer.exceptions.TyperException):
+            raise
+        except Exception as exc:
+            # last resort: one line and the traceback in a file; A2A_DEBUG=1 (set by the test
+            # suite) lets the exception through, so that a real bug fails its test
+            if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+                raise
+            _fail(f"internal error ({_one_line(exc)}); full traceback saved to {_save_traceback()}; "
+                  f"please report it (set {DEBUG_ENV}=1 to see it here)", EXIT_INTERNAL_ERROR)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
@@ -131,18 +174,6 @@ def _is_default(ctx: typer.Context, param: str) -> bool:
     """True when the user did not give ``param`` on the command line."""
     source = ctx.get_parameter_source(param)
     return source is None or source.name in ("DEFAULT", "DEFAULT_MAP")
-
-
-def _load_toml(path: Path) -> dict:
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise InputError(path, "config file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(path, f"not valid TOML: {exc}") from None
-    section = data.get("train", data)
-    return {k.replace("-", "_"): v for k, v in section.items()}
 
 
 TRAIN_EPILOG = """
@@ -200,7 +231,9 @@ def train(
     nproc: int = typer.Option(1, "--nproc", help="Train with this many processes (DistributedDataParallel; one per GPU on CUDA): re-runs this command under torchrun."),
 ) -> None:
     """Train a network with the self-supervised splitting loss on k-space files."""
-    from .training import TrainConfig, train as run_training
+    from .config import check_options, merge_train_config
+    from .paths import refuse_outputs_over_inputs
+    from .training import check_model_options, train as run_training
 
     values = {
         "train": [str(p) for p in data], "out": str(out_dir), "val": [str(p) for p in val],
@@ -213,25 +246,15 @@ def train(
         "assignment": assignment.value, "centre_lines": centre_lines,
         "mask": str(mask_file) if mask_file is not None else None,
     }
-    if config is not None:
-        param_for = {"train": "data", "out": "out_dir", "model_options": "model_option", "mask": "mask_file"}
-        known = {f.name for f in fields(TrainConfig)}
-        for key, value in _load_toml(config).items():
-            if key not in known:
-                raise InputError(config, f"unknown key {key!r}; known keys: {', '.join(sorted(known))}")
-            if _is_default(ctx, param_for.get(key, key)):
-                values[key] = value
-    if loss not in ("a2a", "p2p"):
-        raise A2AError(f"--loss must be a2a or p2p, not {loss!r}")
-    for name in ("steps", "epochs", "batch_size", "val_every"):
-        if values[name] is not None and values[name] < 1:
-            raise A2AError(f"--{name.replace('_', '-')} must be at least 1")
-    if values["grad_clip"] is not None and not values["grad_clip"] > 0:
-        raise A2AError(f"--grad-clip must be a positive gradient norm, not {values['grad_clip']}")
-    cfg = TrainConfig(**values)
-    if nproc < 1:
-        raise A2AError("--nproc must be at least 1")
-    import os
+    param_for = {"train": "data", "out": "out_dir", "model_options": "model_option", "mask": "mask_file"}
+    given = {key for key in values if not _is_default(ctx, param_for.get(key, key))}
+    saved = Path(out_dir) / "config.json" if resume and (Path(out_dir) / "config.json").is_file() else None
+    # defaults < --config < the saved run (--resume) < the command line, every value checked
+    cfg = merge_train_config(values, given, toml=config, saved=saved)
+    check_options(nproc=nproc)
+    # the network options are named where they came from: the command line, the saved run or --config
+    options_from = None if "model_options" in given else saved or config
+    check_model_options(cfg.model, cfg.model_options, options_from)
 
     under_torchrun = "RANK" in os.environ
     if nproc > 1 and under_torchrun:
@@ -240,10 +263,9 @@ def train(
     if run.exists() and not run.is_dir():
         raise InputError(run, "--out must be a run directory, but this is a file; choose another --out")
     # the run writes these names: none of them may be an input of the run
-    inputs = {Path(p).resolve() for p in [*cfg.train, *cfg.val, *([config] if config is not None else [])]}
-    for name in ("last.pt", "best.pt", "metrics.jsonl", "config.json", "loss.png"):
-        if (run / name).resolve() in inputs:
-            raise InputError(run / name, "is an input of this run and would be overwritten by its output; choose another --out")
+    inputs = [*cfg.train, *cfg.val, *([config] if config is not None else []), *([cfg.mask] if cfg.mask else [])]
+    outputs = [run / name for name in ("last.pt", "best.pt", "metrics.jsonl", "config.json", "loss.png")]
+    refuse_outputs_over_inputs(outputs, inputs, "is an input of this run and would be overwritten by its output; choose another --out")
     # only rank 0 looks at the run directory: another rank could find the files rank 0 has just written
     if int(os.environ.get("RANK", "0")) == 0 and run.exists() and any(run.iterdir()) and not resume:
         if not overwrite:
@@ -252,18 +274,6 @@ def train(
             (run / name).unlink(missing_ok=True)
     if nproc > 1:
         raise typer.Exit(_relaunch_distributed(nproc))
-    if resume and (run / "config.json").is_file():
-        try:
-            saved = json.loads((run / "config.json").read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(run / "config.json", f"is not valid JSON ({exc}); cannot resume this run") from None
-        if not isinstance(saved, dict):
-            raise InputError(run / "config.json", "does not hold a run configuration (a JSON object); cannot resume this run")
-        for key, value in saved.items():
-            param = {"train": "data", "out": "out_dir", "model_options": "model_option", "mask": "mask_file"}.get(key, key)
-            if key in values and _is_default(ctx, param):
-                setattr(cfg, key, value)
-
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     columns = [
@@ -271,7 +281,6 @@ def train(
         TextColumn("loss {task.fields[loss]}"), TextColumn("val {task.fields[val]}"),
         TextColumn("{task.fields[rate]} it/s"), TimeElapsedColumn(), TimeRemainingColumn(),
     ]
-    import os
     import time
 
     show = int(os.environ.get("RANK", "0")) == 0
@@ -289,7 +298,7 @@ def train(
 
         summary = run_training(cfg, resume=resume, progress=on_step, log=lambda m: err.print(m, highlight=False, soft_wrap=True))
     if json_out and show:  # one summary, not one per rank
-        out.print_json(json.dumps(summary))
+        out.print_json(json.dumps(summary), ensure_ascii=True)
     elif show:
         err.print(
             f"[green]done[/]: {summary['steps']} steps in {summary['seconds']:.0f} s (stopped by {summary['stopped_by']}); "
@@ -377,42 +386,75 @@ def reconstruct(
     export_suffix: Optional[str] = typer.Option(None, "--export", help="Also export each output beside it: a suffix of `a2a export` (.nii.gz, .cfl, .gif, .png, ...) or dicom (a folder NAME_recon_dicom).", show_default=False),
 ) -> None:
     """Reconstruct full sequences (no splitting) with a trained network; report quality when a reference is stored."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from .reconstruction import output_path, load_for_inference, overall, reconstruct_file
+    from .config import check_options
+    from .io import inspect_file
+    from .paths import check_output_folder, make_folders, make_output_folder, refuse_outputs_over_inputs, remove_empty_folders
+    from .reconstruction import load_for_inference, output_path
     from .training import pick_device
 
-    if frames_per_batch is not None and frames_per_batch < 0:
-        raise A2AError("--frames-per-batch must be at least 1 (or 0: whole sequences)")
+    check_options(device=device, frames_per_batch=frames_per_batch, preview_slice=preview_slice,
+                  preview_frame=preview_frame, frames=frames, centre_lines=centre_lines, seed=seed)
     inputs = [Path(p) for p in data]
     targets = [output_path(p, out_dir) for p in inputs]
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise InputError(out_dir, "--out must be a directory for the outputs, but this is a file")
-    resolved_inputs = {p.resolve() for p in [*inputs, Path(checkpoint)]}
-    for source, target in zip(inputs, targets):
-        if target.resolve() in resolved_inputs:
-            raise InputError(target, "this output path is also an input file; choose another --out directory")
+    check_output_folder(targets[0], "--out")
+    every_input = [*inputs, checkpoint, mask_file]
+    refuse_outputs_over_inputs(targets, every_input, "this output path is also an input file; choose another --out directory")
+    for target in targets:
         if target.exists() and not overwrite:
             raise InputError(target, "output exists; pass --overwrite to replace it")
     if len(set(targets)) != len(targets):
         raise A2AError("two inputs have the same file name, so their outputs would collide; reconstruct them separately")
     exports = _export_targets(targets, export_suffix, overwrite)
-    if preview is not None and preview.suffix.lower() not in (".png", ".gif"):
-        raise A2AError("--preview must end in .png or .gif")
-    if preview is not None and preview.resolve() in resolved_inputs:
-        raise InputError(preview, "--preview names an input file, which is never overwritten; choose another name")
-    if preview is not None and preview.exists() and not overwrite:
-        raise InputError(preview, "preview exists; pass --overwrite to replace it")
+    if preview is not None:
+        if preview.suffix.lower() not in (".png", ".gif"):
+            raise A2AError("--preview must end in .png or .gif")
+        refuse_outputs_over_inputs([preview], every_input, "--preview names an input file, which is never overwritten; choose another name")
+        refuse_outputs_over_inputs([preview], targets, "--preview names one of the reconstructions; choose another name")
+        if preview.exists() and not overwrite:
+            raise InputError(preview, "preview exists; pass --overwrite to replace it")
+        check_output_folder(preview, "--preview")
     dev = pick_device(device)
     ckpt, net = load_for_inference(checkpoint, dev)
     split = _split_options(frames, assignment, centre_lines, seed)
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    if preview is not None:  # the picture's slice and frame are checked before anything is written
+        first = inspect_file(inputs[0], split=split, mask_file=mask_file)
+        if preview_slice >= first.n_slices:
+            raise InputError(inputs[0], f"--preview-slice {preview_slice} is outside 0..{first.n_slices - 1}")
+        if ckpt.mode == "dynamic" and preview.suffix.lower() == ".png" and preview_frame >= first.frames:
+            raise InputError(inputs[0], f"--preview-frame {preview_frame} is outside 0..{first.frames - 1}")
+        if ckpt.mode != "dynamic" and preview.suffix.lower() == ".gif":
+            raise A2AError("a .gif preview needs dynamic data; use .png")
+    # folders made here are removed again if the command fails before writing into them
+    created = (make_output_folder(preview) if preview is not None else []) + make_folders(out_dir)
+    try:
+        table = _reconstruct_all(ckpt, net, inputs, out_dir, dev, overwrite, frames_per_batch, split, mask_file,
+                                 {"slice": preview_slice} if preview is not None else None, exports)
+        if preview is not None:
+            _write_preview(preview, table.pop("_keep"), ckpt.mode, preview_frame)
+    except BaseException:
+        remove_empty_folders(created)
+        raise
+    table.pop("_keep", None)
+    if json_out:
+        out.print_json(json.dumps(table), ensure_ascii=True)
+    else:
+        _print_quality(table)
+
+
+def _reconstruct_all(ckpt, net, inputs: list, out_dir: Path, dev, overwrite: bool, frames_per_batch: Optional[int],
+                     split, mask_file: Optional[Path], keep: Optional[dict], exports: List[tuple[Path, str]]) -> dict:
+    """Reconstruct every input with a progress bar; the quality table (``_keep``: the preview's images)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .reconstruction import overall, reconstruct_file
+
     results = []
-    keep = {"slice": preview_slice} if preview is not None else None
     with Progress(TextColumn("[bold]reconstruct {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("slices"), TimeElapsedColumn(), console=err) as bar:
         for i, source in enumerate(inputs):
-            task = bar.add_task(source.name, total=None)
+            task = bar.add_task(escape(_shown(source.name)), total=None)
             res = reconstruct_file(
                 ckpt, net, source, out_dir, dev, overwrite=overwrite, frames_per_batch=frames_per_batch,
                 split=split, on_slice=lambda d, n, t=task: bar.update(t, completed=d, total=n),
@@ -424,16 +466,11 @@ def reconstruct(
                 from .export import export as run_export
 
                 run_export(res.output, exports[i][0], fmt=exports[i][1], overwrite=overwrite)
-    table = {"files": [r.summary() for r in results], "overall": overall(results), "checkpoint": str(checkpoint),
-             "network": ckpt.model_name, "mode": ckpt.mode}
+    table = {"files": [r.summary() for r in results], "overall": overall(results), "checkpoint": str(ckpt.path),
+             "network": ckpt.model_name, "mode": ckpt.mode, "_keep": keep}
     if exports:
         table["exports"] = [str(p) for p, _ in exports]
-    if preview is not None:
-        _write_preview(preview, keep, ckpt.mode, preview_frame)
-    if json_out:
-        out.print_json(json.dumps(table))
-    else:
-        _print_quality(table)
+    return table
 
 
 def _export_targets(targets: List[Path], suffix: Optional[str], overwrite: bool) -> List[tuple[Path, str]]:
@@ -473,7 +510,7 @@ def _write_preview(path: Path, keep: dict, mode: str, frame: int) -> None:
     if ref is not None:
         panels["error x5"] = 5 * (np.abs(rec) - np.abs(ref))
     save_preview(path, panels)
-    err.print(f"preview written to {path}", highlight=False)
+    err.print(f"preview written to {_shown(path)}", highlight=False, markup=False)
 
 
 def _fmt(v: Optional[float], digits: int = 2) -> str:
@@ -485,7 +522,7 @@ def _print_quality(table: dict) -> None:
     for col in ("file", "slices", "PSNR zero-filled", "PSNR a2a", "SSIM zero-filled", "SSIM a2a", "s/frame"):
         t.add_column(col, justify="left" if col == "file" else "right", no_wrap=col == "file")
     for r in table["files"]:
-        t.add_row(Path(r["file"]).name, str(r["slices"]), _fmt(r["psnr_zero_filled"]), _fmt(r["psnr_network"]),
+        t.add_row(escape(_shown(Path(r["file"]).name)), str(r["slices"]), _fmt(r["psnr_zero_filled"]), _fmt(r["psnr_network"]),
                   _fmt(r["ssim_zero_filled"], 3), _fmt(r["ssim_network"], 3), _fmt(r["seconds_per_frame"], 4))
     o = table["overall"]
     if len(table["files"]) > 1:
@@ -493,7 +530,7 @@ def _print_quality(table: dict) -> None:
                   _fmt(o["ssim_zero_filled"], 3), _fmt(o["ssim_network"], 3), "")
     out.print(t)
     for r in table["files"]:
-        out.print(f"wrote {r['output']}", highlight=False, soft_wrap=True)
+        out.print(f"wrote {_shown(r['output'])}", highlight=False, soft_wrap=True, markup=False)
     if o["psnr_network"] is None:
         out.print("(no reference stored in the inputs: quality not measured)")
 
@@ -525,9 +562,17 @@ def inspect_mask(
     mask_file: Optional[Path] = typer.Option(None, "--mask", help="CMRxRecon: sampling mask file (`*_mask*.mat`); default: the mask file beside the input."),
 ) -> None:
     """Show whether a file's sampling pattern suits splitting in time."""
+    from .config import check_options
     from .io import describe_layout, inspect_file, layout_warning, read_mask
     from .masks import mask_report, render_text, save_mask_png
+    from .paths import check_output_folder, make_output_folder, refuse_outputs_over_inputs
 
+    check_options(split_size=list(split_size), slice_index=slice_index, frames=frames, centre_lines=centre_lines, seed=seed)
+    if png is not None:  # checked before any work
+        refuse_outputs_over_inputs([png], [data, mask_file], "--png names an input file, which is never overwritten; choose another name")
+        if png.exists() and not overwrite:
+            raise InputError(png, "exists; pass --overwrite to replace it")
+        check_output_folder(png, "--png")
     split = _split_options(frames, assignment, centre_lines, seed)
     info = inspect_file(data, split=split, mask_file=mask_file)
     if not 0 <= slice_index < info.n_slices:
@@ -543,27 +588,24 @@ def inspect_mask(
     # where the coil maps will come from: "stored", "espirit" (low-resolution fallback per slice) or "lowres"
     report["sensitivity"] = getattr(info, "sensitivity", None) or ("estimated" if (getattr(info, "coils", None) or 1) > 1 else None)
     if png is not None:
-        if png.resolve() == data.resolve():
-            raise InputError(png, "--png names the input file, which is never overwritten; choose another name")
-        if png.exists() and not overwrite:
-            raise InputError(png, "exists; pass --overwrite to replace it")
+        make_output_folder(png)
         save_mask_png(mask, png)
     if json_out:
-        out.print_json(json.dumps(report))
+        out.print_json(json.dumps(report), ensure_ascii=True)
         return
     _print_mask_report(report, render_text(mask))
     out.print(report["interpretation"], highlight=False, soft_wrap=True)
     if report["layout_warning"]:
         err.print(f"[yellow]warning:[/] {escape(report['layout_warning'])}", highlight=False, soft_wrap=True)
     if png is not None:
-        err.print(f"picture written to {png}", highlight=False)
+        err.print(f"picture written to {_shown(png)}", highlight=False, markup=False)
 
 
 def _print_mask_report(r: dict, picture: str) -> None:
     from rich.panel import Panel
 
     colour = {"ok": "green", "warning": "yellow", "unusable": "red"}.get(r.get("verdict"), "white")
-    out.print(Panel(picture, title=f"{Path(r['file']).name}: phase-encode lines (x) against time (y)", expand=False), highlight=False)
+    out.print(Panel(picture, title=f"{escape(_shown(Path(r['file']).name))}: phase-encode lines (x) against time (y)", expand=False), highlight=False)
     u = r.get("union", {})
     out.print(
         f"shape {tuple(r.get('shape', ()))}, {r.get('orientation')}, mask {r.get('mask_source')}"
@@ -620,15 +662,20 @@ def convert(
     """Write the a2a file of any supported input (slice by slice; the output appears only when complete)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    from .config import check_options
     from .formats import convert as convert_file, detect
+    from .paths import check_output_folder, refuse_outputs_over_inputs
 
+    check_options(frames=frames, centre_lines=centre_lines, seed=seed, virtual_coils=virtual_coils)
+    refuse_outputs_over_inputs([target], [source, mask_file], "the output would replace an input file (the data or its --mask); choose another name")
+    check_output_folder(target, "the output")
     split = _split_options(frames, assignment, centre_lines, seed)
     kind = detect(source)  # a missing or non-HDF5 input fails here, before the progress bar
-    with Progress(TextColumn(f"[bold]convert {source.name}"), BarColumn(), MofNCompleteColumn(), TextColumn("slices"), console=err) as bar:
+    with Progress(TextColumn(f"[bold]convert {escape(_shown(source.name))}"), BarColumn(), MofNCompleteColumn(), TextColumn("slices"), console=err) as bar:
         task = bar.add_task("convert", total=None)
         written = convert_file(source, target, mask_file=mask_file, split=split, overwrite=overwrite,
                                on_slice=lambda d, n: bar.update(task, completed=d, total=n), virtual_coils=virtual_coils)
-    err.print(f"wrote {written} (input format: {kind})", highlight=False, soft_wrap=True)
+    err.print(f"wrote {_shown(written)} (input format: {kind})", highlight=False, soft_wrap=True, markup=False)
 
 
 EXPORT_EPILOG = """
@@ -718,8 +765,23 @@ def simulate(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file."),
 ) -> None:
     """Write a synthetic test case with its ground truth as `reference`."""
+    from .config import check_options
+    from .paths import check_output_folder
     from .simulate import write_case
 
+    check_options(slices=slices, sim_frames=frames, height=height, width=width, acceleration=acceleration,
+                  centre_lines=centre_lines, snr=snr, motion=motion, period=period, coils=coils, seed=seed,
+                  complex_style=complex_style)
+    if centre_lines > width:
+        raise A2AError(f"--centre-lines: must be at most the width ({width}), got {centre_lines}")
+    if acceleration > width:
+        raise A2AError(f"--acceleration: must be at most the width ({width}), got {acceleration:g}")
+    samples = slices * frames * height * width * coils
+    limit = _simulate_limit()
+    if samples > limit:
+        raise A2AError(f"--slices x --frames x --height x --width x --coils = {samples} complex samples "
+                       f"({samples * 8 / 2**30:.1f} GiB), more than the limit of {limit}; set A2A_MAX_SLICE_SAMPLES to raise it")
+    check_output_folder(path, "the output")
     kwargs = dict(mode=mode.value, slices=slices, frames=frames, height=height, width=width,
                   acceleration=acceleration, centre_lines=centre_lines, snr_db=snr, motion=motion, period=period,
                   seed=seed, complex_style=complex_style, overwrite=overwrite)
@@ -731,7 +793,14 @@ def simulate(
         raise A2AError(f"unsupported simulation option: {exc}") from None
     except ValueError as exc:
         raise A2AError(str(exc)) from None
-    err.print(f"wrote {written}", highlight=False)
+    err.print(f"wrote {_shown(written)}", highlight=False, markup=False)
+
+
+def _simulate_limit() -> int:
+    """At most as many samples as one slice may hold on reading (``A2A_MAX_SLICE_SAMPLES``): simulate holds them all in memory."""
+    from .io import MAX_SLICE_SAMPLES_ENV, _DEFAULT_MAX_SLICE_SAMPLES, _limit
+
+    return _limit(MAX_SLICE_SAMPLES_ENV, _DEFAULT_MAX_SLICE_SAMPLES)
 
 
 def main() -> None:

@@ -90,6 +90,8 @@ from . import io as _io
 from .errors import A2AError, InputError
 from .fft import fftc, ifftc
 from .geometry import read_geometry
+from .headers import check_samples, header_int, read_whole
+from .paths import attr_path, refuse_outputs_over_inputs
 
 __all__ = ["FORMATS", "ImportedInfo", "detect", "importer_for", "inspect", "read_sample", "read_mask", "convert"]
 
@@ -310,7 +312,7 @@ def _load_cmrx_mask(path: Path, source: Path, number: str | None, shape5: tuple[
             held = ", ".join(sorted(f.keys())) or "nothing"
             raise InputError(source, f"no mask variable ('mask{number or 'NN'}' or 'mask') in this mask file (it holds: {held})")
         ds = _mat_dataset(f, var, source)
-        raw = np.asarray(ds[()])
+        raw = read_whole(ds, source, f"mask '{var}'")
     finally:
         if own is None:
             f.close()
@@ -377,6 +379,7 @@ def _cmrx_inspect(f: h5py.File, path: Path, mask_file: PathLike | None) -> Impor
         mask_source = "stored"
     else:
         # no mask anywhere: the non-zero samples, orientation from the first slice
+        check_samples(path, f"slice 0 of '{data_var}' (read to find the sampled locations)", (nt, nc, ny, nx))
         first = _io._read_complex(ds, style, fields, (slice(None), 0))
         pe = _phase_axis((first != 0).any(axis=1))
         mask_source = "derived"
@@ -452,17 +455,23 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
-def _xml_int(root: ET.Element, path: str) -> int | None:
+def _xml_int(root: ET.Element, path: str, file: Path, low: int = 1) -> int | None:
+    """The integer at ``path`` under ``root`` (None when absent), through the checked :func:`~a2a_cli.headers.header_int`."""
     node: ET.Element | None = root
     for part in path.split("/"):
         node = next((c for c in node if _local(c.tag) == part), None) if node is not None else None
     if node is None or node.text is None or not node.text.strip():
         return None
-    return int(float(node.text.strip()))
+    return header_int(node.text, file, f"the ISMRMRD header field encoding/{path}", low=low)
 
 
 def _ismrmrd_header(f: h5py.File, path: Path) -> ET.Element:
-    raw = f["dataset"]["xml"][()]
+    xml = f["dataset"]["xml"]
+    if not isinstance(xml, h5py.Dataset) or xml.shape is None:
+        raise InputError(path, "/dataset/xml is not a dataset holding the ISMRMRD header text")
+    if xml.dtype.names or (xml.dtype.kind not in "SUOa" and h5py.check_string_dtype(xml.dtype) is None):
+        raise InputError(path, f"/dataset/xml holds {xml.dtype}, not the ISMRMRD header text")
+    raw = read_whole(xml, path, "the ISMRMRD header /dataset/xml")
     if isinstance(raw, np.ndarray):
         raw = raw.reshape(-1)[0] if raw.size else b""
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
@@ -478,13 +487,14 @@ def _ismrmrd_header(f: h5py.File, path: Path) -> ET.Element:
 
 def _ismrmrd_inspect(f: h5py.File, path: Path) -> ImportedInfo:
     enc = _ismrmrd_header(f, path)
-    hx, wy, z = (_xml_int(enc, f"encodedSpace/matrixSize/{a}") for a in "xyz")
-    rx = _xml_int(enc, "reconSpace/matrixSize/x")
+    hx, wy = (_xml_int(enc, f"encodedSpace/matrixSize/{a}", path) for a in "xy")
+    z = _xml_int(enc, "encodedSpace/matrixSize/z", path, low=0)
+    rx = _xml_int(enc, "reconSpace/matrixSize/x", path, low=0)
     if not hx or not wy:
         raise InputError(path, "the ISMRMRD header lacks encoding/encodedSpace/matrixSize x and y")
     if z is not None and z > 1:
         raise InputError(path, f"3D encoding (encoded matrix z = {z}) is not supported; only 2D (multi-slice) cine")
-    centre = _xml_int(enc, "encodingLimits/kspace_encoding_step_1/center")
+    centre = _xml_int(enc, "encodingLimits/kspace_encoding_step_1/center", path, low=0)
     centre = wy // 2 if centre is None else centre
     ds = f["dataset"]["data"]
     if not isinstance(ds, h5py.Dataset) or not ds.dtype.names or "head" not in ds.dtype.names or "data" not in ds.dtype.names:
@@ -495,7 +505,7 @@ def _ismrmrd_inspect(f: h5py.File, path: Path) -> ImportedInfo:
     if missing:
         raise InputError(path, f"ISMRMRD acquisition headers lack {', '.join(missing)}")
     try:
-        heads = ds.fields("head")[()]
+        heads = read_whole(ds, path, "the ISMRMRD acquisition table /dataset/data", field="head")
     except OSError as e:
         raise InputError(path, f"cannot read the acquisition headers (damaged file?): {e}") from None
     if heads.size == 0:
@@ -594,7 +604,7 @@ def _fastmri_inspect(f: h5py.File, path: Path, split: _io.SplitOptions | None) -
         mask_dims = _io._match_dims(mds.shape, [("W",), ("H", "W"), ("S", "H", "W")], sizes)
         if mask_dims is None:
             raise InputError(path, f"'mask' has shape {_io._shape_str(mds.shape)}, which does not fit 'kspace' {_io._shape_str(shape)}: expected (W,), (H, W) or (S, H, W)")
-        _check_mask_values(np.asarray(mds[()]), path, "'mask'")
+        _check_mask_values(read_whole(mds, path, "'mask'"), path, "'mask'")
     ref = None
     if "reference" in f:
         rds = _io._dataset(f, "reference", path)
@@ -698,8 +708,7 @@ def convert(
     later step (training, data consistency) runs N/n times cheaper on the coil axis.
     """
     source, target = Path(source), Path(target)
-    if target.resolve() == source.resolve():
-        raise InputError(target, "the output would overwrite the input file; choose another name")
+    refuse_outputs_over_inputs([target], [source, mask_file], "the output would replace an input file (the data or its mask); choose another name")
     info = _io.inspect_file(source, split=split, mask_file=mask_file)
     if virtual_coils is not None:
         if not info.coils:
@@ -741,7 +750,7 @@ def convert(
             if on_slice is not None:
                 on_slice(index + 1, s)
         out.attrs["acquisition"] = info.mode
-        out.attrs["source_file"] = str(source.resolve())
+        out.attrs["source_file"] = attr_path(source)  # bytes when the name is not UTF-8: nothing is lost
         out.attrs["source_format"] = fmt
         for key, value in read_geometry(source).items():  # pixel spacing, frame time (see a2a_cli.geometry)
             out.attrs[key] = value

@@ -383,6 +383,8 @@ def _attr_str(value: Any) -> str | None:
 def _open(path: Path) -> h5py.File:
     """Open for reading; every failure becomes an :class:`InputError`."""
     if not path.exists():
+        if os.path.islink(path):
+            raise InputError(path, "is a broken symbolic link, or a loop of links")
         raise InputError(path, "file not found")
     if path.is_dir():
         raise InputError(path, "is a directory, not an HDF5 file")
@@ -553,7 +555,10 @@ def with_sensitivity(info: FileInfo, choice: SensitivityChoice | None) -> FileIn
 def _inspect(f: h5py.File, path: Path, split: SplitOptions | None, mask_file: PathLike | None = None) -> FileInfo:
     """:func:`inspect_file` on an open file: damage and oversized headers become :class:`InputError`."""
     with _damage_as_input_error(path):
-        return _check_declared_size(_inspect_header(f, path, split, mask_file))
+        try:
+            return _check_declared_size(_inspect_header(f, path, split, mask_file))
+        except MemoryError:  # a size no check above foresaw: still the file's fault, not the machine's
+            raise InputError(path, "its header declares more data than fits in memory (a damaged header?)") from None
 
 
 def _inspect_header(f: h5py.File, path: Path, split: SplitOptions | None, mask_file: PathLike | None = None) -> FileInfo:
@@ -719,10 +724,10 @@ def _coil_attr(f: h5py.File, path: Path) -> int | None:
     raw = f.attrs.get("coils")
     if raw is None:
         return None
-    value = np.asarray(raw)
-    if value.size != 1 or value.dtype.kind not in "iuf" or float(value.reshape(())) != int(value.reshape(())) or int(value.reshape(())) < 1:
-        raise InputError(path, f"the attribute coils must be a positive integer (the size of the coil axis of 'kspace'), got {_attr_str(raw)!r}")
-    return int(value.reshape(()))
+    from .headers import header_int
+
+    # text is not a count, even "4"
+    return header_int(raw, path, "the attribute coils (the size of the coil axis of 'kspace', a positive integer)", text_ok=False)
 
 
 # ----------------------------------------------------------------------------------

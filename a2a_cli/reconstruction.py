@@ -26,6 +26,7 @@ from .geometry import read_geometry
 from .io import ReconstructionWriter, Sample, SplitOptions, describe_layout, inspect_file, read_slice
 from .metrics import psnr, ssim
 from .models.base import ReconstructionNet
+from .paths import attr_path, same_file
 from .physics import DynamicMRI, SequentialMRI, normalise_measurement, rescale, to_complex
 
 
@@ -261,7 +262,7 @@ def reconstruct_file(
     """
     source = Path(source)
     target = output_path(source, out_dir)
-    if target.resolve() == source.resolve():
+    if same_file(target, source):
         raise InputError(source, "the output would overwrite the input file; choose another --out directory")
     info = inspect_file(source, split=split, mask_file=mask_file)
     if log is not None:
@@ -271,8 +272,9 @@ def reconstruct_file(
         raise InputError(source, f"the file's acquisition is {info.mode!r} but the checkpoint was trained for {mode!r}")
     frame_shape = (info.frames, info.height, info.width) if mode == "dynamic" else (info.height, info.width)
     attrs = {
-        "source_file": str(source.resolve()),
-        "checkpoint_file": str(Path(checkpoint.path).resolve()),
+        # names that are not UTF-8 are stored as their bytes: nothing is lost
+        "source_file": attr_path(source),
+        "checkpoint_file": attr_path(checkpoint.path),
         "checkpoint_sha256": checkpoint.sha256,
         "a2a_version": __version__,
         "mode": mode,
@@ -309,6 +311,7 @@ def reconstruct_file(
             result.frames += info.frames
             zf = zero_filled(mode, y, mask, maps)
             rec_c, zf_c = _complex(rec), _complex(zf)
+            _check_finite_output(source, s, rec_c, zf_c, sample.kspace)
             writer.write(s, rec_c)
             writer.write(s, zf_c, name="zero_filled")
             if sample.reference is not None:
@@ -327,6 +330,18 @@ def reconstruct_file(
         if methods:  # what the slices used (estimation may fall back per slice), e.g. "espirit,lowres"
             writer.set_attr("sensitivity", ",".join(sorted(methods)))
     return result
+
+
+def _check_finite_output(source: Path, index: int, rec: np.ndarray, zf: np.ndarray, kspace: torch.Tensor) -> None:
+    """Refuse to write a slice whose reconstruction is not finite (input values near the float32 limit overflow)."""
+    if np.isfinite(rec).all() and np.isfinite(zf).all():
+        return
+    peak = float(kspace.abs().max())
+    raise InputError(
+        source,
+        f"slice {index}: the reconstruction holds NaN or Inf: k-space values up to {peak:.3g} overflow float32 "
+        f"arithmetic (limit {np.finfo(np.float32).max:.3g}); rescale the data (e.g. divide it by its maximum) and try again",
+    )
 
 
 def overall(results: list[FileResult]) -> dict:

@@ -13,7 +13,7 @@ import math
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -21,8 +21,9 @@ import numpy as np
 import torch
 
 from .checkpoints import load_checkpoint, save_checkpoint
+from .config import TrainConfig, check_device, ValueProblem  # TrainConfig: re-exported for older imports
 from .errors import A2AError, InputError, raise_if_stopped
-from .io import KspaceDataset, ShapeBatchSampler, SplitOptions, atomic_write, describe_layout
+from .io import KspaceDataset, ShapeBatchSampler, atomic_write, describe_layout
 from .models import build_model, count_parameters
 from .physics import DynamicMRI, MRIPhysics, Reflection, SequentialMRI, normalise_measurement
 from .splitting import Artifact2ArtifactLoss, Phase2PhaseLoss
@@ -41,46 +42,6 @@ class Interrupted(A2AError):
             f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint saved to {path} "
             f"(continue with --resume)"
         )
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run (saved as ``config.json`` in the run directory)."""
-
-    train: list[str]
-    out: str
-    val: list[str] = field(default_factory=list)
-    mode: Optional[str] = None  # None: from the files' `acquisition` attribute
-    model: str = "unrolled"
-    model_options: dict = field(default_factory=dict)
-    loss: str = "a2a"  # "a2a" | "p2p"
-    split_size: list[int] = field(default_factory=list)  # empty: automatic (T // 2 when T is even)
-    all_pairs: bool = False
-    neighbours_only: bool = False
-    shuffle_frames: Optional[bool] = None  # None: on for sequential mode (static object), off for dynamic
-    augment: Optional[bool] = None  # None: on for sequential mode, off for dynamic
-    steps: Optional[int] = None  # None: DEFAULT_STEPS[mode] unless --epochs or --time-limit bound the run
-    epochs: Optional[int] = None
-    time_limit: Optional[float] = None  # seconds
-    lr: float = 1e-3
-    batch_size: int = 1
-    val_every: int = 100
-    patience: Optional[int] = 5  # validations without improvement before stopping
-    grad_clip: Optional[float] = None
-    save_every: float = 30.0  # seconds
-    seed: int = 0
-    device: str = "auto"
-    workers: int = 0
-    amp: bool = False
-    frames: Optional[int] = None  # fastMRI-style static files: frames to split the lines into
-    assignment: str = "random"
-    centre_lines: int = 0
-    mask: Optional[str] = None  # CMRxRecon: a separate sampling-mask file for every input
-
-    def split_options(self) -> Optional[SplitOptions]:
-        if self.frames is None:
-            return None
-        return SplitOptions(frames=self.frames, assignment=self.assignment, centre_lines=self.centre_lines, seed=self.seed)
 
 
 #: Steps when nothing else bounds the run. A sequential step handles one image, not a
@@ -109,14 +70,28 @@ def auto_split_size(frames: int) -> int:
 
 
 def pick_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
+    """``auto`` -> CUDA when available, else CPU; ``cuda:N`` must exist (:func:`a2a_cli.config.check_device`)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise A2AError("--device cuda was asked for, but PyTorch sees no CUDA device")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise A2AError(f"unknown device {name!r}: use auto, cpu or cuda")
-    return torch.device(name)
+    try:
+        return torch.device(check_device(name))
+    except ValueProblem as exc:
+        raise A2AError(f"--device: {exc}") from None
+
+
+def check_model_options(model: str, options: dict, origin: Optional[Path] = None) -> None:
+    """Refuse network options of the wrong type or past the cost limits (:mod:`a2a_cli.models.cost`), before building.
+
+    The error names ``--model-option``, or ``origin`` (the file the options came from) and its key.
+    """
+    from .models.cost import NetworkTooCostly, check_network
+
+    try:
+        check_network(model, options)
+    except NetworkTooCostly as exc:
+        if origin is not None:
+            raise InputError(origin, f"key 'model_options': {exc}") from None
+        raise TrainingError(f"--model-option: {exc}") from None
 
 
 def make_physics(mode: str, mask: torch.Tensor, coil_maps: Optional[torch.Tensor] = None) -> MRIPhysics:
@@ -297,6 +272,8 @@ def train(
     torch.manual_seed(cfg.seed + 1000 * rank)  # chunk draws differ between ranks
     if state is None:
         cfg.model_options = default_model_options(cfg, dataset, mode)
+    if state is None:
+        check_model_options(cfg.model, cfg.model_options)
     try:
         net = build_model(cfg.model, **cfg.model_options) if state is None else state.build_model()
     except (ValueError, TypeError) as exc:

@@ -1,4 +1,6 @@
 """Shared test fixtures."""
+import os
+
 import pytest
 import torch
 
@@ -10,3 +12,8 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# an unexpected exception inside a command must fail its test, not turn into the
+# command line's one-line "internal error" report (a2a_cli.cli.user_errors)
+os.environ.setdefault("A2A_DEBUG", "1")
