@@ -372,15 +372,19 @@ def reconstruct(
     seed: int = typer.Option(0, help="Seed of the line assignment (with --frames)."),
     mask_file: Optional[Path] = typer.Option(None, "--mask", help="CMRxRecon: sampling mask file (`*_mask*.mat`) for every input; default: the mask file beside each input."),
     json_out: bool = typer.Option(False, "--json", help="Print the quality table as JSON on stdout."),
+    adapt: Optional[int] = typer.Option(None, "--adapt", metavar="STEPS", help="Fine-tune a copy of the network on each slice for STEPS self-supervised steps before reconstructing it (scan-specific; 0: off). Default: see README (mode dependent)."),
 ) -> None:
     """Reconstruct full sequences (no splitting) with a trained network; report quality when a reference is stored."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from .adapt import default_adapt_steps
     from .reconstruction import output_path, load_for_inference, overall, reconstruct_file
     from .training import pick_device
 
     if frames_per_batch is not None and frames_per_batch < 0:
         raise A2AError("--frames-per-batch must be at least 1 (or 0: whole sequences)")
+    if adapt is not None and adapt < 0:
+        raise A2AError("--adapt must be a number of steps >= 0")
     inputs = [Path(p) for p in data]
     targets = [output_path(p, out_dir) for p in inputs]
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
@@ -413,6 +417,7 @@ def reconstruct(
                 ckpt, net, source, out_dir, dev, overwrite=overwrite, frames_per_batch=frames_per_batch,
                 split=split, on_slice=lambda d, n, t=task: bar.update(t, completed=d, total=n),
                 keep=keep if i == 0 else None, mask_file=mask_file,
+                adapt_steps=default_adapt_steps(ckpt.mode) if adapt is None else adapt,
             )
             results.append(res)
     table = {"files": [r.summary() for r in results], "overall": overall(results), "checkpoint": str(checkpoint),

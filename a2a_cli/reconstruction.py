@@ -237,6 +237,7 @@ def reconstruct_file(
     on_slice: Optional[Callable[[int, int], None]] = None,
     keep: Optional[dict] = None,
     mask_file: Optional[str | Path] = None,
+    adapt_steps: int = 0,
 ) -> FileResult:
     """Reconstruct every slice of ``source`` into ``OUT_DIR/<stem>_recon.h5`` (atomically).
 
@@ -246,6 +247,8 @@ def reconstruct_file(
     :func:`memory_budget` (same result); 0: always whole sequences.
     ``keep`` (a dict) receives ``{"slice": i}``-selected arrays for a preview: the
     reference, zero-filled and network images of slice ``keep["slice"]``.
+    ``adapt_steps`` > 0: each slice is reconstructed by a copy of ``net`` fine-tuned on
+    it (:func:`a2a_cli.adapt.adapt_network`); the time counts as reconstruction time.
     """
     source = Path(source)
     target = output_path(source, out_dir)
@@ -268,6 +271,7 @@ def reconstruct_file(
         # the output is coil-combined; these say what it was combined from
         "coils": int(getattr(info, "coils", None) or 1),
         "sensitivity": getattr(info, "sensitivity", None) or "none",
+        "adapt_steps": int(adapt_steps),
     }
     methods: set[str] = set()
     result = FileResult(source=str(source), output=str(target), slices=info.n_slices, seconds=0.0, frames=0)
@@ -286,7 +290,12 @@ def reconstruct_file(
                 window = auto_frames_per_batch(net, tuple(y.shape), memory_budget(device))
             result.frames_per_batch = window or None
             t0 = time.perf_counter()
-            rec = run_network(net, mode, y, mask, maps, window)
+            use = net
+            if adapt_steps:
+                from .adapt import adapt_network
+
+                use, _ = adapt_network(net, mode, y, mask, maps, steps=adapt_steps, seed=s)
+            rec = run_network(use, mode, y, mask, maps, window)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             result.seconds += time.perf_counter() - t0

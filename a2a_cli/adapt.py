@@ -1,0 +1,122 @@
+"""Scan-specific fine-tuning at reconstruction time (``a2a reconstruct --adapt STEPS``).
+
+Before a slice is reconstructed, a copy of the trained network is trained for a few
+steps on that slice alone, self-supervised, as zero-shot self-supervised learning
+does: at every step the slice's measurements (one per frame and phase-encode line)
+are split at random into an input set, which the network reconstructs from, and a
+target set, on which its output is scored in k-space. For a static object
+(sequential mode) any such split is valid; in dynamic mode a frame's target lines
+belong to the same frame, so the target is consistent as well. The network keeps its
+input samples (data consistency), so only the lines the input lacks carry signal.
+Each step also draws a random exact reflection of the data (as ``--augment`` does).
+
+Layouts (:mod:`a2a_cli.physics`): ``kspace`` ``(1, 2, T, H, W)`` or ``(1, 2, T, N, H, W)``,
+``mask`` ``(1, 1, T, H, W)``, ``coil_maps`` complex ``(1, N, H, W)`` or None.
+
+>>> import torch
+>>> from a2a_cli.models import build_model
+>>> from a2a_cli.physics import SequentialMRI
+>>> mask = torch.zeros(1, 1, 4, 16, 16); mask[..., 7:9] = 1
+>>> for t in range(4): mask[:, :, t, :, [t, 4 + t, 10 + t]] = 1
+>>> y = SequentialMRI(mask=mask)(torch.randn(1, 2, 16, 16))
+>>> net = build_model("unrolled", channels=4, depth=2, iterations=1)
+>>> tuned, losses = adapt_network(net, "sequential", y, mask, steps=3)
+>>> len(losses), tuned is not net
+(3, True)
+"""
+from __future__ import annotations
+
+import copy
+from typing import Callable, Optional
+
+import torch
+
+from .physics import DynamicMRI, Reflection, SequentialMRI, to_complex
+
+__all__ = ["DEFAULT_ADAPT_STEPS", "DEFAULT_INPUT_FRACTION", "DEFAULT_ADAPT_LR", "default_adapt_steps", "split_measurements", "adapt_network"]
+
+#: Fine-tuning steps per slice when ``--adapt`` is not given, by mode.
+DEFAULT_ADAPT_STEPS = {"dynamic": 0, "sequential": 0}
+
+#: Share of the measurements given to the network's input at each step (the rest are targets).
+DEFAULT_INPUT_FRACTION = 0.8
+#: Adam learning rate of the fine-tuning: below the training rate, the weights start trained.
+DEFAULT_ADAPT_LR = 2e-4
+
+
+def default_adapt_steps(mode: str) -> int:
+    """Fine-tuning steps per slice that ``a2a reconstruct`` uses without ``--adapt``.
+
+    >>> default_adapt_steps("dynamic")
+    0
+    """
+    return DEFAULT_ADAPT_STEPS.get(mode, 0)
+
+
+def split_measurements(mask: torch.Tensor, fraction: float, generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split a ``(B, 1, T, H, W)`` mask into disjoint input and target masks, line by line and frame by frame.
+
+    Every measured (frame, phase-encode line) goes to the input with probability
+    ``fraction``, else to the target; whole readout lines stay together. The union of
+    the two is ``mask``.
+
+    >>> m = torch.ones(1, 1, 2, 4, 8)
+    >>> a, b = split_measurements(m, 0.5, torch.Generator().manual_seed(0))
+    >>> bool(torch.equal(a + b, m)), bool((a * b).sum() == 0)
+    (True, True)
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must be between 0 and 1, got {fraction}")
+    lines = mask.amax(dim=-2, keepdim=True)  # (B, 1, T, 1, W)
+    draw = torch.rand(lines.shape, generator=generator, device="cpu").to(mask.device) < fraction
+    inp = mask * draw.to(mask.dtype)
+    return inp, mask - inp
+
+
+def _physics(mode: str, mask: torch.Tensor, coil_maps: Optional[torch.Tensor]):
+    return (SequentialMRI if mode == "sequential" else DynamicMRI)(mask=mask, coil_maps=coil_maps)
+
+
+def adapt_network(
+    net: torch.nn.Module, mode: str, kspace: torch.Tensor, mask: torch.Tensor, coil_maps: Optional[torch.Tensor] = None,
+    steps: int = 100, lr: float = DEFAULT_ADAPT_LR, fraction: float = DEFAULT_INPUT_FRACTION, seed: int = 0,
+    reflections: bool = True, on_step: Optional[Callable[[int, float], None]] = None,
+) -> tuple[torch.nn.Module, list[float]]:
+    """A copy of ``net`` fine-tuned on one slice; returns ``(network in eval mode, loss per step)``.
+
+    The loss of a step is ``||M_target (A x) - y_target||^2 / ||y_target||^2`` (relative, so
+    independent of the data's scale), ``x`` the network's output from the input set.
+    ``net`` itself is left untouched. ``steps`` 0 returns an unchanged copy.
+    """
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    tuned = copy.deepcopy(net)
+    losses: list[float] = []
+    if steps == 0:
+        return tuned.eval(), losses
+    generator = torch.Generator().manual_seed(seed)
+    optimiser = torch.optim.Adam(tuned.parameters(), lr=lr)
+    tuned.train()
+    with torch.enable_grad():
+        for step in range(steps):
+            m_in, m_tg = split_measurements(mask, fraction, generator)
+            if float(m_tg.sum()) == 0:
+                continue
+            coil_axis = kspace.ndim == 6  # (B, 2, T, N, H, W): one mask for every coil
+            y_in = kspace * (m_in.unsqueeze(3) if coil_axis else m_in)
+            y_tg = kspace * (m_tg.unsqueeze(3) if coil_axis else m_tg)
+            phys_in, phys_tg = _physics(mode, m_in, coil_maps), _physics(mode, m_tg, coil_maps)
+            if reflections:
+                g = Reflection.random(generator)
+                y_in, y_tg = g.kspace(y_in), g.kspace(y_tg)
+                phys_in, phys_tg = g.physics_of(phys_in), g.physics_of(phys_tg)
+            x = tuned(y_in, phys_in)
+            residual = to_complex(phys_tg.A(x) - y_tg)
+            loss = residual.abs().pow(2).sum() / to_complex(y_tg).abs().pow(2).sum().clamp_min(torch.finfo(torch.float32).tiny)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            losses.append(float(loss.detach()))
+            if on_step is not None:
+                on_step(step + 1, losses[-1])
+    return tuned.eval(), losses
