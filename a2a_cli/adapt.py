@@ -33,7 +33,10 @@ import torch
 
 from .physics import DynamicMRI, Reflection, SequentialMRI, to_complex
 
-__all__ = ["DEFAULT_ADAPT_STEPS", "DEFAULT_INPUT_FRACTION", "DEFAULT_ADAPT_LR", "default_adapt_steps", "split_measurements", "adapt_network"]
+__all__ = [
+    "DEFAULT_ADAPT_STEPS", "DEFAULT_INPUT_FRACTION", "DEFAULT_ADAPT_LR", "default_adapt_steps", "split_measurements",
+    "split_loss", "scan_loss", "adapt_network",
+]
 
 #: Fine-tuning steps per slice when ``--adapt`` is not given, by mode.
 DEFAULT_ADAPT_STEPS = {"dynamic": 0, "sequential": 0}
@@ -77,6 +80,46 @@ def _physics(mode: str, mask: torch.Tensor, coil_maps: Optional[torch.Tensor]):
     return (SequentialMRI if mode == "sequential" else DynamicMRI)(mask=mask, coil_maps=coil_maps)
 
 
+def split_loss(
+    net: torch.nn.Module, mode: str, kspace: torch.Tensor, m_in: torch.Tensor, m_tg: torch.Tensor,
+    coil_maps: Optional[torch.Tensor] = None, reflection: Optional[Reflection] = None,
+) -> torch.Tensor:
+    """``||M_target (A x) - y_target||^2 / ||y_target||^2`` for ``x = net(y_input)`` (0 when the target is empty).
+
+    Relative, so independent of the data's scale. ``reflection`` (default: none) is applied
+    to the data and both masks first.
+    """
+    coil_axis = kspace.ndim == 6  # (B, 2, T, N, H, W): one mask for every coil
+    y_in = kspace * (m_in.unsqueeze(3) if coil_axis else m_in)
+    y_tg = kspace * (m_tg.unsqueeze(3) if coil_axis else m_tg)
+    phys_in, phys_tg = _physics(mode, m_in, coil_maps), _physics(mode, m_tg, coil_maps)
+    if reflection is not None:
+        y_in, y_tg = reflection.kspace(y_in), reflection.kspace(y_tg)
+        phys_in, phys_tg = reflection.physics_of(phys_in), reflection.physics_of(phys_tg)
+    x = net(y_in, phys_in)
+    energy = to_complex(y_tg).abs().pow(2).sum()
+    if float(energy) == 0.0:
+        return x.sum() * 0.0
+    return to_complex(phys_tg.A(x) - y_tg).abs().pow(2).sum() / energy
+
+
+@torch.no_grad()
+def scan_loss(
+    net: torch.nn.Module, mode: str, kspace: torch.Tensor, mask: torch.Tensor, coil_maps: Optional[torch.Tensor] = None,
+    splits: int = 8, fraction: float = DEFAULT_INPUT_FRACTION, seed: int = 12345,
+) -> float:
+    """Mean :func:`split_loss` of ``net`` (eval mode) over ``splits`` fixed random splits of one slice."""
+    was_training = net.training
+    net.eval()
+    generator = torch.Generator().manual_seed(seed)
+    total = 0.0
+    for _ in range(splits):
+        m_in, m_tg = split_measurements(mask, fraction, generator)
+        total += float(split_loss(net, mode, kspace, m_in, m_tg, coil_maps))
+    net.train(was_training)
+    return total / splits
+
+
 def adapt_network(
     net: torch.nn.Module, mode: str, kspace: torch.Tensor, mask: torch.Tensor, coil_maps: Optional[torch.Tensor] = None,
     steps: int = 100, lr: float = DEFAULT_ADAPT_LR, fraction: float = DEFAULT_INPUT_FRACTION, seed: int = 0,
@@ -84,8 +127,8 @@ def adapt_network(
 ) -> tuple[torch.nn.Module, list[float]]:
     """A copy of ``net`` fine-tuned on one slice; returns ``(network in eval mode, loss per step)``.
 
-    The loss of a step is ``||M_target (A x) - y_target||^2 / ||y_target||^2`` (relative, so
-    independent of the data's scale), ``x`` the network's output from the input set.
+    Each step draws a split (:func:`split_measurements`) and a reflection and takes one
+    Adam step on :func:`split_loss`.
     ``net`` itself is left untouched. ``steps`` 0 returns an unchanged copy.
     """
     if steps < 0:
@@ -94,6 +137,21 @@ def adapt_network(
     losses: list[float] = []
     if steps == 0:
         return tuned.eval(), losses
+    generator = torch.Generator().manual_seed(seed)
+    optimiser = torch.optim.Adam(tuned.parameters(), lr=lr)
+    tuned.train()
+    with torch.enable_grad():
+        for step in range(steps):
+            m_in, m_tg = split_measurements(mask, fraction, generator)
+            g = Reflection.random(generator) if reflections else Reflection()
+            loss = split_loss(tuned, mode, kspace, m_in, m_tg, coil_maps, g)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            losses.append(float(loss.detach()))
+            if on_step is not None:
+                on_step(step + 1, losses[-1])
+    return tuned.eval(), losses
     generator = torch.Generator().manual_seed(seed)
     optimiser = torch.optim.Adam(tuned.parameters(), lr=lr)
     tuned.train()
