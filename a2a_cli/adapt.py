@@ -27,15 +27,21 @@ Layouts (:mod:`a2a_cli.physics`): ``kspace`` ``(1, 2, T, H, W)`` or ``(1, 2, T, 
 from __future__ import annotations
 
 import copy
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 
 from .physics import DynamicMRI, Reflection, SequentialMRI, to_complex
 
 __all__ = [
-    "DEFAULT_ADAPT_STEPS", "DEFAULT_INPUT_FRACTION", "DEFAULT_ADAPT_LR", "default_adapt_steps", "split_measurements",
-    "split_loss", "scan_loss", "adapt_network",
+    "DEFAULT_ADAPT_LR",
+    "DEFAULT_ADAPT_STEPS",
+    "DEFAULT_INPUT_FRACTION",
+    "adapt_network",
+    "default_adapt_steps",
+    "scan_loss",
+    "split_loss",
+    "split_measurements",
 ]
 
 #: Fine-tuning steps per slice when ``--adapt`` is not given, by mode.
@@ -43,8 +49,9 @@ DEFAULT_ADAPT_STEPS = {"dynamic": 0, "sequential": 0}
 
 #: Share of the measurements given to the network's input at each step (the rest are targets).
 DEFAULT_INPUT_FRACTION = 0.8
-#: Adam learning rate of the fine-tuning: below the training rate, the weights start trained.
-DEFAULT_ADAPT_LR = 2e-4
+#: Adam learning rate of the fine-tuning: below the training rate, as the weights start trained
+#: (on validation files 3e-4 beat 1e-3 after 50 and after 200 steps: benchmarks/RESULTS.md).
+DEFAULT_ADAPT_LR = 3e-4
 
 
 def default_adapt_steps(mode: str) -> int:
@@ -56,7 +63,7 @@ def default_adapt_steps(mode: str) -> int:
     return DEFAULT_ADAPT_STEPS.get(mode, 0)
 
 
-def split_measurements(mask: torch.Tensor, fraction: float, generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
+def split_measurements(mask: torch.Tensor, fraction: float, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Split a ``(B, 1, T, H, W)`` mask into disjoint input and target masks, line by line and frame by frame.
 
     Every measured (frame, phase-encode line) goes to the input with probability
@@ -76,13 +83,13 @@ def split_measurements(mask: torch.Tensor, fraction: float, generator: Optional[
     return inp, mask - inp
 
 
-def _physics(mode: str, mask: torch.Tensor, coil_maps: Optional[torch.Tensor]):
+def _physics(mode: str, mask: torch.Tensor, coil_maps: torch.Tensor | None):
     return (SequentialMRI if mode == "sequential" else DynamicMRI)(mask=mask, coil_maps=coil_maps)
 
 
 def split_loss(
     net: torch.nn.Module, mode: str, kspace: torch.Tensor, m_in: torch.Tensor, m_tg: torch.Tensor,
-    coil_maps: Optional[torch.Tensor] = None, reflection: Optional[Reflection] = None,
+    coil_maps: torch.Tensor | None = None, reflection: Reflection | None = None,
 ) -> torch.Tensor:
     """``||M_target (A x) - y_target||^2 / ||y_target||^2`` for ``x = net(y_input)`` (0 when the target is empty).
 
@@ -105,7 +112,7 @@ def split_loss(
 
 @torch.no_grad()
 def scan_loss(
-    net: torch.nn.Module, mode: str, kspace: torch.Tensor, mask: torch.Tensor, coil_maps: Optional[torch.Tensor] = None,
+    net: torch.nn.Module, mode: str, kspace: torch.Tensor, mask: torch.Tensor, coil_maps: torch.Tensor | None = None,
     splits: int = 8, fraction: float = DEFAULT_INPUT_FRACTION, seed: int = 12345,
 ) -> float:
     """Mean :func:`split_loss` of ``net`` (eval mode) over ``splits`` fixed random splits of one slice."""
@@ -121,9 +128,9 @@ def scan_loss(
 
 
 def adapt_network(
-    net: torch.nn.Module, mode: str, kspace: torch.Tensor, mask: torch.Tensor, coil_maps: Optional[torch.Tensor] = None,
+    net: torch.nn.Module, mode: str, kspace: torch.Tensor, mask: torch.Tensor, coil_maps: torch.Tensor | None = None,
     steps: int = 100, lr: float = DEFAULT_ADAPT_LR, fraction: float = DEFAULT_INPUT_FRACTION, seed: int = 0,
-    reflections: bool = True, on_step: Optional[Callable[[int, float], None]] = None,
+    reflections: bool = True, on_step: Callable[[int, float], None] | None = None,
 ) -> tuple[torch.nn.Module, list[float]]:
     """A copy of ``net`` fine-tuned on one slice; returns ``(network in eval mode, loss per step)``.
 

@@ -23,15 +23,21 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from a2a_cli.io import write_a2a_file
-from a2a_cli.simulate import add_noise, coil_sensitivities, fft2c, line_masks, phantom_static
+from a2a_cli.simulate import (
+    add_noise,
+    coil_sensitivities,
+    fft2c,
+    line_masks,
+    phantom_static,
+)
 
-__all__ = ["OBJECTS", "abdomen_image", "head_image", "texture_image", "brain_image", "write_sequential_case"]
+__all__ = ["OBJECTS", "abdomen_image", "brain_image", "head_image", "texture_image", "write_sequential_case"]
 
 
 def _grid(size: int, oversample: int = 1) -> tuple[np.ndarray, np.ndarray]:

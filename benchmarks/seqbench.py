@@ -30,10 +30,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from a2a_cli.io import inspect_file, read_slice  # noqa: E402
-from a2a_cli.metrics import psnr, ssim  # noqa: E402
-from benchmarks import baselines  # noqa: E402
-from benchmarks.seqbench_data import CASES, make_case  # noqa: E402
+from a2a_cli.io import inspect_file, read_slice
+from a2a_cli.metrics import psnr, ssim
+from benchmarks import baselines
+from benchmarks.seqbench_data import CASES, make_case
 
 
 def _load(path: Path) -> dict:
@@ -137,6 +137,47 @@ def stage_supervised(out: Path, cases: list[str], budget: float) -> None:
         print(name, "supervised", json.dumps(r), flush=True)
 
 
+def _mean_runs(runs: dict) -> tuple[float | None, float | None, str]:
+    """Mean PSNR and SSIM over seeds, and the PSNR of each seed."""
+    ok = {k: v for k, v in runs.items() if "psnr" in v}
+    if not ok:
+        return None, None, ""
+    p = [v["psnr"] for v in ok.values()]
+    each = ", ".join(f"{v:.2f}" for v in p)
+    return float(np.mean(p)), float(np.mean([v["ssim"] for v in ok.values()])), each
+
+
+def report(results: dict, adapts: list[int]) -> str:
+    """The held-out table (markdown), one row per case."""
+    head = ["case", "zero-filled", "best CS (BART pics, tuned on a training file)", "a2a default"]
+    head += [f"a2a default + `--adapt {a}`" for a in adapts if a] + ["supervised ceiling", "target", "best a2a - CS"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, r in results.items():
+        if "test_cs" not in r:
+            continue
+        mode = r["mode"]
+        cs = r["test_cs"]["psnr"]
+        st = r["cs_setting"]
+        cells = [name, f"{r['test_zero_filled']['psnr']:.2f}",
+                 f"{cs:.2f} (SSIM {r['test_cs']['ssim']:.3f}; {st['regulariser']}, weight {st['weight']:.2g})"]
+        best = None
+        for a in [0] + [a for a in adapts if a]:
+            p, q, each = _mean_runs(r.get(f"test_a2a_adapt{a}", {}))
+            if p is None:
+                cells.append("not run")
+                continue
+            n = len(each.split(","))
+            cells.append(f"{p:.2f} (SSIM {q:.3f}" + (f"; seeds {each})" if n > 1 else ")"))
+            best = p if best is None else max(best, p)
+        sup = r.get("test_supervised", {})
+        cells.append(f"{sup['psnr']:.2f}" if "psnr" in sup else "not run")
+        margin = 1.5 if mode == "dynamic" else 1.0
+        cells.append(f">= {cs + margin:.2f}")
+        cells.append("-" if best is None else f"{best - cs:+.2f} dB")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("stage", choices=["cs", "a2a", "supervised", "report"])
@@ -155,7 +196,9 @@ def main() -> None:
     elif args.stage == "supervised":
         stage_supervised(args.out, cases, args.budget)
     else:
-        print(json.dumps(_load(args.out / "results.json"), indent=1)[:20000])
+        md = report(_load(args.out / "results.json"), [int(a) for a in args.adapt.split(",")])
+        (args.out / "results.md").write_text(md + "\n")
+        print(md)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from a2a_cli.adapt import adapt_network, default_adapt_steps, scan_loss, split_measurements
+from a2a_cli.adapt import (
+    adapt_network,
+    default_adapt_steps,
+    scan_loss,
+    split_measurements,
+)
 from a2a_cli.cli import app
 from a2a_cli.io import read_slice
 from a2a_cli.models import build_model
