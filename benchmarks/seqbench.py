@@ -82,6 +82,26 @@ def stage_cs(out: Path, cases: list[str]) -> None:
               f"train {setting.psnr:.2f} / doubled {setting.doubled_psnr:.2f}", flush=True)
 
 
+def stage_cs_quality(out: Path, cases: list[str]) -> None:
+    """BART, tuned as above, on the files of ``benchmarks/quality.py`` (same seeds, so the same files as its tables)."""
+    from benchmarks.quality import CASE_SEEDS as Q_SEEDS
+    from benchmarks.quality import make_case as q_make_case
+
+    res_path = out / "results.json"
+    for name in cases:
+        case = q_make_case(out / "quality", name, seed0=Q_SEEDS[name])
+        mode = case["mode"]
+        setting = baselines.tune(_slices(case["train"][0])[:1], mode)  # quality.py tunes on the first training slice
+        data = _slices(case["test"])
+        row = {"mode": mode, "cs_label": setting.label(), "train_psnr": setting.psnr, "doubled": setting.doubled_psnr,
+               "test_zero_filled": _scores(data, [baselines.zero_filled(d[0], d[1], d[2], mode=mode) for d in data]),
+               "test_cs": _scores(data, [baselines.reconstruct(d[0], d[1], d[2], mode=mode, setting=setting) for d in data])}
+        results = _load(res_path)
+        results.setdefault("quality.py", {})[name] = row
+        _save(res_path, results)
+        print("quality.py", name, json.dumps(row), flush=True)
+
+
 def _reconstruct(run: Path, data: Path, adapt: int, recon_dir: Path) -> dict:
     cmd = [sys.executable, "-m", "a2a_cli", "reconstruct", str(run / "best.pt"), str(data), "--out", str(recon_dir),
            "--json", "--overwrite", "--device", "cpu", "--adapt", str(adapt)]
@@ -153,7 +173,7 @@ def report(results: dict, adapts: list[int]) -> str:
     head += [f"a2a default + `--adapt {a}`" for a in adapts if a] + ["supervised ceiling", "target", "best a2a - CS"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in results.items():
-        if "test_cs" not in r:
+        if name == "quality.py" or "test_cs" not in r:
             continue
         mode = r["mode"]
         cs = r["test_cs"]["psnr"]
@@ -180,7 +200,7 @@ def report(results: dict, adapts: list[int]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=["cs", "a2a", "supervised", "report"])
+    ap.add_argument("stage", choices=["cs", "cs-quality", "a2a", "supervised", "report"])
     ap.add_argument("--out", type=Path, default=Path("bench_seq"))
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--adapt", default="0", help="comma-separated --adapt values (a2a stage)")
@@ -191,6 +211,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.stage == "cs":
         stage_cs(args.out, cases)
+    elif args.stage == "cs-quality":
+        stage_cs_quality(args.out, cases)
     elif args.stage == "a2a":
         stage_a2a(args.out, cases, [int(a) for a in args.adapt.split(",")], args.split)
     elif args.stage == "supervised":
