@@ -99,4 +99,4 @@ def test_reconstruct_adapt_option_end_to_end(seq_file, tmp_path):
 
 def test_default_steps_are_known_per_mode():
     assert default_adapt_steps("dynamic") == 0
-    assert default_adapt_steps("sequential") >= 0
+    assert default_adapt_steps("sequential") == 200
