@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import shutil
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from a2a_cli.metrics import psnr
 from a2a_cli.simulate import coil_sensitivities, fft2c, line_masks, phantom_static
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is not an installed package
 from benchmarks import baselines
 
 BACKENDS = [pytest.param("bart", marks=pytest.mark.skipif(shutil.which("bart") is None, reason="bart not installed")),
