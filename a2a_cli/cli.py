@@ -411,13 +411,17 @@ def reconstruct(
     keep = {"slice": preview_slice} if preview is not None else None
     with Progress(TextColumn("[bold]reconstruct {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("slices"), TimeElapsedColumn(), console=err) as bar:
+        steps = default_adapt_steps(ckpt.mode) if adapt is None else adapt
+        tuning = bar.add_task("fine-tuning on the slice", total=steps, visible=False) if steps else None
         for i, source in enumerate(inputs):
             task = bar.add_task(source.name, total=None)
             res = reconstruct_file(
                 ckpt, net, source, out_dir, dev, overwrite=overwrite, frames_per_batch=frames_per_batch,
                 split=split, on_slice=lambda d, n, t=task: bar.update(t, completed=d, total=n),
                 keep=keep if i == 0 else None, mask_file=mask_file,
-                adapt_steps=default_adapt_steps(ckpt.mode) if adapt is None else adapt,
+                adapt_steps=steps,
+                on_adapt_step=None if tuning is None else (
+                    lambda k, n: bar.update(tuning, completed=k % n, visible=k < n)),
             )
             results.append(res)
     table = {"files": [r.summary() for r in results], "overall": overall(results), "checkpoint": str(checkpoint),

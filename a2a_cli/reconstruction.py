@@ -238,6 +238,7 @@ def reconstruct_file(
     keep: Optional[dict] = None,
     mask_file: Optional[str | Path] = None,
     adapt_steps: int = 0,
+    on_adapt_step: Optional[Callable[[int, int], None]] = None,
 ) -> FileResult:
     """Reconstruct every slice of ``source`` into ``OUT_DIR/<stem>_recon.h5`` (atomically).
 
@@ -249,6 +250,7 @@ def reconstruct_file(
     reference, zero-filled and network images of slice ``keep["slice"]``.
     ``adapt_steps`` > 0: each slice is reconstructed by a copy of ``net`` fine-tuned on
     it (:func:`a2a_cli.adapt.adapt_network`); the time counts as reconstruction time.
+    ``on_adapt_step(step, steps)`` is called after every fine-tuning step.
     """
     source = Path(source)
     target = output_path(source, out_dir)
@@ -294,7 +296,8 @@ def reconstruct_file(
             if adapt_steps:
                 from .adapt import adapt_network
 
-                use, _ = adapt_network(net, mode, y, mask, maps, steps=adapt_steps, seed=s)
+                report = None if on_adapt_step is None else (lambda k, _loss: on_adapt_step(k, adapt_steps))
+                use, _ = adapt_network(net, mode, y, mask, maps, steps=adapt_steps, seed=s, on_step=report)
             rec = run_network(use, mode, y, mask, maps, window)
             if device.type == "cuda":
                 torch.cuda.synchronize()
