@@ -384,6 +384,7 @@ def reconstruct(
     mask_file: Optional[Path] = typer.Option(None, "--mask", help="CMRxRecon: sampling mask file (`*_mask*.mat`) for every input; default: the mask file beside each input."),
     json_out: bool = typer.Option(False, "--json", help="Print the quality table as JSON on stdout."),
     export_suffix: Optional[str] = typer.Option(None, "--export", help="Also export each output beside it: a suffix of `a2a export` (.nii.gz, .cfl, .gif, .png, ...) or dicom (a folder NAME_recon_dicom).", show_default=False),
+    adapt: Optional[int] = typer.Option(None, "--adapt", metavar="STEPS", help="Fine-tune a copy of the network on each slice for STEPS self-supervised steps before reconstructing it (scan-specific; 0: off). Default: 200 in sequential mode, 0 in dynamic mode."),
 ) -> None:
     """Reconstruct full sequences (no splitting) with a trained network; report quality when a reference is stored."""
     from .config import check_options
@@ -394,6 +395,8 @@ def reconstruct(
 
     check_options(device=device, frames_per_batch=frames_per_batch, preview_slice=preview_slice,
                   preview_frame=preview_frame, frames=frames, centre_lines=centre_lines, seed=seed)
+    if adapt is not None and adapt < 0:
+        raise A2AError(f"--adapt: must be a number of steps >= 0, got {adapt}")
     inputs = [Path(p) for p in data]
     targets = [output_path(p, out_dir) for p in inputs]
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
@@ -430,7 +433,7 @@ def reconstruct(
     created = (make_output_folder(preview) if preview is not None else []) + make_folders(out_dir)
     try:
         table = _reconstruct_all(ckpt, net, inputs, out_dir, dev, overwrite, frames_per_batch, split, mask_file,
-                                 {"slice": preview_slice} if preview is not None else None, exports)
+                                 {"slice": preview_slice} if preview is not None else None, exports, adapt)
         if preview is not None:
             _write_preview(preview, table.pop("_keep"), ckpt.mode, preview_frame)
     except BaseException:
@@ -444,15 +447,19 @@ def reconstruct(
 
 
 def _reconstruct_all(ckpt, net, inputs: list, out_dir: Path, dev, overwrite: bool, frames_per_batch: Optional[int],
-                     split, mask_file: Optional[Path], keep: Optional[dict], exports: List[tuple[Path, str]]) -> dict:
+                     split, mask_file: Optional[Path], keep: Optional[dict], exports: List[tuple[Path, str]],
+                     adapt: Optional[int]) -> dict:
     """Reconstruct every input with a progress bar; the quality table (``_keep``: the preview's images)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from .adapt import default_adapt_steps
     from .reconstruction import overall, reconstruct_file
 
     results = []
     with Progress(TextColumn("[bold]reconstruct {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("slices"), TimeElapsedColumn(), console=err) as bar:
+        steps = default_adapt_steps(ckpt.mode) if adapt is None else adapt
+        tuning = bar.add_task("fine-tuning on the slice", total=steps, visible=False) if steps else None
         for i, source in enumerate(inputs):
             task = bar.add_task(escape(_shown(source.name)), total=None)
             res = reconstruct_file(
@@ -460,6 +467,9 @@ def _reconstruct_all(ckpt, net, inputs: list, out_dir: Path, dev, overwrite: boo
                 split=split, on_slice=lambda d, n, t=task: bar.update(t, completed=d, total=n),
                 keep=keep if i == 0 else None, mask_file=mask_file,
                 log=lambda m: bar.console.print(escape(m), style="dim", highlight=False, soft_wrap=True),
+                adapt_steps=steps,
+                on_adapt_step=None if tuning is None else (
+                    lambda k, n: bar.update(tuning, completed=k % n, visible=k < n)),
             )
             results.append(res)
             if exports:

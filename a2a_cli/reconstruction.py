@@ -249,6 +249,8 @@ def reconstruct_file(
     keep: Optional[dict] = None,
     mask_file: Optional[str | Path] = None,
     log: Optional[Callable[[str], None]] = None,
+    adapt_steps: int = 0,
+    on_adapt_step: Optional[Callable[[int, int], None]] = None,
 ) -> FileResult:
     """Reconstruct every slice of ``source`` into ``OUT_DIR/<stem>_recon.h5`` (atomically).
 
@@ -259,6 +261,9 @@ def reconstruct_file(
     ``log`` receives one line saying how the file was read.
     ``keep`` (a dict) receives ``{"slice": i}``-selected arrays for a preview: the
     reference, zero-filled and network images of slice ``keep["slice"]``.
+    ``adapt_steps`` > 0: each slice is reconstructed by a copy of ``net`` fine-tuned on
+    it (:func:`a2a_cli.adapt.adapt_network`); the time counts as reconstruction time.
+    ``on_adapt_step(step, steps)`` is called after every fine-tuning step.
     """
     source = Path(source)
     target = output_path(source, out_dir)
@@ -286,6 +291,7 @@ def reconstruct_file(
         "sensitivity": getattr(info, "sensitivity", None) or "none",
         # pixel spacing and frame time, when the input records them, so that exports carry them
         **read_geometry(source),
+        "adapt_steps": int(adapt_steps),
     }
     methods: set[str] = set()
     result = FileResult(source=str(source), output=str(target), slices=info.n_slices, seconds=0.0, frames=0)
@@ -304,7 +310,15 @@ def reconstruct_file(
                 window = auto_frames_per_batch(net, tuple(y.shape), memory_budget(device))
             result.frames_per_batch = window or None
             t0 = time.perf_counter()
-            rec = run_network(net, mode, y, mask, maps, window)
+            use = net
+            if adapt_steps:
+                from .adapt import adapt_network
+
+                report = None if on_adapt_step is None else (lambda k, _loss: on_adapt_step(k, adapt_steps))
+                # on unit-scale k-space, as in training (the network's output does not depend on the scale)
+                use, _ = adapt_network(net, mode, normalise_measurement(y, mask)[0], mask, maps, steps=adapt_steps,
+                                       seed=s, on_step=report)
+            rec = run_network(use, mode, y, mask, maps, window)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             result.seconds += time.perf_counter() - t0

@@ -1,0 +1,102 @@
+"""Scan-specific fine-tuning at reconstruction time (``a2a reconstruct --adapt STEPS``)."""
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from a2a_cli.adapt import (
+    adapt_network,
+    default_adapt_steps,
+    scan_loss,
+    split_measurements,
+)
+from a2a_cli.cli import app
+from a2a_cli.io import read_slice
+from a2a_cli.models import build_model
+from a2a_cli.physics import SequentialMRI, to_complex
+from a2a_cli.reconstruction import run_network
+from a2a_cli.simulate import write_case
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def seq_file(tmp_path_factory):
+    d = tmp_path_factory.mktemp("adapt")
+    return write_case(d / "seq.h5", mode="sequential", slices=1, frames=8, height=32, width=32, acceleration=32 / 6, seed=3)
+
+
+def _small_net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model("unrolled", channels=8, depth=3, iterations=1)
+
+
+def test_split_is_a_partition_of_whole_measured_lines():
+    mask = torch.zeros(1, 1, 4, 8, 16)
+    mask[..., [1, 5, 7, 8, 12]] = 1
+    inp, tgt = split_measurements(mask, 0.6, torch.Generator().manual_seed(1))
+    assert torch.equal(inp + tgt, mask) and float((inp * tgt).sum()) == 0
+    # readout lines are never cut: every column is fully in or fully out
+    assert torch.equal(inp.amax(dim=-2, keepdim=True).expand_as(inp), inp)
+    assert 0 < float(inp.sum()) < float(mask.sum())
+    with pytest.raises(ValueError, match="fraction"):
+        split_measurements(mask, 1.0)
+
+
+def test_adapt_lowers_the_loss_on_the_scan_and_leaves_the_network_alone(seq_file, one_thread):
+    smp = read_slice(seq_file, 0)
+    net = _small_net()
+    before = [p.detach().clone() for p in net.parameters()]
+    start = scan_loss(net, "sequential", smp.kspace, smp.mask)
+    tuned, losses = adapt_network(net, "sequential", smp.kspace, smp.mask, steps=80, lr=3e-3, seed=0)
+    assert len(losses) == 80 and all(np.isfinite(losses))
+    # scored on the same fixed splits: a fresh network has much to learn from its own scan
+    assert scan_loss(tuned, "sequential", smp.kspace, smp.mask) < 0.95 * start
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(net.parameters(), tuned.parameters()))
+    assert not tuned.training
+
+
+def test_adapted_output_shape_and_measured_samples_kept(seq_file, one_thread):
+    smp = read_slice(seq_file, 0)
+    tuned, _ = adapt_network(_small_net(), "sequential", smp.kspace, smp.mask, steps=5, seed=0)
+    x = run_network(tuned, "sequential", smp.kspace, smp.mask)
+    assert x.shape == (1, 2, 32, 32)
+    y_avg, static = SequentialMRI(mask=smp.mask).time_average(smp.kspace)
+    measured = static.mask.expand_as(y_avg) > 0
+    # hard data consistency: the averaged measured samples come back exactly
+    torch.testing.assert_close(static.A(x)[measured], y_avg[measured], atol=1e-5, rtol=1e-4)
+
+
+def test_adapt_is_invariant_to_the_data_scale(seq_file, one_thread):
+    smp = read_slice(seq_file, 0)
+    outs = []
+    for scale in (1.0, 1e6):
+        tuned, _ = adapt_network(_small_net(), "sequential", smp.kspace * scale, smp.mask, steps=5, seed=0)
+        outs.append(to_complex(run_network(tuned, "sequential", smp.kspace * scale, smp.mask))[0] / scale)
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-4 * float(outs[0].abs().max()), rtol=1e-3)
+
+
+@pytest.mark.slow
+def test_reconstruct_adapt_option_end_to_end(seq_file, tmp_path):
+    run = tmp_path / "run"
+    train = runner.invoke(app, ["train", str(seq_file), "--out", str(run), "--steps", "2", "--model-option", "channels=4",
+                                "--model-option", "depth=2", "--device", "cpu"])
+    assert train.exit_code == 0, train.output
+    for steps in ("0", "3"):
+        res = runner.invoke(app, ["reconstruct", str(run / "best.pt"), str(seq_file), "--out", str(tmp_path / f"r{steps}"),
+                                  "--adapt", steps, "--device", "cpu", "--json"])
+        assert res.exit_code == 0, res.output
+        with h5py.File(tmp_path / f"r{steps}" / "seq_recon.h5") as f:
+            assert int(f.attrs["adapt_steps"]) == int(steps)
+    bad = runner.invoke(app, ["reconstruct", str(run / "best.pt"), str(seq_file), "--out", str(tmp_path / "bad"), "--adapt", "-1"])
+    assert bad.exit_code == 2 and "--adapt" in bad.output
+    assert not (tmp_path / "bad" / "seq_recon.h5").exists()
+
+
+def test_default_steps_are_known_per_mode():
+    assert default_adapt_steps("dynamic") == 0
+    assert default_adapt_steps("sequential") == 200

@@ -1,0 +1,67 @@
+"""The compressed-sensing baselines of the benchmarks (BART ``pics``, sigpy fallback)."""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from a2a_cli.metrics import psnr
+from a2a_cli.simulate import coil_sensitivities, fft2c, line_masks, phantom_static
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is not an installed package
+from benchmarks import baselines
+
+BACKENDS = [pytest.param("bart", marks=pytest.mark.skipif(shutil.which("bart") is None, reason="bart not installed")),
+            pytest.param("sigpy", marks=pytest.mark.slow)]
+
+
+def _static_case(coils: int, seed: int = 0, size: int = 32):
+    x = phantom_static(size, size, rng=seed)
+    m = line_masks(8, size, acceleration=size / 6, centre_lines=4, rng=seed)  # (T, W): 20 of 32 lines together
+    maps = coil_sensitivities(coils, size, size, rng=seed) if coils > 1 else None
+    img = x[None] * maps if maps is not None else x[None]
+    k = np.broadcast_to(fft2c(img), (8,) + img.shape) * m[:, None, None, :]
+    k = k if coils > 1 else k[:, 0]
+    return k.astype(np.complex64), m, maps, x
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("coils", [1, 4])
+def test_sequential_cs_beats_zero_filled_and_keeps_units(name, coils):
+    k, m, maps, x = _static_case(coils)
+    zf = baselines.zero_filled(k, m, maps, mode="sequential")
+    out = baselines.reconstruct(k, m, maps, mode="sequential", regulariser="tv", weight=0.01, backend_name=name)
+    assert out.shape == x.shape and out.dtype == np.complex64
+    assert psnr(x, out) > psnr(x, zf) + 1.0
+    # the result is in the data's units: scaling the data scales the image
+    out2 = baselines.reconstruct(1e6 * k, m, maps, mode="sequential", regulariser="tv", weight=0.01, backend_name=name)
+    np.testing.assert_allclose(np.abs(out2) / 1e6, np.abs(out), atol=2e-3 * np.abs(out).max())
+
+
+def test_dynamic_shape_and_tv_time_beats_zero_filled():
+    k, m, _, x = _static_case(1, seed=1)
+    name = baselines.backend()
+    out = baselines.reconstruct(k, m, None, mode="dynamic", regulariser="tv-t", weight=0.03, iterations=60, backend_name=name)
+    assert out.shape == k.shape
+    zf = baselines.zero_filled(k, m, None, mode="dynamic")
+    ref = np.broadcast_to(x, k.shape)
+    assert psnr(ref, out) > psnr(ref, zf) + 1.0
+
+
+def test_tune_picks_from_the_grid_and_checks_convergence():
+    data = [_static_case(1, seed=s)[:3] + (_static_case(1, seed=s)[3],) for s in (2,)]
+    best = baselines.tune(data, "sequential", regularisers=("tv",), weights=(1e-4, 1e-2, 10.0), iterations=60)
+    assert best.regulariser == "tv" and best.weight == 1e-2  # a huge weight flattens the image, a tiny one denoises nothing
+    assert len(best.table) == 3 and best.psnr == max(p for _, _, p in best.table)
+    assert best.doubled_psnr is not None and abs(best.doubled_psnr - best.psnr) < 1.0
+
+
+def test_bad_shapes_are_refused():
+    k, m, maps, _ = _static_case(4)
+    with pytest.raises(ValueError, match="coil maps"):
+        baselines.reconstruct(k, m, None, mode="sequential", regulariser="tv", weight=0.01)
+    with pytest.raises(ValueError, match="mask shape"):
+        baselines.reconstruct(k, m[:, :-1], maps, mode="sequential", regulariser="tv", weight=0.01)
