@@ -35,6 +35,8 @@ __all__ = [
     "to_real",
     "fft2c",
     "ifft2c",
+    "fft1c",
+    "ifft1c",
     "gather_time",
     "MRIPhysics",
     "DynamicMRI",
@@ -55,18 +57,44 @@ def to_real(z: torch.Tensor) -> torch.Tensor:
     return torch.stack((z.real, z.imag), dim=1)
 
 
+def _shift(z: torch.Tensor, dims: tuple[int, ...], inverse: bool) -> torch.Tensor:
+    """``fftshift`` (or ``ifftshift``) one axis at a time: a roll over several axes at
+    once takes a slow path on the CPU (measured 20-60x slower at 8x180x230)."""
+    for d in dims:
+        n = z.shape[d]
+        z = torch.roll(z, -(n // 2) if inverse else n // 2, d)
+    return z
+
+
 def fft2c(z: torch.Tensor) -> torch.Tensor:
     """Centred orthonormal 2D FFT of a complex tensor over its last two axes."""
-    z = torch.fft.ifftshift(z, dim=(-2, -1))
+    z = _shift(z, (-2, -1), inverse=True)
     z = torch.fft.fft2(z, norm="ortho")
-    return torch.fft.fftshift(z, dim=(-2, -1))
+    return _shift(z, (-2, -1), inverse=False)
 
 
 def ifft2c(k: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`fft2c` (also its adjoint)."""
-    k = torch.fft.ifftshift(k, dim=(-2, -1))
+    k = _shift(k, (-2, -1), inverse=True)
     k = torch.fft.ifft2(k, norm="ortho")
-    return torch.fft.fftshift(k, dim=(-2, -1))
+    return _shift(k, (-2, -1), inverse=False)
+
+
+def fft1c(z: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Centred orthonormal 1D FFT along ``dim`` (one factor of :func:`fft2c`).
+
+    >>> z = torch.randn(3, 6, 5, dtype=torch.complex64)
+    >>> bool(torch.allclose(fft1c(fft1c(z, -1), -2), fft2c(z), atol=1e-5))
+    True
+    """
+    z = _shift(z, (dim,), inverse=True)
+    return _shift(torch.fft.fft(z, dim=dim, norm="ortho"), (dim,), inverse=False)
+
+
+def ifft1c(k: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Inverse (and adjoint) of :func:`fft1c`."""
+    k = _shift(k, (dim,), inverse=True)
+    return _shift(torch.fft.ifft(k, dim=dim, norm="ortho"), (dim,), inverse=False)
 
 
 def gather_time(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -154,6 +182,7 @@ class MRIPhysics:
     def to(self, device: torch.device | str) -> "MRIPhysics":
         """Move the operator's tensors to ``device`` (in place) and return it."""
         self.mask = self.mask.to(device)
+        self.__dict__.pop("_line_diag_cache", None)
         if self.coil_maps is not None:
             self.coil_maps = self.coil_maps.to(device)
         return self
@@ -229,8 +258,35 @@ class MRIPhysics:
         if z is not None:
             b = b + lam * x0
         # the normal operator maps supported images to supported images, so CG stays on the support
-        x = _cg(lambda v: self._adjoint_complex(self._forward_complex(v)) + lam * v, b, x0, self.cg_iterations)
+        x = _cg(lambda v: self._normal_complex(v) + lam * v, b, x0, self.cg_iterations)
         return to_real(x * support)
+
+    def _line_diag(self) -> Optional[torch.Tensor]:
+        """The normal operator's k-space weight reduced to one row, ``(..., 1, W)``, in
+        uncentred (``ifftshift``-ed) order, when the mask samples whole readout lines
+        (the same along H); None otherwise."""
+        if not hasattr(self, "_line_diag_cache"):
+            d = self._normal_diag()
+            row = d[..., :1, :]
+            lines = d.shape[-2] == 1 or bool(torch.equal(d, row.expand_as(d)))
+            self._line_diag_cache = torch.fft.ifftshift(row, dim=-1) if lines else None
+        return self._line_diag_cache
+
+    def _normal_complex(self, v: torch.Tensor) -> torch.Tensor:
+        """``A^H A v`` for a complex image ``v`` (multi-coil).
+
+        With line masks the FFT along the fully sampled readout H cancels
+        (``F^H M F = F_W^H M F_W`` when M is constant along H), so only 1D FFTs along W
+        are needed: the same result at about half the FFT cost of
+        ``A_adjoint(A(v))``.
+        """
+        d = self._line_diag()
+        if d is None or not self.multicoil:
+            return self._adjoint_complex(self._forward_complex(v))
+        # F_W^H D F_W is a circular convolution along W, which commutes with the centring
+        # shifts: only the weight needs shifting (done once, in _line_diag)
+        z = torch.fft.ifft(torch.fft.fft(self._coil_expand(v), dim=-1, norm="ortho") * d, dim=-1, norm="ortho")
+        return self._coil_combine(z)
 
     def support(self) -> torch.Tensor:
         """Where the coil maps see anything: float ``(B, H, W)``, 1 where ``sum_c |S_c|^2 > 0`` (multi-coil only)."""

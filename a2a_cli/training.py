@@ -26,6 +26,7 @@ from .io import KspaceDataset, ShapeBatchSampler, SplitOptions, atomic_write
 from .models import build_model, count_parameters
 from .physics import DynamicMRI, MRIPhysics, Reflection, SequentialMRI
 from .splitting import Artifact2ArtifactLoss, Phase2PhaseLoss
+from .training_data import PreparedDataset, auto_crop_rows, auto_virtual_coils, random_readout_crop
 
 
 class TrainingError(A2AError):
@@ -76,6 +77,8 @@ class TrainConfig:
     assignment: str = "random"
     centre_lines: int = 0
     mask: Optional[str] = None  # CMRxRecon: a separate sampling-mask file for every input
+    virtual_coils: Optional[int] = None  # None: compress more than 6 coils to 6 for training; 0: never
+    crop_rows: Optional[int] = None  # None: train on bands of 64 readout rows when H > 96; 0: never
 
     def split_options(self) -> Optional[SplitOptions]:
         if self.frames is None:
@@ -271,6 +274,12 @@ def train(
         raise TrainingError("the training files hold no slices")
     mode = resolve_mode(cfg, dataset)
     val_set = KspaceDataset(cfg.val, split=split, mask_file=cfg.mask) if cfg.val else None
+    # many coils: train on fewer virtual coils (exact model, cheaper steps); items are cached in memory
+    coils = max(k[3] for k in dataset.batch_keys)
+    virtual = auto_virtual_coils(coils, cfg.virtual_coils)
+    dataset = PreparedDataset(dataset, virtual)
+    if val_set is not None:
+        val_set = PreparedDataset(val_set, virtual)
     if cfg.steps is None and cfg.epochs is None and cfg.time_limit is None:
         cfg.steps = DEFAULT_STEPS[mode]
 
@@ -296,6 +305,8 @@ def train(
     net.to(device)
     if state is None and rank == 0:
         log(f"network {cfg.model}: {count_parameters(net):,} parameters, mode {mode}, device {device}")
+        if virtual is not None:
+            log(f"training on {virtual} virtual coils (SVD compression of {coils}; reconstruction uses all coils)")
     train_net: torch.nn.Module = net
     if distributed:
         train_net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
@@ -405,6 +416,9 @@ def train(
         while total is None or step < total:
             ep, index, batch = next(it)
             batch = _to_device(batch, device)
+            rows = auto_crop_rows(batch["mask"].shape[-2], cfg.crop_rows)
+            if rows is not None:  # a random band of readout rows: exact data, a fraction of the cost
+                batch = random_readout_crop(batch, rows)
             y = batch["kspace"]
             physics = _physics_of(mode, batch)
             if augment:
