@@ -91,6 +91,27 @@ class TrainConfig:
 #: (benchmarks/RESULTS.md).
 DEFAULT_STEPS = {"dynamic": 800, "sequential": 3000}
 
+#: Training seconds when nothing bounds the run: the default stops at DEFAULT_STEPS or
+#: after this long, whichever comes first, so that one large scan (180x230, 8 coils)
+#: is done within five minutes on two CPU cores, set-up included (benchmarks/REALSIZE.md).
+DEFAULT_TIME_LIMIT = 240.0
+
+
+def apply_default_budget(cfg: "TrainConfig", mode: str) -> None:
+    """Bound a run that the user did not bound: ``DEFAULT_STEPS[mode]`` steps or
+    :data:`DEFAULT_TIME_LIMIT` seconds, whichever comes first (in place).
+
+    >>> cfg = TrainConfig(train=["a.h5"], out="run")
+    >>> apply_default_budget(cfg, "sequential"); (cfg.steps, cfg.time_limit)
+    (3000, 240.0)
+    >>> cfg = TrainConfig(train=["a.h5"], out="run", steps=50)
+    >>> apply_default_budget(cfg, "dynamic"); (cfg.steps, cfg.time_limit)
+    (50, None)
+    """
+    if cfg.steps is None and cfg.epochs is None and cfg.time_limit is None:
+        cfg.steps = DEFAULT_STEPS[mode]
+        cfg.time_limit = DEFAULT_TIME_LIMIT
+
 
 def augment_enabled(cfg: "TrainConfig", mode: str) -> bool:
     """Whether training sees randomly reflected data (default: sequential mode only)."""
@@ -280,8 +301,7 @@ def train(
     dataset = PreparedDataset(dataset, virtual)
     if val_set is not None:
         val_set = PreparedDataset(val_set, virtual)
-    if cfg.steps is None and cfg.epochs is None and cfg.time_limit is None:
-        cfg.steps = DEFAULT_STEPS[mode]
+    apply_default_budget(cfg, mode)
 
     state = None
     if resume:

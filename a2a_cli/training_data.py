@@ -121,7 +121,7 @@ def readout_crop(batch: dict[str, Any], start: int, rows: int) -> dict[str, Any]
     True
     """
     height = batch["mask"].shape[-2]
-    if not 0 <= start and start + rows <= height:
+    if start < 0 or rows < 1 or start + rows > height:
         raise ValueError(f"rows {start}:{start + rows} are not inside an image of {height} rows")
     out = dict(batch)
     hybrid = ifft1c(to_complex(batch["kspace"]), -2)[..., start:start + rows, :]
