@@ -26,7 +26,7 @@ Item layout (as :class:`a2a_cli.io.KspaceDataset` gives it): ``kspace`` float
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -34,15 +34,15 @@ from .coils import compress_coils
 from .physics import fft1c, ifft1c, to_complex, to_real
 
 __all__ = [
-    "AUTO_VIRTUAL_COILS",
     "AUTO_CROP_ROWS",
-    "auto_virtual_coils",
+    "AUTO_VIRTUAL_COILS",
+    "PreparedDataset",
     "auto_crop_rows",
+    "auto_virtual_coils",
     "compress_item",
     "mask_is_lines",
-    "readout_crop",
     "random_readout_crop",
-    "PreparedDataset",
+    "readout_crop",
 ]
 
 #: Coil counts above this are compressed for training, to this many virtual coils.
@@ -51,7 +51,7 @@ AUTO_VIRTUAL_COILS = 6
 AUTO_CROP_ROWS = 64
 
 
-def auto_virtual_coils(coils: int, asked: Optional[int] = None) -> Optional[int]:
+def auto_virtual_coils(coils: int, asked: int | None = None) -> int | None:
     """The virtual coil count to train on (None: keep the coils as they are).
 
     ``asked``: an explicit count (0 turns compression off). By default more than
@@ -67,7 +67,7 @@ def auto_virtual_coils(coils: int, asked: Optional[int] = None) -> Optional[int]
     return AUTO_VIRTUAL_COILS if coils > AUTO_VIRTUAL_COILS else None
 
 
-def auto_crop_rows(height: int, asked: Optional[int] = None) -> Optional[int]:
+def auto_crop_rows(height: int, asked: int | None = None) -> int | None:
     """The readout rows of a training crop for images of ``height`` rows (None: no crop).
 
     ``asked``: an explicit row count (0 turns cropping off). By default images taller
@@ -132,7 +132,7 @@ def readout_crop(batch: dict[str, Any], start: int, rows: int) -> dict[str, Any]
     return out
 
 
-def random_readout_crop(batch: dict[str, Any], rows: int, generator: Optional[torch.Generator] = None) -> dict[str, Any]:
+def random_readout_crop(batch: dict[str, Any], rows: int, generator: torch.Generator | None = None) -> dict[str, Any]:
     """:func:`readout_crop` at a uniformly drawn start (the whole batch shares it).
 
     Returns ``batch`` unchanged when the mask is not made of whole lines or the image
@@ -155,7 +155,7 @@ class PreparedDataset(torch.utils.data.Dataset):
     ``batch_keys`` report the compressed coil count so that batches still stack.
     """
 
-    def __init__(self, dataset: Any, virtual_coils: Optional[int] = None, cache_bytes: int = 1 << 30):
+    def __init__(self, dataset: Any, virtual_coils: int | None = None, cache_bytes: int = 1 << 30):
         self.dataset = dataset
         self.virtual_coils = virtual_coils
         self.cache_bytes = int(cache_bytes)

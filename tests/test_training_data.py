@@ -7,9 +7,23 @@ import pytest
 import torch
 
 from a2a_cli.coils import compress_coils
-from a2a_cli.physics import DynamicMRI, SequentialMRI, fft2c, ifft2c, to_complex, to_real
-from a2a_cli.simulate import coil_sensitivities, fft2c as np_fft2c, ifft2c as np_ifft2c, phantom_static
-from a2a_cli.training import DEFAULT_STEPS, DEFAULT_TIME_LIMIT, TrainConfig, apply_default_budget
+from a2a_cli.physics import (
+    DynamicMRI,
+    SequentialMRI,
+    fft2c,
+    ifft2c,
+    to_complex,
+    to_real,
+)
+from a2a_cli.simulate import coil_sensitivities, phantom_static
+from a2a_cli.simulate import fft2c as np_fft2c
+from a2a_cli.simulate import ifft2c as np_ifft2c
+from a2a_cli.training import (
+    DEFAULT_STEPS,
+    DEFAULT_TIME_LIMIT,
+    TrainConfig,
+    apply_default_budget,
+)
 from a2a_cli.training_data import (
     PreparedDataset,
     compress_item,
