@@ -297,7 +297,11 @@ def train(
     val_set = KspaceDataset(cfg.val, split=split, mask_file=cfg.mask) if cfg.val else None
     # many coils: train on fewer virtual coils (exact model, cheaper steps); items are cached in memory
     coils = max(k[3] for k in dataset.batch_keys)
-    virtual = auto_virtual_coils(coils, cfg.virtual_coils)
+    try:
+        virtual = auto_virtual_coils(coils, cfg.virtual_coils)
+        auto_crop_rows(max(s[1] for s in dataset.shapes), cfg.crop_rows)
+    except (ValueError, TypeError) as exc:
+        raise TrainingError(f"virtual_coils / crop_rows: {exc}") from None
     dataset = PreparedDataset(dataset, virtual)
     if val_set is not None:
         val_set = PreparedDataset(val_set, virtual)

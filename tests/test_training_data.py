@@ -202,3 +202,15 @@ def test_training_on_a_tall_multicoil_file_uses_crops_and_virtual_coils(tmp_path
     with h5py.File(result.output) as f:
         assert f["reconstruction"].shape == (1, 100, 24)
         assert np.isfinite(f["reconstruction"][()]).all()
+
+
+def test_negative_settings_are_a_clear_error(tmp_path):
+    from a2a_cli.simulate import write_case
+    from a2a_cli.training import TrainingError, train
+
+    path = write_case(tmp_path / "small.h5", mode="sequential", slices=1, frames=4, height=16, width=16,
+                      acceleration=4, coils=2, seed=1)
+    for key in ("virtual_coils", "crop_rows"):
+        with pytest.raises(TrainingError, match=key):
+            train(TrainConfig(train=[str(path)], out=str(tmp_path / "run"), steps=1, **{key: -1}), log=lambda m: None)
+        assert not (tmp_path / "run").exists()
