@@ -207,7 +207,7 @@ def train(
     neighbours_only: bool = typer.Option(False, "--neighbours-only", help="Targets only from the chunks next to the input chunk (less motion between them)."),
     shuffle_frames: Optional[bool] = typer.Option(None, "--shuffle-frames/--no-shuffle-frames", help="Chunks from a random ordering of the frames at every step (static objects only); default: on in sequential mode, off in dynamic mode.", show_default=False),
     augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="Train on randomly mirrored and conjugated data (exact symmetries of the measurement) and average the reconstruction over them; default: on in sequential mode, off in dynamic mode.", show_default=False),
-    steps: Optional[int] = typer.Option(None, help="Optimizer steps (upper bound); default when neither --epochs nor --time-limit is given: 800 (dynamic) or 3000 (sequential).", show_default=False),
+    steps: Optional[int] = typer.Option(None, help="Optimizer steps (upper bound); default when neither --epochs nor --time-limit is given: 800 (dynamic) or 3000 (sequential), or 240 s of training, whichever comes first.", show_default=False),
     epochs: Optional[int] = typer.Option(None, help="Passes over the training slices (upper bound)."),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Stop after this many seconds."),
     lr: float = typer.Option(1e-3, help="Adam learning rate."),

@@ -288,6 +288,10 @@ class TrainConfig:
     assignment: str = _f("random", _ASSIGN)
     centre_lines: int = _f(0, _CENTRE)
     mask: Optional[str] = _f(None, Check("path", optional=True, flag="--mask"))  # CMRxRecon: one mask file for every input
+    # None: compress more than 6 coils to 6 virtual coils for training; 0: never
+    virtual_coils: Optional[int] = _f(None, Check("int", low=0, high=1024, optional=True, flag="virtual_coils"))
+    # None: train on bands of 64 readout rows when H > 96; 0: never
+    crop_rows: Optional[int] = _f(None, Check("int", low=0, high=100_000, optional=True, flag="crop_rows"))
 
     def split_options(self):
         """The :class:`~a2a_cli.io.SplitOptions` of fastMRI-style static files, or None."""

@@ -30,13 +30,15 @@ from typing import Optional
 
 import torch
 
-from .fft import fft2c, ifft2c
+from .fft import fft1c, fft2c, ifft1c, ifft2c
 
 __all__ = [
     "to_complex",
     "to_real",
     "fft2c",
     "ifft2c",
+    "fft1c",
+    "ifft1c",
     "gather_time",
     "measurement_scale",
     "normalise_measurement",
@@ -186,6 +188,7 @@ class MRIPhysics:
     def to(self, device: torch.device | str) -> "MRIPhysics":
         """Move the operator's tensors to ``device`` (in place) and return it."""
         self.mask = self.mask.to(device)
+        self.__dict__.pop("_line_diag_cache", None)
         if self.coil_maps is not None:
             self.coil_maps = self.coil_maps.to(device)
         return self
@@ -261,8 +264,35 @@ class MRIPhysics:
         if z is not None:
             b = b + lam * x0
         # the normal operator maps supported images to supported images, so CG stays on the support
-        x = _cg(lambda v: self._adjoint_complex(self._forward_complex(v)) + lam * v, b, x0, self.cg_iterations)
+        x = _cg(lambda v: self._normal_complex(v) + lam * v, b, x0, self.cg_iterations)
         return to_real(x * support)
+
+    def _line_diag(self) -> Optional[torch.Tensor]:
+        """The normal operator's k-space weight reduced to one row, ``(..., 1, W)``, in
+        uncentred (``ifftshift``-ed) order, when the mask samples whole readout lines
+        (the same along H); None otherwise."""
+        if not hasattr(self, "_line_diag_cache"):
+            d = self._normal_diag()
+            row = d[..., :1, :]
+            lines = d.shape[-2] == 1 or bool(torch.equal(d, row.expand_as(d)))
+            self._line_diag_cache = torch.fft.ifftshift(row, dim=-1) if lines else None
+        return self._line_diag_cache
+
+    def _normal_complex(self, v: torch.Tensor) -> torch.Tensor:
+        """``A^H A v`` for a complex image ``v`` (multi-coil).
+
+        With line masks the FFT along the fully sampled readout H cancels
+        (``F^H M F = F_W^H M F_W`` when M is constant along H), so only 1D FFTs along W
+        are needed: the same result at about half the FFT cost of
+        ``A_adjoint(A(v))``.
+        """
+        d = self._line_diag()
+        if d is None or not self.multicoil:
+            return self._adjoint_complex(self._forward_complex(v))
+        # F_W^H D F_W is a circular convolution along W, which commutes with the centring
+        # shifts: only the weight needs shifting (done once, in _line_diag)
+        z = torch.fft.ifft(torch.fft.fft(self._coil_expand(v), dim=-1, norm="ortho") * d, dim=-1, norm="ortho")
+        return self._coil_combine(z)
 
     def support(self) -> torch.Tensor:
         """Where the coil maps see anything: float ``(B, H, W)``, 1 where ``sum_c |S_c|^2 > 0`` (multi-coil only)."""

@@ -27,6 +27,7 @@ from .io import KspaceDataset, ShapeBatchSampler, atomic_write, describe_layout
 from .models import build_model, count_parameters
 from .physics import DynamicMRI, MRIPhysics, Reflection, SequentialMRI, normalise_measurement
 from .splitting import Artifact2ArtifactLoss, Phase2PhaseLoss
+from .training_data import PreparedDataset, auto_crop_rows, auto_virtual_coils, random_readout_crop
 
 
 class TrainingError(A2AError):
@@ -48,6 +49,27 @@ class Interrupted(A2AError):
 #: video, and is about five times cheaper; with reflected data it needs more of them
 #: (benchmarks/RESULTS.md).
 DEFAULT_STEPS = {"dynamic": 800, "sequential": 3000}
+
+#: Training seconds when nothing bounds the run: the default stops at DEFAULT_STEPS or
+#: after this long, whichever comes first, so that one large scan (180x230, 8 coils)
+#: is done within five minutes on two CPU cores, set-up included (benchmarks/REALSIZE.md).
+DEFAULT_TIME_LIMIT = 240.0
+
+
+def apply_default_budget(cfg: "TrainConfig", mode: str) -> None:
+    """Bound a run that the user did not bound: ``DEFAULT_STEPS[mode]`` steps or
+    :data:`DEFAULT_TIME_LIMIT` seconds, whichever comes first (in place).
+
+    >>> cfg = TrainConfig(train=["a.h5"], out="run")
+    >>> apply_default_budget(cfg, "sequential"); (cfg.steps, cfg.time_limit)
+    (3000, 240.0)
+    >>> cfg = TrainConfig(train=["a.h5"], out="run", steps=50)
+    >>> apply_default_budget(cfg, "dynamic"); (cfg.steps, cfg.time_limit)
+    (50, None)
+    """
+    if cfg.steps is None and cfg.epochs is None and cfg.time_limit is None:
+        cfg.steps = DEFAULT_STEPS[mode]
+        cfg.time_limit = DEFAULT_TIME_LIMIT
 
 
 def augment_enabled(cfg: "TrainConfig", mode: str) -> bool:
@@ -256,8 +278,17 @@ def train(
     val_set = KspaceDataset(cfg.val, split=split, mask_file=cfg.mask) if cfg.val else None
     if rank == 0:
         _log_layouts([*dataset.infos, *(val_set.infos if val_set is not None else [])], log)
-    if cfg.steps is None and cfg.epochs is None and cfg.time_limit is None:
-        cfg.steps = DEFAULT_STEPS[mode]
+    # many coils: train on fewer virtual coils (exact model, cheaper steps); items are cached in memory
+    coils = max(k[3] for k in dataset.batch_keys)
+    try:
+        virtual = auto_virtual_coils(coils, cfg.virtual_coils)
+        auto_crop_rows(max(s[1] for s in dataset.shapes), cfg.crop_rows)
+    except (ValueError, TypeError) as exc:
+        raise TrainingError(f"virtual_coils / crop_rows: {exc}") from None
+    dataset = PreparedDataset(dataset, virtual)
+    if val_set is not None:
+        val_set = PreparedDataset(val_set, virtual)
+    apply_default_budget(cfg, mode)
 
     state = None
     if resume:
@@ -283,6 +314,8 @@ def train(
     net.to(device)
     if state is None and rank == 0:
         log(f"network {cfg.model}: {count_parameters(net):,} parameters, mode {mode}, device {device}")
+        if virtual is not None:
+            log(f"training on {virtual} virtual coils (SVD compression of {coils}; reconstruction uses all coils)")
     train_net: torch.nn.Module = net
     if distributed:
         train_net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
@@ -392,6 +425,9 @@ def train(
         while total is None or step < total:
             ep, index, batch = next(it)
             batch = _to_device(batch, device)
+            rows = auto_crop_rows(batch["mask"].shape[-2], cfg.crop_rows)
+            if rows is not None:  # a random band of readout rows: exact data, a fraction of the cost
+                batch = random_readout_crop(batch, rows)
             y = batch["kspace"]
             physics = _physics_of(mode, batch)
             if augment:

@@ -1,0 +1,189 @@
+"""Training-time data preparation for large scans: coil compression, an in-memory
+cache of prepared slices, and random crops along the fully sampled readout.
+
+None of these changes what a run reconstructs from: they make each training step
+cheaper while keeping the measurement model of the (smaller) data exact.
+
+* **Coil compression** (:func:`compress_item`): a slice with many coils is trained
+  on ``n`` virtual coils (SVD of its own k-space, :func:`a2a_cli.coils.compress_coils`),
+  its coil maps compressed with the same matrix, so ``y' = U y = M F (U S) x``
+  still holds exactly; only the weakest combinations of the noise-carrying coils
+  are dropped. Every step's FFTs and data-consistency iterations scale with the
+  coil count.
+* **Cache** (:class:`PreparedDataset`): prepared slices are kept in memory (up to a
+  byte budget), so a step does not read and decode HDF5 again.
+* **Readout crops** (:func:`readout_crop`): with line masks (every phase-encode
+  line sampled at every readout position) the data of a band of ``rows`` image rows
+  are obtained exactly: inverse FFT along the readout H, keep the rows, FFT back.
+  The phase-encode direction stays whole, so the undersampling and its artefacts
+  are the same as in the full image. A convolutional prior is translation
+  invariant, so it learns from bands as from whole images, at a fraction of the cost.
+
+Item layout (as :class:`a2a_cli.io.KspaceDataset` gives it): ``kspace`` float
+``(2, T, N, H, W)`` (multi-coil) or ``(2, T, H, W)``, ``mask`` ``(1, T, H, W)``,
+``coil_maps`` complex ``(N, H, W)``. Batches add a leading B.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import torch
+
+from .coils import compress_coils
+from .physics import fft1c, ifft1c, to_complex, to_real
+
+__all__ = [
+    "AUTO_CROP_ROWS",
+    "AUTO_VIRTUAL_COILS",
+    "PreparedDataset",
+    "auto_crop_rows",
+    "auto_virtual_coils",
+    "compress_item",
+    "mask_is_lines",
+    "random_readout_crop",
+    "readout_crop",
+]
+
+#: Coil counts above this are compressed for training, to this many virtual coils.
+AUTO_VIRTUAL_COILS = 6
+#: Rows of a training crop along the readout; images up to 1.5 times this are not cropped.
+AUTO_CROP_ROWS = 64
+
+
+def auto_virtual_coils(coils: int, asked: int | None = None) -> int | None:
+    """The virtual coil count to train on (None: keep the coils as they are).
+
+    ``asked``: an explicit count (0 turns compression off). By default more than
+    :data:`AUTO_VIRTUAL_COILS` coils are compressed to that many.
+
+    >>> auto_virtual_coils(8), auto_virtual_coils(4), auto_virtual_coils(8, 0), auto_virtual_coils(8, 3)
+    (6, None, None, 3)
+    """
+    if asked is not None:
+        if asked < 0:
+            raise ValueError(f"virtual coils must be >= 0 (0: no compression), got {asked}")
+        return asked if 0 < asked < coils else None
+    return AUTO_VIRTUAL_COILS if coils > AUTO_VIRTUAL_COILS else None
+
+
+def auto_crop_rows(height: int, asked: int | None = None) -> int | None:
+    """The readout rows of a training crop for images of ``height`` rows (None: no crop).
+
+    ``asked``: an explicit row count (0 turns cropping off). By default images taller
+    than 1.5 x :data:`AUTO_CROP_ROWS` are cropped to that many rows.
+
+    >>> auto_crop_rows(180), auto_crop_rows(64), auto_crop_rows(180, 0), auto_crop_rows(180, 100)
+    (64, None, None, 100)
+    """
+    if asked is not None:
+        if asked < 0:
+            raise ValueError(f"crop rows must be >= 0 (0: no crop), got {asked}")
+        return asked if 0 < asked < height else None
+    return AUTO_CROP_ROWS if height > 1.5 * AUTO_CROP_ROWS else None
+
+
+def compress_item(item: dict[str, Any], n: int) -> dict[str, Any]:
+    """A multi-coil item with its coils compressed to ``n`` virtual coils (maps by the same matrix).
+
+    ``item["kspace"]`` float ``(2, T, N, H, W)``, ``item["coil_maps"]`` complex ``(N, H, W)``;
+    returns a new dict with ``(2, T, n, H, W)`` and ``(n, H, W)``.
+    """
+    k = torch.complex(item["kspace"][0], item["kspace"][1])  # (T, N, H, W)
+    kc, u = compress_coils(k, n, coil_axis=1, return_matrix=True)
+    maps = compress_coils(item["coil_maps"], n, coil_axis=0, matrix=u)
+    out = dict(item)
+    out["kspace"] = torch.stack((kc.real, kc.imag)).contiguous()
+    out["coil_maps"] = maps.contiguous()
+    return out
+
+
+def mask_is_lines(mask: torch.Tensor) -> bool:
+    """True if a mask ``(..., H, W)`` is the same at every readout position (whole lines)."""
+    return mask.shape[-2] == 1 or bool(torch.equal(mask, mask[..., :1, :].expand_as(mask)))
+
+
+def readout_crop(batch: dict[str, Any], start: int, rows: int) -> dict[str, Any]:
+    """The exact data of image rows ``start:start + rows`` (readout H), for line masks.
+
+    ``batch``: ``kspace`` ``(B, 2, T, [N], H, W)``, ``mask`` ``(B, 1, T, H, W)``,
+    optional ``coil_maps`` ``(B, N, H, W)``. Returns a new dict with H replaced by
+    ``rows``: k-space ``F_h crop(F_H^H y)`` (centred orthonormal 1D FFTs along H),
+    the mask's rows and the maps' rows. If ``y = M F S x`` with M constant along H,
+    the result is ``M F crop(S) crop(x)`` exactly, noise included (white noise stays
+    white under these unitary steps).
+
+    >>> from a2a_cli.physics import DynamicMRI
+    >>> x = torch.randn(1, 2, 3, 12, 8)
+    >>> m = (torch.rand(1, 1, 3, 1, 8) > 0.5).float().expand(1, 1, 3, 12, 8)
+    >>> b = readout_crop({"kspace": DynamicMRI(mask=m)(x), "mask": m}, 4, 6)
+    >>> bool(torch.allclose(b["kspace"], DynamicMRI(mask=b["mask"])(x[..., 4:10, :]), atol=1e-5))
+    True
+    """
+    height = batch["mask"].shape[-2]
+    if start < 0 or rows < 1 or start + rows > height:
+        raise ValueError(f"rows {start}:{start + rows} are not inside an image of {height} rows")
+    out = dict(batch)
+    hybrid = ifft1c(to_complex(batch["kspace"]), -2)[..., start:start + rows, :]
+    out["kspace"] = to_real(fft1c(hybrid.contiguous(), -2))
+    out["mask"] = batch["mask"][..., start:start + rows, :].contiguous()
+    if batch.get("coil_maps") is not None:
+        out["coil_maps"] = batch["coil_maps"][..., start:start + rows, :].contiguous()
+    return out
+
+
+def random_readout_crop(batch: dict[str, Any], rows: int, generator: torch.Generator | None = None) -> dict[str, Any]:
+    """:func:`readout_crop` at a uniformly drawn start (the whole batch shares it).
+
+    Returns ``batch`` unchanged when the mask is not made of whole lines or the image
+    has no more than ``rows`` rows.
+    """
+    height = batch["mask"].shape[-2]
+    if rows >= height or not mask_is_lines(batch["mask"]):
+        return batch
+    start = int(torch.randint(0, height - rows + 1, (1,), generator=generator))
+    return readout_crop(batch, start, rows)
+
+
+class PreparedDataset(torch.utils.data.Dataset):
+    """A :class:`~a2a_cli.io.KspaceDataset` whose items are coil-compressed and cached.
+
+    ``virtual_coils``: the coil count to compress multi-coil items to (None: as
+    stored; items with no more coils are left alone). Prepared items are kept in
+    memory while their total stays under ``cache_bytes``. Every other attribute
+    (``shapes``, ``items``, ``infos``, ...) is the wrapped dataset's, and
+    ``batch_keys`` report the compressed coil count so that batches still stack.
+    """
+
+    def __init__(self, dataset: Any, virtual_coils: int | None = None, cache_bytes: int = 1 << 30):
+        self.dataset = dataset
+        self.virtual_coils = virtual_coils
+        self.cache_bytes = int(cache_bytes)
+        self._cache: OrderedDict[int, dict[str, Any]] = OrderedDict()
+        self._cached_bytes = 0
+        keys = getattr(dataset, "batch_keys", None)
+        if keys is not None and virtual_coils is not None:
+            keys = [k[:3] + (min(k[3], virtual_coils),) for k in keys]
+        self.batch_keys = keys
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "dataset":  # not set yet (unpickling): avoid recursion
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = self._cache.get(i)
+        if item is not None:
+            return item
+        item = self.dataset[i]
+        maps = item.get("coil_maps")
+        if self.virtual_coils is not None and maps is not None and maps.shape[0] > self.virtual_coils:
+            item = compress_item(item, self.virtual_coils)
+        size = sum(v.numel() * v.element_size() for v in item.values() if isinstance(v, torch.Tensor))
+        if self._cached_bytes + size <= self.cache_bytes:
+            self._cache[i] = item
+            self._cached_bytes += size
+        return item
