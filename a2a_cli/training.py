@@ -26,6 +26,7 @@ from .io import KspaceDataset, ShapeBatchSampler, SplitOptions, atomic_write
 from .models import build_model, count_parameters
 from .physics import DynamicMRI, MRIPhysics, Reflection, SequentialMRI
 from .splitting import Artifact2ArtifactLoss, Phase2PhaseLoss
+from .ssdu import SSDULoss
 
 
 class TrainingError(A2AError):
@@ -53,7 +54,9 @@ class TrainConfig:
     mode: Optional[str] = None  # None: from the files' `acquisition` attribute
     model: str = "unrolled"
     model_options: dict = field(default_factory=dict)
-    loss: str = "a2a"  # "a2a" | "p2p"
+    loss: str = "auto"  # "a2a" | "p2p" | "ssdu" | "auto" (resolved from the masks when training starts)
+    ssdu_fraction: float = 0.4  # SSDU: fraction of the measured samples held out for the loss
+    ssdu_masks: int = 1  # SSDU: partitions per sample and step (multi-mask SSDU when > 1)
     split_size: list[int] = field(default_factory=list)  # empty: automatic (T // 2 when T is even)
     all_pairs: bool = False
     neighbours_only: bool = False
@@ -141,6 +144,11 @@ class _Losses:
         if frames not in self._by_frames:
             size = (shape[0], frames, shape[-2], shape[-1])
             try:
+                if self.cfg.loss == "ssdu":
+                    # k-space splitting needs no wrapper: the step feeds the network the input set
+                    ssdu = SSDULoss(loss_fraction=self.cfg.ssdu_fraction, repeats=self.cfg.ssdu_masks)
+                    self._by_frames[frames] = (ssdu, self.net)
+                    return self._by_frames[frames]
                 if self.cfg.loss == "p2p":
                     loss = Phase2PhaseLoss(size, dynamic_model=self.dynamic, device=self.device)
                 else:
@@ -158,6 +166,37 @@ class _Losses:
                 raise TrainingError(f"sequences of {frames} frames: {exc}") from None
             self._by_frames[frames] = (loss, loss.adapt_model(self.net))
         return self._by_frames[frames]
+
+
+def resolve_loss(cfg: TrainConfig, dataset: KspaceDataset, log: Callable[[str], None] = print, limit: int = 32) -> str:
+    """The loss to train with: ``cfg.loss``, or for ``auto`` the one the masks call for.
+
+    ``auto`` picks Artifact2Artifact when temporal splitting is fit for most of the (first
+    ``limit``) training slices' masks, k-space splitting (SSDU) when it is not (the same
+    k-space in every frame, or a single frame; :func:`a2a_cli.masks.splitting_fitness`),
+    and logs one line saying which and why.
+    """
+    if cfg.loss != "auto":
+        return cfg.loss
+    from .io import read_mask
+    from .masks import splitting_fitness
+
+    verdicts = []
+    for path, index in dataset.items[:limit]:
+        mask = read_mask(path, split=getattr(dataset, "split", None), slice_index=index,
+                         mask_file=getattr(dataset, "mask_file", None))
+        verdicts.append(splitting_fitness(mask))
+    unfit = [v for v in verdicts if not v["fit"]]
+    if len(unfit) * 2 > len(verdicts):
+        reason = unfit[0]["reason"]
+        log(f"loss: ssdu (k-space splitting), as --loss auto found {len(unfit)} of {len(verdicts)} slice masks "
+            f"unfit for temporal splitting: {reason}")
+        return "ssdu"
+    fit = [v for v in verdicts if v["fit"]]
+    own = min(v["own_fraction"] for v in fit)
+    log(f"loss: a2a (Artifact2Artifact), as --loss auto found temporal splitting fit for {len(fit)} of "
+        f"{len(verdicts)} slice masks (chunks carry at least {own:.0%} samples of their own)")
+    return "a2a"
 
 
 def default_model_options(cfg: TrainConfig, dataset: KspaceDataset, mode: str = "dynamic") -> dict:
@@ -271,6 +310,7 @@ def train(
         raise TrainingError("the training files hold no slices")
     mode = resolve_mode(cfg, dataset)
     val_set = KspaceDataset(cfg.val, split=split, mask_file=cfg.mask) if cfg.val else None
+    cfg.loss = resolve_loss(cfg, dataset, log if rank == 0 else (lambda _m: None))
     if cfg.steps is None and cfg.epochs is None and cfg.time_limit is None:
         cfg.steps = DEFAULT_STEPS[mode]
 
@@ -413,9 +453,16 @@ def train(
                 y, physics = g.kspace(y), g.physics_of(physics)
             loss_fn, adapted = losses.get(tuple(y.shape[1:]))
             adapted.train()
-            with autocast:
-                x_net = adapted(y, physics, update_parameters=True)
-            loss = loss_fn(x_net.float(), y, physics, adapted)
+            if isinstance(loss_fn, SSDULoss):
+                # the network sees the input set only; the loss scores the held-out set
+                split_draw = loss_fn.split(y, physics)
+                with autocast:
+                    x_net = adapted(split_draw.y_input, split_draw.physics_input)
+                loss = loss_fn(x_net.float(), split_draw)
+            else:
+                with autocast:
+                    x_net = adapted(y, physics, update_parameters=True)
+                loss = loss_fn(x_net.float(), y, physics, adapted)
             loss_value = loss.item()
             if distributed:  # every rank sees the mean, so a non-finite loss stops them all
                 lt = torch.tensor([loss_value], device=device)
