@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from .errors import A2AError
-from .physics import MRIPhysics
+from .physics import DynamicMRI, MRIPhysics
 
 __all__ = ["SSDUError", "SSDUSplit", "SSDULoss", "partition_masks", "SELECTIONS"]
 
@@ -173,7 +173,10 @@ class SSDULoss(nn.Module):
     ``loss_fraction`` (about 0.4) of each sample's measured locations form the loss set;
     ``repeats`` > 1 is the multi-mask variant: that many independent partitions of every
     sample per step (the batch grows ``repeats`` times; the loss is their mean).
-    ``selection`` and ``centre_keep``: see :func:`partition_masks`.
+    ``selection`` and ``centre_keep``: see :func:`partition_masks`. ``frames_per_step``
+    (dynamic data only, :class:`~a2a_cli.physics.DynamicMRI`): train on a random window of
+    that many consecutive frames per step, which bounds the cost of a step for long
+    sequences (validation always scores every frame).
 
     The value is ``metric(A_loss x_net, y_loss) / mean(loss mask)``, normalised by the
     sampled fraction like :class:`~a2a_cli.splitting.Artifact2ArtifactLoss`, so the
@@ -190,6 +193,7 @@ class SSDULoss(nn.Module):
         selection: str = "gaussian",
         centre_keep: float = 0.08,
         metric: Optional[Metric] = None,
+        frames_per_step: Optional[int] = None,
     ):
         super().__init__()
         self.loss_fraction = _check_fraction(loss_fraction, "loss_fraction", 1.0)
@@ -201,13 +205,17 @@ class SSDULoss(nn.Module):
         self.selection = selection
         self.centre_keep = _check_fraction(centre_keep, "centre_keep", 1.0)
         self.metric = nn.MSELoss() if metric is None else metric
+        if frames_per_step is not None and (isinstance(frames_per_step, bool) or int(frames_per_step) < 1):
+            raise SSDUError(f"frames_per_step must be a positive number of frames or None, got {frames_per_step!r}")
+        self.frames_per_step = None if frames_per_step is None else int(frames_per_step)
 
     def split(self, y: torch.Tensor, physics: MRIPhysics, generator: Optional[torch.Generator] = None,
-              repeats: Optional[int] = None) -> SSDUSplit:
+              repeats: Optional[int] = None, window: bool = True) -> SSDUSplit:
         """Draw ``repeats`` (default: the configured number) partitions of every sample of ``y``.
 
         ``y`` ``(B, 2, T, H, W)`` or ``(B, 2, T, N, H, W)``; ``physics`` carries a 5D mask
-        (batch 1 or B) and, for multi-coil data, coil maps ``(B, N, H, W)``.
+        (batch 1 or B) and, for multi-coil data, coil maps ``(B, N, H, W)``. With
+        ``frames_per_step`` and dynamic data (``window``), a random window of frames first.
         """
         if y.ndim not in (5, 6) or y.shape[1] != 2:
             raise SSDUError(f"SSDU needs k-space (B, 2, T, H, W) or (B, 2, T, N, H, W), got shape {tuple(y.shape)}")
@@ -219,6 +227,12 @@ class SSDULoss(nn.Module):
         if mask.shape[0] not in (1, b):
             raise SSDUError(f"the mask batch ({mask.shape[0]}) must be 1 or the batch of y ({b})")
         mask = mask.expand(b, *mask.shape[1:])
+        t = y.shape[2]
+        if window and self.frames_per_step is not None and isinstance(physics, DynamicMRI) and t > self.frames_per_step:
+            start = int(torch.randint(t - self.frames_per_step + 1, (), generator=generator))
+            y = y[:, :, start:start + self.frames_per_step]
+            if mask.shape[2] == t:
+                mask = mask[:, :, start:start + self.frames_per_step]
         mask_k = _repeat(mask, k)
         input_mask, loss_mask = partition_masks(mask_k, self.loss_fraction, self.selection, self.centre_keep, generator)
         y_k = _repeat(y, k)
@@ -255,7 +269,7 @@ class SSDULoss(nn.Module):
         lower the variance of the estimate.
         """
         generator = torch.Generator().manual_seed(VALIDATION_SEED)
-        split = self.split(y, physics, generator=generator, repeats=2)
+        split = self.split(y, physics, generator=generator, repeats=2, window=False)
         was_training = model.training
         model.eval()
         try:

@@ -25,7 +25,7 @@ own seed) serves to tune settings: ``--score-on val`` reports on it instead of t
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import json
 import os
 import platform
@@ -52,55 +52,60 @@ CASES = {
 }
 
 
-def fixed_lines(width: int = SIZE, every: int = EVERY, centre: int = CENTRE) -> np.ndarray:
-    """bool ``(W,)``: every ``every``-th line plus ``centre`` lines around the k-space centre."""
+def fixed_lines(width: int = SIZE, every: int = EVERY, centre: int = CENTRE, offset: int = 0) -> np.ndarray:
+    """bool ``(W,)``: every ``every``-th line (from ``offset``) plus ``centre`` lines around the k-space centre."""
     m = np.zeros(width, bool)
-    m[::every] = True
+    m[offset::every] = True
     m[width // 2 - centre // 2: width // 2 + centre // 2] = True
     return m
 
 
-def write_file(path: Path, mode: str, slices: int, seed: int) -> Path:
-    """One file of a case: a new object per slice (drawn from ``(seed, slice)``)."""
-    lines = fixed_lines()
+def write_file(path: Path, mode: str, slices: int, seed: int, offsets: str = "varied") -> Path:
+    """One file of a case: a new object per slice (drawn from ``(seed, slice)``).
+
+    ``offsets="varied"``: each slice's line grid starts at its own offset (0..3), as
+    fastMRI's equispaced masks do; ``"fixed"``: offset 0 in every slice and file, as in
+    the CMRxRecon masks.
+    """
     if path.exists():
         return path
+    masks = np.stack([fixed_lines(offset=int(np.random.default_rng([seed, s, 2]).integers(EVERY)) if offsets == "varied" else 0)
+                      for s in range(slices)])
     if mode == "dynamic":
         ks, refs = [], []
         for s in range(slices):
             rng = np.random.default_rng([seed, s])
             x = phantom_dynamic(SIZE, SIZE, FRAMES, "respiratory", rng=rng)
-            m = np.broadcast_to(lines, (FRAMES, 1, SIZE))
+            m = np.broadcast_to(masks[s], (FRAMES, 1, SIZE))
             ks.append(add_noise(fft2c(x) * m, SNR, rng, mask=m))
             refs.append(x)
-        return write_a2a_file(path, np.stack(ks), mask=np.broadcast_to(lines, (slices, FRAMES, SIZE)),
+        return write_a2a_file(path, np.stack(ks), mask=np.broadcast_to(masks[:, None], (slices, FRAMES, SIZE)),
                               reference=np.stack(refs), acquisition="dynamic")
     xs = np.stack([phantom_static(SIZE, SIZE, rng=np.random.default_rng([seed, s])) for s in range(slices)])
-    k = np.stack([add_noise(fft2c(x) * lines, SNR, np.random.default_rng([seed, s, 1]), mask=np.broadcast_to(lines, x.shape))
+    k = np.stack([add_noise(fft2c(x) * masks[s], SNR, np.random.default_rng([seed, s, 1]), mask=np.broadcast_to(masks[s], x.shape))
                   for s, x in enumerate(xs)])
-    # fastMRI-style: (slices, H, W), a (W,) line mask, no acquisition attribute
-    return write_a2a_file(path, k, mask=lines.astype(np.uint8), reference=xs, acquisition=None)
+    # fastMRI-style: (slices, H, W), a line mask per slice (S, H, W), no acquisition attribute
+    full = np.broadcast_to(masks[:, None, :], xs.shape).astype(np.uint8)
+    return write_a2a_file(path, k, mask=full, reference=xs, acquisition=None)
 
 
-def make_case(root: Path, name: str) -> dict:
+def make_case(root: Path, name: str, offsets: str = "varied") -> dict:
     mode, n_train, per_file, test_slices, seed = CASES[name]
-    d = root / "data" / name
+    label = name if offsets == "varied" else f"{name}-fixed-offset"
+    d = root / "data" / label
     d.mkdir(parents=True, exist_ok=True)
-    train = [write_file(d / f"train{i}.h5", mode, per_file, seed + i) for i in range(n_train)]
-    val = write_file(d / "val.h5", mode, test_slices, seed + 50)
-    test = write_file(d / "test.h5", mode, test_slices, seed + 100)
-    return {"name": name, "mode": "dynamic" if mode == "dynamic" else "sequential", "train": train, "val": val, "test": test}
+    train = [write_file(d / f"train{i}.h5", mode, per_file, seed + i, offsets) for i in range(n_train)]
+    val = write_file(d / "val.h5", mode, test_slices, seed + 50, offsets)
+    test = write_file(d / "test.h5", mode, test_slices, seed + 100, offsets)
+    return {"name": label, "mode": "dynamic" if mode == "dynamic" else "sequential", "train": train, "val": val, "test": test}
 
 
 # ----------------------------------------------------------------------------- compressed sensing
 def _baselines_module():
-    path = ROOT / "benchmarks" / "baselines.py"
-    if not path.exists():
+    """``benchmarks/baselines.py`` (the shared compressed-sensing baselines), or None where absent."""
+    if not (ROOT / "benchmarks" / "baselines.py").exists():
         return None
-    spec = importlib.util.spec_from_file_location("baselines", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return mod
+    return importlib.import_module("baselines")
 
 
 def cs_row(case: dict, target: Path) -> dict:
@@ -249,6 +254,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("bench_ssdu"))
     ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--offsets", choices=("varied", "fixed"), default="varied",
+                    help="line grid offset: its own per slice (fastMRI equispaced) or 0 everywhere (CMRxRecon)")
     ap.add_argument("--score-on", choices=("test", "val"), default="test", help="held-out test file, or the validation file (for tuning)")
     ap.add_argument("--variants", default="", help="extra rows: 'label=ARGS;label=ARGS' (ARGS passed to a2a train)")
     ap.add_argument("--no-baselines", action="store_true")
@@ -265,13 +272,13 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[dict]] = {}
     for name in args.cases.split(","):
-        case = make_case(args.out, name)
+        case = make_case(args.out, name, args.offsets)
         target = case[args.score_on]
         rows: list[dict] = []
         if not args.no_baselines:
             rows += [zero_filled_row(case, target), cs_row(case, target)]
             _report(rows)
-        default_run = args.out / "runs" / name / "a2a_default__no_options_"
+        default_run = args.out / "runs" / case["name"] / "a2a_default__no_options_"
         if not args.no_default:
             rows.append(learned_row(case, "a2a default (no options)", [], args.out, target))
             _report(rows[-1:])

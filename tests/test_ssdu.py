@@ -300,3 +300,18 @@ def test_dynamic_time_invariant_multicoil_trains_with_auto(tmp_path, one_thread)
     assert "loss: ssdu" in text
     code, text = invoke(["train", data, "--out", tmp_path / "bad", "--loss", "ssdu", "--ssdu-fraction", "1.5"])
     assert code == 2 and "--ssdu-fraction" in text
+
+
+def test_dynamic_window_of_frames(one_thread):
+    y, physics = _data("dynamic", 1, frames=6)
+    loss = SSDULoss(frames_per_step=4)
+    split = loss.split(y, physics, generator=torch.Generator().manual_seed(2))
+    assert split.y_input.shape[2] == 4 and split.input_mask.shape[2] == 4
+    start = next(s for s in range(3) if torch.equal(split.y_input + split.y_loss, y[:, :, s:s + 4]))
+    assert 0 <= start <= 2
+    # sequential data are never cut: every frame measures the same object
+    y_s, phys_s = _data("sequential", 1, frames=6)
+    assert loss.split(y_s, phys_s).y_input.shape[2] == 6
+    # validation scores every frame
+    net = build_model("unrolled", channels=4, depth=2)
+    assert torch.isfinite(loss.evaluate(net, y, physics))
