@@ -7,11 +7,16 @@ Run by hand (not part of the test suite), from the repository root:
 Two cases, 64x64, data made with the project's simulator (a new object for every slice,
 SNR 30 dB), a held-out test file that no method trains on or is tuned on:
 
-* ``dynamic-fixed``: a breathing abdomen, T = 16, every 4th phase-encode line plus the 8
+* ``dynamic-same-lines``: a breathing abdomen, T = 16, every 4th phase-encode line plus the 8
   centre lines, the same lines in every frame (as in clinical Cartesian cine);
   4 training files x 2 slices.
 * ``single-frame``: a static abdomen as a fastMRI-style ``(slices, H, W)`` file (no
   ``--frames``), the same kind of mask; 4 training files x 8 slices.
+
+Each slice's grid of every 4th line starts at its own offset (0 to 3), as fastMRI's
+equispaced masks do; ``--offsets fixed`` puts it at 0 in every slice and file, as the
+CMRxRecon masks do (then no file measures the lines between the grid lines outside the
+centre, and k-space splitting learns them only from the centre lines).
 
 Rows: zero-filled, compressed sensing (``benchmarks/baselines.py`` when present: BART
 ``pics`` with TV and with wavelets, weight tuned on a training file, the best kept;
@@ -47,7 +52,7 @@ from quality import _complex, run_measured, score, tune_cs, cs_reconstruct  # no
 SIZE, FRAMES, EVERY, CENTRE, SNR = 64, 16, 4, 8, 30.0
 CASES = {
     # name: (mode, training files, slices per file, test slices, seed)
-    "dynamic-fixed": ("dynamic", 4, 2, 2, 14000),
+    "dynamic-same-lines": ("dynamic", 4, 2, 2, 14000),
     "single-frame": ("static", 4, 8, 8, 15000),
 }
 
@@ -258,6 +263,7 @@ def main() -> None:
                     help="line grid offset: its own per slice (fastMRI equispaced) or 0 everywhere (CMRxRecon)")
     ap.add_argument("--score-on", choices=("test", "val"), default="test", help="held-out test file, or the validation file (for tuning)")
     ap.add_argument("--variants", default="", help="extra rows: 'label=ARGS;label=ARGS' (ARGS passed to a2a train)")
+    ap.add_argument("--tag", default="", help="suffix of the results file names (runs in parts)")
     ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("--no-default", action="store_true")
     ap.add_argument("--no-supervised", action="store_true")
@@ -296,7 +302,7 @@ def main() -> None:
                    f"torch {__import__('torch').__version__} (CPU), {__import__('torch').get_num_threads()} threads",
         "scored_on": f"the {args.score_on} file of each case",
     }
-    tag = "" if args.score_on == "test" else "_val"
+    tag = ("" if args.score_on == "test" else "_val") + (f"_{args.tag}" if args.tag else "")
     (args.out / f"results{tag}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=str))
     md = markdown(results, meta)
     (args.out / f"results{tag}.md").write_text(md)
