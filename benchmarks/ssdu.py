@@ -13,6 +13,9 @@ SNR 30 dB), a held-out test file that no method trains on or is tuned on:
 * ``single-frame``: a static abdomen as a fastMRI-style ``(slices, H, W)`` file (no
   ``--frames``), the same kind of mask; 4 training files x 8 slices.
 
+* ``single-frame-random``: as ``single-frame`` with fastMRI's random mask instead: the 8
+  centre lines plus 8 random other lines (acceleration 4), a new draw for every slice.
+
 Each slice's grid of every 4th line starts at its own offset (0 to 3), as fastMRI's
 equispaced masks do; ``--offsets fixed`` puts it at 0 in every slice and file, as the
 CMRxRecon masks do (then no file measures the lines between the grid lines outside the
@@ -23,7 +26,7 @@ Rows: zero-filled, compressed sensing (``benchmarks/baselines.py`` when present:
 otherwise sigpy TV tuned on a training slice), a2a's untouched default (``a2a train FILES
 --out RUN``, which picks its loss with ``--loss auto`` and stops by itself), optional
 variants (``--variants``), and the default network trained supervised on the ground truth
-for as long as the default trained (the ceiling). PSNR/SSIM on magnitude against the
+for as many steps as the default took (the ceiling). PSNR/SSIM on magnitude against the
 noiseless reference, mean over the test file's slices. A validation file (``val.h5``, its
 own seed) serves to tune settings: ``--score-on val`` reports on it instead of the test file.
 """
@@ -54,6 +57,7 @@ CASES = {
     # name: (mode, training files, slices per file, test slices, seed)
     "dynamic-same-lines": ("dynamic", 4, 2, 2, 14000),
     "single-frame": ("static", 4, 8, 8, 15000),
+    "single-frame-random": ("static", 4, 8, 8, 16000),
 }
 
 
@@ -65,7 +69,15 @@ def fixed_lines(width: int = SIZE, every: int = EVERY, centre: int = CENTRE, off
     return m
 
 
-def write_file(path: Path, mode: str, slices: int, seed: int, offsets: str = "varied") -> Path:
+def random_lines(rng: np.random.Generator, width: int = SIZE, acceleration: float = EVERY, centre: int = CENTRE) -> np.ndarray:
+    """bool ``(W,)``: the ``centre`` centre lines plus random others, ``width / acceleration`` in all (fastMRI's random mask)."""
+    m = fixed_lines(width, every=width + 1, centre=centre, offset=width)  # the centre lines only
+    others = np.flatnonzero(~m)
+    m[rng.choice(others, size=int(round(width / acceleration)) - centre, replace=False)] = True
+    return m
+
+
+def write_file(path: Path, mode: str, slices: int, seed: int, offsets: str = "varied", random: bool = False) -> Path:
     """One file of a case: a new object per slice (drawn from ``(seed, slice)``).
 
     ``offsets="varied"``: each slice's line grid starts at its own offset (0..3), as
@@ -74,8 +86,11 @@ def write_file(path: Path, mode: str, slices: int, seed: int, offsets: str = "va
     """
     if path.exists():
         return path
-    masks = np.stack([fixed_lines(offset=int(np.random.default_rng([seed, s, 2]).integers(EVERY)) if offsets == "varied" else 0)
-                      for s in range(slices)])
+    if random:
+        masks = np.stack([random_lines(np.random.default_rng([seed, s, 2])) for s in range(slices)])
+    else:
+        masks = np.stack([fixed_lines(offset=int(np.random.default_rng([seed, s, 2]).integers(EVERY)) if offsets == "varied" else 0)
+                          for s in range(slices)])
     if mode == "dynamic":
         ks, refs = [], []
         for s in range(slices):
@@ -99,9 +114,10 @@ def make_case(root: Path, name: str, offsets: str = "varied") -> dict:
     label = name if offsets == "varied" else f"{name}-fixed-offset"
     d = root / "data" / label
     d.mkdir(parents=True, exist_ok=True)
-    train = [write_file(d / f"train{i}.h5", mode, per_file, seed + i, offsets) for i in range(n_train)]
-    val = write_file(d / "val.h5", mode, test_slices, seed + 50, offsets)
-    test = write_file(d / "test.h5", mode, test_slices, seed + 100, offsets)
+    random = name.endswith("-random")
+    train = [write_file(d / f"train{i}.h5", mode, per_file, seed + i, offsets, random) for i in range(n_train)]
+    val = write_file(d / "val.h5", mode, test_slices, seed + 50, offsets, random)
+    test = write_file(d / "test.h5", mode, test_slices, seed + 100, offsets, random)
     return {"name": label, "mode": "dynamic" if mode == "dynamic" else "sequential", "train": train, "val": val, "test": test}
 
 
@@ -188,18 +204,19 @@ def _steps(path: Path) -> tuple[int, float | None]:
     return recs[-1]["step"], round(recs[-1]["time"] / max(1, recs[-1]["step"]), 4)
 
 
-def supervised_row(case: dict, root: Path, budget: float, default_run: Path, target: Path) -> dict:
+def supervised_row(case: dict, root: Path, steps: int, default_run: Path, target: Path) -> dict:
     run = root / "runs" / case["name"] / "supervised"
     if run.exists():
         shutil.rmtree(run)
     run.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--supervised-worker", str(run), "--like", str(default_run),
-           "--budget", str(budget), *map(str, case["train"])]
+           "--steps", str(steps), *map(str, case["train"])]
     return _train_and_score("supervised (the default's network on the ground truth, ceiling)", cmd, run, target)
 
 
-def supervised_worker(run: Path, like: Path, budget: float, files: list[str]) -> None:
-    """Train the network of the run ``like`` (same architecture and options) on the ground truth."""
+def supervised_worker(run: Path, like: Path, steps: int, files: list[str]) -> None:
+    """Train the network of the run ``like`` (same architecture and options) on the ground truth,
+    for as many steps as that run took (a count of steps does not depend on the machine's load)."""
     import torch
 
     from a2a_cli.checkpoints import load_checkpoint, save_checkpoint
@@ -218,7 +235,7 @@ def supervised_worker(run: Path, like: Path, budget: float, files: list[str]) ->
     run.mkdir(parents=True, exist_ok=True)
     samples = [ds.read(i) for i in range(len(ds))]
     start, step, log = time.monotonic(), 0, []
-    while time.monotonic() - start < budget:
+    while step < steps:
         smp = samples[int(torch.randint(len(samples), (1,)))]
         phys, y, ref = make_physics(mode, smp.mask), smp.kspace, smp.reference
         if augment:
@@ -269,11 +286,11 @@ def main() -> None:
     ap.add_argument("--no-supervised", action="store_true")
     ap.add_argument("--supervised-worker", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--like", type=Path, help=argparse.SUPPRESS)
-    ap.add_argument("--budget", type=float, default=120.0, help=argparse.SUPPRESS)
+    ap.add_argument("--steps", type=int, default=1000, help=argparse.SUPPRESS)
     ap.add_argument("files", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.supervised_worker:
-        supervised_worker(args.supervised_worker, args.like, args.budget, args.files)
+        supervised_worker(args.supervised_worker, args.like, args.steps, args.files)
         return
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[dict]] = {}
@@ -293,8 +310,8 @@ def main() -> None:
             rows.append(learned_row(case, label.strip(), extra.split(), args.out, target))
             _report(rows[-1:])
         if not args.no_supervised and (default_run / "best.pt").exists():
-            budget = next((r["train_s"] for r in rows if r["method"] == "a2a default (no options)" and "train_s" in r), args.budget)
-            rows.append(supervised_row(case, args.out, budget, default_run, target))
+            steps = next((r["steps"] for r in rows if r["method"] == "a2a default (no options)" and "steps" in r), args.steps)
+            rows.append(supervised_row(case, args.out, steps, default_run, target))
             _report(rows[-1:])
         results[name] = rows
     meta = {
