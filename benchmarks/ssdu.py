@@ -286,7 +286,7 @@ def main() -> None:
     ap.add_argument("--no-supervised", action="store_true")
     ap.add_argument("--supervised-worker", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--like", type=Path, help=argparse.SUPPRESS)
-    ap.add_argument("--steps", type=int, default=1000, help=argparse.SUPPRESS)
+    ap.add_argument("--steps", type=int, default=1000, help="supervised steps when the default row is not run in the same call (--no-default)")
     ap.add_argument("files", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.supervised_worker:

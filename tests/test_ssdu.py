@@ -271,6 +271,9 @@ def test_static_file_trains_with_ssdu_and_reconstructs(tmp_path, one_thread):
     assert "loss: ssdu" in text and "single frame" in text
     config = json.loads((run / "config.json").read_text())
     assert (config["loss"], config["mode"]) == ("ssdu", "sequential")
+    # no reflections by default with SSDU (they stay on for temporal splitting in sequential mode)
+    from a2a_cli.checkpoints import load_checkpoint
+    assert load_checkpoint(run / "best.pt").build_model().flip_ensemble is False
     assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()][-1] == 4
     code, text = invoke(["reconstruct", run / "best.pt", data, "--out", tmp_path / "recon", "--device", "cpu", "--json"])
     assert code == 0, text
