@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 from .models import AutoEncoder, Conv2dtNet, ResidualUNet, TimeAgnosticNet, UnrolledNet, build_model
 from .physics import DynamicMRI, SequentialMRI, fft2c, ifft2c, to_complex, to_real
 from .splitting import Artifact2ArtifactLoss, Phase2PhaseLoss
+from .ssdu import SSDULoss
 
 __all__ = [
     "__version__",
@@ -32,6 +33,7 @@ __all__ = [
     "to_real",
     "Artifact2ArtifactLoss",
     "Phase2PhaseLoss",
+    "SSDULoss",
     "AutoEncoder",
     "TimeAgnosticNet",
     "ResidualUNet",

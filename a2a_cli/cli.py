@@ -185,6 +185,8 @@ TRAIN_EPILOG = """
 
     a2a train scans/*.h5 --out runs/study --resume
 
+    a2a train knee_stack.h5 --out runs/knee --loss ssdu --ssdu-masks 4
+
     torchrun --nproc-per-node 2 -m a2a_cli train study/*.h5 --out runs/ddp
 
     a2a train study/*.h5 --out runs/ddp --nproc 2 --workers 2
@@ -201,7 +203,9 @@ def train(
     mode: Optional[Mode] = typer.Option(None, help="dynamic (video) or sequential (static image); default: the files' `acquisition` attribute."),
     model: str = typer.Option("unrolled", help="Network: unrolled, unet or cnn2dt."),
     model_option: List[str] = typer.Option([], "--model-option", help="Network setting KEY=VALUE, e.g. iterations=3 (repeatable)."),
-    loss: str = typer.Option("a2a", help="a2a (Artifact2Artifact) or p2p (Phase2Phase)."),
+    loss: str = typer.Option("auto", help="a2a (Artifact2Artifact: split in time), p2p (Phase2Phase), ssdu (split k-space: for the same lines in every frame, or one frame) or auto (a2a where the masks allow temporal splitting, else ssdu)."),
+    ssdu_fraction: float = typer.Option(0.4, "--ssdu-fraction", help="ssdu: fraction of the measured samples held out for the loss at each step."),
+    ssdu_masks: int = typer.Option(1, "--ssdu-masks", help="ssdu: partitions per slice and step (multi-mask SSDU when > 1)."),
     split_size: List[int] = typer.Option([], "--split-size", help="Frames per chunk (repeat for a random choice per step); default: T/2."),
     all_pairs: bool = typer.Option(False, "--all-pairs", help="Score each input chunk against all other chunks (lower-variance loss)."),
     neighbours_only: bool = typer.Option(False, "--neighbours-only", help="Targets only from the chunks next to the input chunk (less motion between them)."),
@@ -238,7 +242,7 @@ def train(
     values = {
         "train": [str(p) for p in data], "out": str(out_dir), "val": [str(p) for p in val],
         "mode": mode.value if mode else None, "model": model, "model_options": _parse_model_options(model_option),
-        "loss": loss, "split_size": list(split_size), "all_pairs": all_pairs, "neighbours_only": neighbours_only,
+        "loss": loss, "ssdu_fraction": ssdu_fraction, "ssdu_masks": ssdu_masks, "split_size": list(split_size), "all_pairs": all_pairs, "neighbours_only": neighbours_only,
         "shuffle_frames": shuffle_frames, "augment": augment,
         "steps": steps, "epochs": epochs, "time_limit": time_limit, "lr": lr, "batch_size": batch_size,
         "val_every": val_every, "patience": patience or None, "grad_clip": grad_clip, "save_every": save_every,
@@ -571,7 +575,7 @@ def inspect_mask(
     seed: int = typer.Option(0, help="Seed of the line assignment (with --frames)."),
     mask_file: Optional[Path] = typer.Option(None, "--mask", help="CMRxRecon: sampling mask file (`*_mask*.mat`); default: the mask file beside the input."),
 ) -> None:
-    """Show whether a file's sampling pattern suits splitting in time."""
+    """Show whether a file's sampling pattern suits splitting in time, and which loss to train with."""
     from .config import check_options
     from .io import describe_layout, inspect_file, layout_warning, read_mask
     from .masks import mask_report, render_text, save_mask_png
@@ -640,6 +644,10 @@ def _print_mask_report(r: dict, picture: str) -> None:
     for w in r.get("warnings", []):
         out.print(f"[yellow]warning:[/] {w}", highlight=False)
     rec = r.get("recommended_split_size")
+    fitness = r.get("temporal_splitting") or {}
+    if r.get("recommended_loss") == "ssdu":
+        out.print(f"[bold red]verdict: unfit for temporal splitting[/] ({fitness.get('reason')}); recommended --loss ssdu", highlight=False)
+        return
     out.print(f"[bold {colour}]verdict: {r.get('verdict')}[/]" + (f" (recommended --split-size {rec})" if rec else ""), highlight=False)
 
 

@@ -261,7 +261,12 @@ class TrainConfig:
     mode: Optional[str] = _f(None, Check("str", choices=("dynamic", "sequential"), optional=True, flag="--mode"))
     model: str = _f("unrolled", Check("str", choices=_model_names, flag="--model"))
     model_options: dict = _f(dict, Check("dict", flag="--model-option"))
-    loss: str = _f("a2a", Check("str", choices=("a2a", "p2p"), flag="--loss"))
+    # "auto": resolved from the masks when training starts (Artifact2Artifact, or SSDU where time splitting is unfit)
+    loss: str = _f("auto", Check("str", choices=("a2a", "p2p", "ssdu", "auto"), flag="--loss"))
+    # SSDU: fraction of the measured samples held out for the loss
+    ssdu_fraction: float = _f(0.4, Check("float", low=0, low_open=True, high=0.95, flag="--ssdu-fraction"))
+    # SSDU: partitions per sample and step (multi-mask SSDU when > 1)
+    ssdu_masks: int = _f(1, Check("int", low=1, high=64, flag="--ssdu-masks"))
     # empty: automatic (T // 2 when T is even)
     split_size: list[int] = _f(list, Check("int_list", low=1, high=100_000, flag="--split-size"))
     all_pairs: bool = _f(False, Check("bool", flag="--all-pairs"))

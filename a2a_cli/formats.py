@@ -71,7 +71,7 @@ fastMRI multi-coil
 ``acquisition`` attribute such as ``CORPD_FBK`` marks it; a 4D ``kspace`` without
 either, or with ``acquisition`` = ``static``, is left to :mod:`a2a_cli.io`), optional ``mask`` ``(W,)``/``(H, W)``/
 ``(S, H, W)`` (absent: the non-zero samples), optional ``reference`` ``(S, H, W)``.
-Read in sequential mode with the frames option, like single-coil fastMRI files.
+Read in sequential mode like single-coil fastMRI files (one frame per slice without the frames option).
 """
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ import numpy as np
 import torch
 
 from . import io as _io
-from .errors import A2AError, InputError
+from .errors import InputError
 from .fft import fftc, ifftc
 from .geometry import read_geometry
 from .headers import check_samples, header_int, read_whole
@@ -594,9 +594,7 @@ def _fastmri_inspect(f: h5py.File, path: Path, split: _io.SplitOptions | None) -
     if 0 in shape:
         raise InputError(path, f"'kspace' has a zero-size dimension (shape {_io._shape_str(shape)})")
     s, n, h, w = shape
-    if split is None:
-        raise InputError(path, f"'kspace' has shape {_io._shape_str(shape)}: a multi-coil fastMRI file (slices, coils, H, W), "
-                               f"static; it needs the frames option (how many frames to split each slice's lines into)")
+    split = split or _io.SINGLE_FRAME  # without the frames option: one frame per slice
     sizes = {"S": s, "H": h, "W": w}
     mask_dims = None
     if "mask" in f:
@@ -618,8 +616,7 @@ def _fastmri_inspect(f: h5py.File, path: Path, split: _io.SplitOptions | None) -
 
 def _fastmri_mask(f: h5py.File, info: ImportedInfo, index: int, split: _io.SplitOptions | None, k: np.ndarray | None) -> np.ndarray:
     """bool ``(T, H, W)``: the slice's samples dealt out to frames (``k``: ``(N, H, W)`` when derived)."""
-    if split is None:
-        raise A2AError(f"{info.path}: a static fastMRI-style file needs split options (the frames option)")
+    split = split or _io.SINGLE_FRAME
     h, w = info.height, info.width
     dims = info.plan["mask_dims"]
     if dims is not None:

@@ -58,16 +58,16 @@ member              shape                                   content
 ``reference`` (o.)  ``(S, H, W)``                           ground truth, for quality only
 ==================  ======================================  ============================================
 
-They are read in ``sequential`` mode: the sampled lines of each slice are dealt out
-to T frames by :class:`SplitOptions` (the ``frames`` option), and frame t is the full
-k-space times mask t.
+They are read in ``sequential`` mode. Without the ``frames`` option every slice is a
+single frame (``T = 1``, all its samples; trained with k-space splitting, SSDU). With it
+the sampled lines of each slice are dealt out to T frames by :class:`SplitOptions`, and
+frame t is the full k-space times mask t.
 
 **Telling the two 3D layouts apart.** A 3D ``kspace`` is a single a2a slice
 ``(T, H, W)`` only when the file attribute ``acquisition`` is ``dynamic`` or
 ``sequential``. Otherwise (no attribute, ``static``, or a fastMRI protocol name such
-as ``CORPD_FBK``) it is a fastMRI-style ``(S, H, W)`` stack and needs ``split``
-(the frames option); without it :func:`inspect_file` raises an :class:`InputError`
-that says so. ``split`` is ignored for a2a files, whose frames are in the file. A 4D
+as ``CORPD_FBK``) it is a fastMRI-style ``(S, H, W)`` stack, split into frames by
+``split`` (the frames option) or read as single frames without it. ``split`` is ignored for a2a files, whose frames are in the file. A 4D
 ``kspace`` without the attribute is a dynamic a2a file.
 
 Masks of shape ``(S, T, W)`` and ``(T, H, W)`` coincide when ``S == T == H``; the
@@ -182,6 +182,10 @@ class SplitOptions:
             raise A2AError(f"centre_lines must be >= 0, got {self.centre_lines!r}")
         if self.seed < 0:
             raise A2AError(f"seed must be >= 0, got {self.seed!r}")
+
+
+#: Static files read without the frames option: every slice is one frame holding all its samples.
+SINGLE_FRAME = SplitOptions(frames=1)
 
 
 def centre_line_indices(width: int, count: int) -> np.ndarray:
@@ -626,14 +630,9 @@ def _inspect_header(f: h5py.File, path: Path, split: SplitOptions | None, mask_f
         layout, mode = "a2a", "dynamic"
         mode_source = "default: no 'acquisition' attribute"
     else:
-        if split is None:
-            said = "no 'acquisition' attribute" if acq is None else f"acquisition={acq_raw!r}"
-            raise InputError(
-                path,
-                f"'kspace' has shape {_shape_str(shape)} and {said}: as a static fastMRI-style file "
-                f"(slices, H, W) it needs the frames option (how many frames to split each slice's lines into); "
-                f"if it is a single a2a slice (T, H, W), set the file attribute acquisition to 'dynamic' or 'sequential'",
-            )
+        # a static stack: without the frames option each slice is one frame (k-space splitting
+        # trains on it); with it, its lines are dealt out to frames for temporal splitting
+        split = split or SINGLE_FRAME
         layout, mode = "fastmri", "sequential"
         mode_source = "static file split into frames"
 
@@ -813,9 +812,7 @@ def _slice_mask(f: h5py.File, info: FileInfo, index: int, split: SplitOptions | 
         if m.ndim == 4:  # (T, N, H, W): a location is sampled when any coil holds a value
             m = m.any(axis=1)
     if info.layout == "fastmri":
-        if split is None:
-            raise A2AError(f"{info.path}: a static fastMRI-style file needs split options (the frames option)")
-        frames = split_lines(m.any(axis=0), split, index)
+        frames = split_lines(m.any(axis=0), split or SINGLE_FRAME, index)
         m = m[None, :, :] & frames[:, None, :]
     return np.ascontiguousarray(m, dtype=bool)
 

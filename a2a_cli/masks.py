@@ -43,6 +43,7 @@ import numpy as np
 __all__ = [
     "as_mask",
     "mask_report",
+    "splitting_fitness",
     "never_sampled_lines",
     "never_sampled_lines_by_width",
     "render_text",
@@ -55,6 +56,9 @@ SPARSE_CHUNK_FRACTION = 0.25
 # above this mean fraction of a target chunk's samples that the input chunk also holds,
 # the target mostly repeats the input and the loss teaches little
 HEAVY_OVERLAP = 0.9
+# below this fraction of a target chunk's samples that the input chunk lacks (for the
+# best split), temporal splitting has (almost) nothing to teach: k-space splitting (SSDU)
+OWN_SAMPLES_MIN = 0.05
 # frames listed by number in a warning before the list is cut short
 _LIST_LIMIT = 10
 
@@ -194,6 +198,57 @@ def _recommend(splits: list[dict]) -> Optional[int]:
     return max(r["split_size"] for r in pool)
 
 
+def splitting_fitness(mask: object) -> dict:
+    """Whether temporal splitting (Artifact2Artifact) can learn from this mask, and which loss to use.
+
+    A target chunk teaches through the samples that the input chunk lacks (its *own*
+    samples). ``own_fraction`` is the largest, over the split sizes that divide T into two
+    or more chunks, of the mean fraction of a target chunk's samples that are its own.
+    Below ``OWN_SAMPLES_MIN`` (the same lines in every frame), or with a single frame,
+    the mask is unfit and k-space splitting (``ssdu``) is recommended. Returns
+    ``{"fit", "own_fraction", "reason", "recommended_loss"}`` (``recommended_loss`` None
+    for a mask without samples).
+
+    >>> same = np.zeros((8, 16), dtype=bool); same[:, ::4] = True
+    >>> f = splitting_fitness(same)
+    >>> f["fit"], f["own_fraction"], f["recommended_loss"]
+    (False, 0.0, 'ssdu')
+    >>> varied = np.zeros((8, 16), dtype=bool)
+    >>> for t in range(8): varied[t, t::4] = True
+    >>> splitting_fitness(varied)["recommended_loss"]
+    'a2a'
+    """
+    m = as_mask(mask)
+    t = m.shape[0]
+    units = m[:, 0, :] if _is_lines(m) else m.reshape(t, -1)
+    if not units.any():
+        return {"fit": False, "own_fraction": None, "reason": "the mask has no samples", "recommended_loss": None}
+    if t < 2:
+        return {"fit": False, "own_fraction": None, "recommended_loss": "ssdu",
+                "reason": "a single frame cannot be split in time"}
+    own = []
+    for s in range(1, t // 2 + 1):
+        if t % s:
+            continue
+        chunks = units.reshape(t // s, s, -1).any(axis=1)
+        if not chunks.any(axis=1).all():
+            continue
+        overlap = _mean_pairwise_overlap(chunks)
+        if overlap is not None:
+            own.append(1.0 - overlap)
+    best = max(own) if own else None
+    if best is None:
+        return {"fit": False, "own_fraction": None, "recommended_loss": "ssdu",
+                "reason": "no split of the frames gives two chunks with samples"}
+    best = round(float(best), 4)
+    if best < OWN_SAMPLES_MIN:
+        return {"fit": False, "own_fraction": best, "recommended_loss": "ssdu",
+                "reason": f"chunks carry almost no samples of their own ({best:.0%} at best: the frames sample "
+                          "the same k-space), so every target chunk repeats its input"}
+    return {"fit": True, "own_fraction": best, "recommended_loss": "a2a",
+            "reason": f"chunks carry samples of their own (up to {best:.0%} of a target chunk)"}
+
+
 def mask_report(mask: object, split_sizes: Optional[Iterable[int]] = None) -> dict:
     """JSON-ready statistics of a ``(T, H, W)`` or ``(T, W)`` boolean mask.
 
@@ -222,6 +277,9 @@ def mask_report(mask: object, split_sizes: Optional[Iterable[int]] = None) -> di
       ``verdict`` (``"ok"``/``"warning"``/``"unusable"``) and ``warnings``.
     * ``recommended_split_size`` (``None`` if no split is usable), ``verdict``,
       ``warnings`` (mask-level problems, then the recommended split's warnings).
+    * ``temporal_splitting``: :func:`splitting_fitness` (``fit``, ``own_fraction``,
+      ``reason``), and ``recommended_loss``: ``"a2a"`` where temporal splitting is fit,
+      ``"ssdu"`` (k-space splitting) where it is not, ``None`` without samples.
     """
     m = as_mask(mask)
     t, h, w = m.shape
@@ -286,6 +344,9 @@ def mask_report(mask: object, split_sizes: Optional[Iterable[int]] = None) -> di
     if recommended is not None:
         chosen = next(r for r in candidates if r["split_size"] == recommended)
         warnings.extend(f"split size {recommended}: {msg}" for msg in chosen["warnings"])
+    fitness = splitting_fitness(m)
+    if not fitness["fit"] and union_samples:
+        warnings.append(f"unfit for temporal splitting: {fitness['reason']}; use --loss ssdu (k-space splitting)")
 
     return {
         "shape": [int(v) for v in np.shape(mask)],
@@ -324,6 +385,8 @@ def mask_report(mask: object, split_sizes: Optional[Iterable[int]] = None) -> di
         "recommended_split_size": recommended,
         "verdict": "unusable" if unusable else ("warning" if warnings else "ok"),
         "warnings": warnings,
+        "temporal_splitting": {k: fitness[k] for k in ("fit", "own_fraction", "reason")},
+        "recommended_loss": fitness["recommended_loss"],
     }
 
 

@@ -28,6 +28,7 @@ from .models import build_model, count_parameters
 from .physics import DynamicMRI, MRIPhysics, Reflection, SequentialMRI, normalise_measurement
 from .splitting import Artifact2ArtifactLoss, Phase2PhaseLoss
 from .training_data import PreparedDataset, auto_crop_rows, auto_virtual_coils, random_readout_crop
+from .ssdu import SSDULoss
 
 
 class TrainingError(A2AError):
@@ -72,9 +73,20 @@ def apply_default_budget(cfg: "TrainConfig", mode: str) -> None:
         cfg.time_limit = DEFAULT_TIME_LIMIT
 
 
+#: SSDU in dynamic mode trains on a random window of this many frames per step: the cost
+#: of an Artifact2Artifact step with the default chunk of T/2 = 8 frames.
+SSDU_FRAMES_PER_STEP = 8
+
+
 def augment_enabled(cfg: "TrainConfig", mode: str) -> bool:
-    """Whether training sees randomly reflected data (default: sequential mode only)."""
-    return mode == "sequential" if cfg.augment is None else bool(cfg.augment)
+    """Whether training sees randomly reflected data (default: sequential mode with temporal splitting only).
+
+    SSDU trains without them by default: its defaults were tuned so, and the eight-fold
+    reflection average would multiply the cost of every validation and reconstruction.
+    """
+    if cfg.augment is None:
+        return mode == "sequential" and cfg.loss != "ssdu"
+    return bool(cfg.augment)
 
 
 def auto_split_size(frames: int) -> int:
@@ -138,6 +150,12 @@ class _Losses:
         if frames not in self._by_frames:
             size = (shape[0], frames, shape[-2], shape[-1])
             try:
+                if self.cfg.loss == "ssdu":
+                    # k-space splitting needs no wrapper: the step feeds the network the input set
+                    ssdu = SSDULoss(loss_fraction=self.cfg.ssdu_fraction, repeats=self.cfg.ssdu_masks,
+                                    frames_per_step=SSDU_FRAMES_PER_STEP if self.dynamic else None)
+                    self._by_frames[frames] = (ssdu, self.net)
+                    return self._by_frames[frames]
                 if self.cfg.loss == "p2p":
                     loss = Phase2PhaseLoss(size, dynamic_model=self.dynamic, device=self.device)
                 else:
@@ -155,6 +173,37 @@ class _Losses:
                 raise TrainingError(f"sequences of {frames} frames: {exc}") from None
             self._by_frames[frames] = (loss, loss.adapt_model(self.net))
         return self._by_frames[frames]
+
+
+def resolve_loss(cfg: TrainConfig, dataset: KspaceDataset, log: Callable[[str], None] = print, limit: int = 32) -> str:
+    """The loss to train with: ``cfg.loss``, or for ``auto`` the one the masks call for.
+
+    ``auto`` picks Artifact2Artifact when temporal splitting is fit for most of the (first
+    ``limit``) training slices' masks, k-space splitting (SSDU) when it is not (the same
+    k-space in every frame, or a single frame; :func:`a2a_cli.masks.splitting_fitness`),
+    and logs one line saying which and why.
+    """
+    if cfg.loss != "auto":
+        return cfg.loss
+    from .io import read_mask
+    from .masks import splitting_fitness
+
+    verdicts = []
+    for path, index in dataset.items[:limit]:
+        mask = read_mask(path, split=getattr(dataset, "split", None), slice_index=index,
+                         mask_file=getattr(dataset, "mask_file", None))
+        verdicts.append(splitting_fitness(mask))
+    unfit = [v for v in verdicts if not v["fit"]]
+    if len(unfit) * 2 > len(verdicts):
+        reason = unfit[0]["reason"]
+        log(f"loss: ssdu (k-space splitting), as --loss auto found {len(unfit)} of {len(verdicts)} slice masks "
+            f"unfit for temporal splitting: {reason}")
+        return "ssdu"
+    fit = [v for v in verdicts if v["fit"]]
+    own = min(v["own_fraction"] for v in fit)
+    log(f"loss: a2a (Artifact2Artifact), as --loss auto found temporal splitting fit for {len(fit)} of "
+        f"{len(verdicts)} slice masks (chunks carry at least {own:.0%} samples of their own)")
+    return "a2a"
 
 
 def default_model_options(cfg: TrainConfig, dataset: KspaceDataset, mode: str = "dynamic") -> dict:
@@ -285,6 +334,7 @@ def train(
         auto_crop_rows(max(s[1] for s in dataset.shapes), cfg.crop_rows)
     except (ValueError, TypeError) as exc:
         raise TrainingError(f"virtual_coils / crop_rows: {exc}") from None
+    cfg.loss = resolve_loss(cfg, dataset, log if rank == 0 else (lambda _m: None))
     dataset = PreparedDataset(dataset, virtual)
     if val_set is not None:
         val_set = PreparedDataset(val_set, virtual)
@@ -436,9 +486,16 @@ def train(
                 y, physics = g.kspace(y), g.physics_of(physics)
             loss_fn, adapted = losses.get(tuple(y.shape[1:]))
             adapted.train()
-            with autocast:
-                x_net = adapted(y, physics, update_parameters=True)
-            loss = loss_fn(x_net.float(), y, physics, adapted)
+            if isinstance(loss_fn, SSDULoss):
+                # the network sees the input set only; the loss scores the held-out set
+                split_draw = loss_fn.split(y, physics)
+                with autocast:
+                    x_net = adapted(split_draw.y_input, split_draw.physics_input)
+                loss = loss_fn(x_net.float(), split_draw)
+            else:
+                with autocast:
+                    x_net = adapted(y, physics, update_parameters=True)
+                loss = loss_fn(x_net.float(), y, physics, adapted)
             loss_value = loss.item()
             if distributed:  # every rank sees the mean, so a non-finite loss stops them all
                 lt = torch.tensor([loss_value], device=device)

@@ -37,8 +37,9 @@ def data(tmp_path_factory) -> dict:
         "dir": d,
         "dyn_train": write_case(d / "dyn_train.h5", slices=2, frames=8, height=32, width=32, seed=1),
         "dyn_test": write_case(d / "dyn_test.h5", slices=1, frames=8, height=32, width=32, seed=2),
+        # 8 lines per frame (4 of them the shared centre): frames that differ, as temporal splitting needs
         "seq_train": write_case(d / "seq_train.h5", mode="sequential", slices=2, frames=8, height=32, width=32,
-                                acceleration=8, seed=3),
+                                acceleration=4, seed=3),
     }
 
 

@@ -348,8 +348,7 @@ def test_fastmri_multicoil_splits_like_single_coil(tmp_path):
     data = write_fastmri_multicoil(tmp_path / "file1000.h5", k * lines, mask=lines)
     assert formats.detect(data) == "fastmri"
     split = SplitOptions(frames=3, assignment="random", centre_lines=2, seed=1)
-    with pytest.raises(InputError, match="frames option"):
-        inspect_file(data)
+    assert inspect_file(data).frame_shape == (1, h, w)  # without the frames option: one frame per slice
     info = inspect_file(data, split=split)
     assert (info.layout, info.mode, info.frame_shape) == ("fastmri", "sequential", (3, h, w))
     single = write_a2a_file(tmp_path / "single.h5", k[:, 0] * lines, mask=lines, acquisition=None)

@@ -346,11 +346,17 @@ def test_slice_out_of_range(tmp_path):
     expect_error(path, ["slice -1"], lambda p: read_mask(p, slice_index=-1))
 
 
-def test_fastmri_without_frames(tmp_path):
+def test_fastmri_without_frames_reads_single_frames(tmp_path):
+    # a (slices, H, W) stack without the frames option: every slice is one frame
     k, _, _ = simulated("sequential", 1)
-    path = write_a2a_file(tmp_path / "knee.h5", k[0], acquisition=None)
-    expect_error(path, ["frames option", "acquisition"])
-    expect_error(path, ["frames option"], lambda p: KspaceDataset([p]))
+    path = write_a2a_file(tmp_path / "knee.h5", k[0], acquisition=None)  # T slices of (H, W)
+    info = inspect_file(path)
+    assert (info.layout, info.mode, info.n_slices, info.frame_shape) == ("fastmri", "sequential", T, (1, H, W))
+    sample = read_slice(path, 2)
+    assert sample.kspace.shape == (1, 2, 1, H, W)
+    assert np.array_equal(complex_of(sample.kspace)[0], k[0, 2])
+    assert np.array_equal(sample.mask[0, 0, 0].numpy() != 0, k[0, 2] != 0)
+    assert len(KspaceDataset([path])) == T
 
 
 def test_static_4d_rejected(tmp_path):

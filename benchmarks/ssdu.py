@@ -1,0 +1,343 @@
+"""k-space splitting (SSDU) where temporal splitting has nothing to learn: quality of the default.
+
+Run by hand (not part of the test suite), from the repository root:
+
+    python benchmarks/ssdu.py --out bench_ssdu
+
+Two cases, 64x64, data made with the project's simulator (a new object for every slice,
+SNR 30 dB), a held-out test file that no method trains on or is tuned on:
+
+* ``dynamic-same-lines``: a breathing abdomen, T = 16, every 4th phase-encode line plus the 8
+  centre lines, the same lines in every frame (as in clinical Cartesian cine);
+  4 training files x 2 slices.
+* ``single-frame``: a static abdomen as a fastMRI-style ``(slices, H, W)`` file (no
+  ``--frames``), the same kind of mask; 4 training files x 8 slices.
+
+* ``single-frame-random``: as ``single-frame`` with fastMRI's random mask instead: the 8
+  centre lines plus 8 random other lines (acceleration 4), a new draw for every slice.
+
+Each slice's grid of every 4th line starts at its own offset (0 to 3), as fastMRI's
+equispaced masks do; ``--offsets fixed`` puts it at 0 in every slice and file, as the
+CMRxRecon masks do (then no file measures the lines between the grid lines outside the
+centre, and k-space splitting learns them only from the centre lines).
+
+Rows: zero-filled, compressed sensing (``benchmarks/baselines.py`` when present: BART
+``pics`` with TV and with wavelets, weight tuned on a training file, the best kept;
+otherwise sigpy TV tuned on a training slice), a2a's untouched default (``a2a train FILES
+--out RUN``, which picks its loss with ``--loss auto`` and stops by itself), optional
+variants (``--variants``), and the default network trained supervised on the ground truth
+for as many steps as the default took (the ceiling). PSNR/SSIM on magnitude against the
+noiseless reference, mean over the test file's slices. A validation file (``val.h5``, its
+own seed) serves to tune settings: ``--score-on val`` reports on it instead of the test file.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from a2a_cli.io import inspect_file, read_slice, write_a2a_file  # noqa: E402
+from a2a_cli.simulate import add_noise, fft2c, phantom_dynamic, phantom_static  # noqa: E402
+from quality import cs_reconstruct, run_measured, score, tune_cs  # noqa: E402
+
+SIZE, FRAMES, EVERY, CENTRE, SNR = 64, 16, 4, 8, 30.0
+CASES = {
+    # name: (mode, training files, slices per file, test slices, seed)
+    "dynamic-same-lines": ("dynamic", 4, 2, 2, 14000),
+    "single-frame": ("static", 4, 8, 8, 15000),
+    "single-frame-random": ("static", 4, 8, 8, 16000),
+}
+
+
+def fixed_lines(width: int = SIZE, every: int = EVERY, centre: int = CENTRE, offset: int = 0) -> np.ndarray:
+    """bool ``(W,)``: every ``every``-th line (from ``offset``) plus ``centre`` lines around the k-space centre."""
+    m = np.zeros(width, bool)
+    m[offset::every] = True
+    m[width // 2 - centre // 2: width // 2 + centre // 2] = True
+    return m
+
+
+def random_lines(rng: np.random.Generator, width: int = SIZE, acceleration: float = EVERY, centre: int = CENTRE) -> np.ndarray:
+    """bool ``(W,)``: the ``centre`` centre lines plus random others, ``width / acceleration`` in all (fastMRI's random mask)."""
+    m = fixed_lines(width, every=width + 1, centre=centre, offset=width)  # the centre lines only
+    others = np.flatnonzero(~m)
+    m[rng.choice(others, size=int(round(width / acceleration)) - centre, replace=False)] = True
+    return m
+
+
+def write_file(path: Path, mode: str, slices: int, seed: int, offsets: str = "varied", random: bool = False) -> Path:
+    """One file of a case: a new object per slice (drawn from ``(seed, slice)``).
+
+    ``offsets="varied"``: each slice's line grid starts at its own offset (0..3), as
+    fastMRI's equispaced masks do; ``"fixed"``: offset 0 in every slice and file, as in
+    the CMRxRecon masks.
+    """
+    if path.exists():
+        return path
+    if random:
+        masks = np.stack([random_lines(np.random.default_rng([seed, s, 2])) for s in range(slices)])
+    else:
+        masks = np.stack([fixed_lines(offset=int(np.random.default_rng([seed, s, 2]).integers(EVERY)) if offsets == "varied" else 0)
+                          for s in range(slices)])
+    if mode == "dynamic":
+        ks, refs = [], []
+        for s in range(slices):
+            rng = np.random.default_rng([seed, s])
+            x = phantom_dynamic(SIZE, SIZE, FRAMES, "respiratory", rng=rng)
+            m = np.broadcast_to(masks[s], (FRAMES, 1, SIZE))
+            ks.append(add_noise(fft2c(x) * m, SNR, rng, mask=m))
+            refs.append(x)
+        return write_a2a_file(path, np.stack(ks), mask=np.broadcast_to(masks[:, None], (slices, FRAMES, SIZE)),
+                              reference=np.stack(refs), acquisition="dynamic")
+    xs = np.stack([phantom_static(SIZE, SIZE, rng=np.random.default_rng([seed, s])) for s in range(slices)])
+    k = np.stack([add_noise(fft2c(x) * masks[s], SNR, np.random.default_rng([seed, s, 1]), mask=np.broadcast_to(masks[s], x.shape))
+                  for s, x in enumerate(xs)])
+    # fastMRI-style: (slices, H, W), a line mask per slice (S, H, W), no acquisition attribute
+    full = np.broadcast_to(masks[:, None, :], xs.shape).astype(np.uint8)
+    return write_a2a_file(path, k, mask=full, reference=xs, acquisition=None)
+
+
+def make_case(root: Path, name: str, offsets: str = "varied") -> dict:
+    mode, n_train, per_file, test_slices, seed = CASES[name]
+    label = name if offsets == "varied" else f"{name}-fixed-offset"
+    d = root / "data" / label
+    d.mkdir(parents=True, exist_ok=True)
+    random = name.endswith("-random")
+    train = [write_file(d / f"train{i}.h5", mode, per_file, seed + i, offsets, random) for i in range(n_train)]
+    val = write_file(d / "val.h5", mode, test_slices, seed + 50, offsets, random)
+    test = write_file(d / "test.h5", mode, test_slices, seed + 100, offsets, random)
+    return {"name": label, "mode": "dynamic" if mode == "dynamic" else "sequential", "train": train, "val": val, "test": test}
+
+
+# ----------------------------------------------------------------------------- compressed sensing
+def _baselines_module():
+    """``benchmarks/baselines.py`` (the shared compressed-sensing baselines), or None where absent."""
+    if not (ROOT / "benchmarks" / "baselines.py").exists():
+        return None
+    return importlib.import_module("baselines")
+
+
+#: ``--cs-grid coarse``: four weights on one training slice (the full tuning of dynamic data takes
+#: about 50 weights x 3 regularisers of 16-frame BART runs)
+COARSE_WEIGHTS = [1e-3, 3e-3, 1e-2, 3e-2]
+
+
+def cs_row(case: dict, target: Path, coarse: bool = False) -> dict:
+    """The best compressed sensing: ``benchmarks/baselines.py`` (BART ``pics``, regulariser and
+    weight tuned on the slices of the first training file) if present, else sigpy TV."""
+    mod = _baselines_module()
+    if mod is not None:
+        info = inspect_file(case["train"][0])
+        n = 1 if coarse else min(info.n_slices, 2)
+        tuning = [mod.sample_arrays(read_slice(case["train"][0], i)) for i in range(n)]
+        setting = mod.tune(tuning, mode=case["mode"], weights=COARSE_WEIGHTS if coarse else None)
+        p_all, s_all, secs, frames = score(
+            case["mode"], target, lambda smp: mod.reconstruct(*mod.sample_arrays(smp)[:3], mode=case["mode"], setting=setting))
+        return {"method": f"compressed sensing ({setting.label()}, tuned on a training file; "
+                          f"{setting.iterations} iterations, {setting.doubled_psnr:.2f} dB with twice as many "
+                          f"against {setting.psnr:.2f} dB on the tuning slices)",
+                "psnr": p_all, "ssim": s_all, "recon_s_per_frame": round(secs / frames, 5)}
+    lam, tv = tune_cs(case)
+    p, s, secs, frames = score(case["mode"], target, lambda smp: cs_reconstruct(case["mode"], smp, lam, tv))
+    return {"method": f"compressed sensing, TV over {tv} (sigpy, lambda {lam:g} tuned on a training slice)",
+            "psnr": p, "ssim": s, "recon_s_per_frame": round(secs / frames, 5)}
+
+
+def zero_filled_row(case: dict, target: Path) -> dict:
+    from a2a_cli.physics import DynamicMRI, SequentialMRI, to_complex
+
+    def zf(smp):
+        if case["mode"] == "dynamic":
+            return to_complex(DynamicMRI(mask=smp.mask).A_adjoint(smp.kspace))[0].numpy()
+        return to_complex(SequentialMRI(mask=smp.mask).A_dagger(smp.kspace))[0].numpy()
+
+    p, s, secs, frames = score(case["mode"], target, zf)
+    return {"method": "zero-filled", "psnr": p, "ssim": s, "recon_s_per_frame": round(secs / frames, 5)}
+
+
+# ----------------------------------------------------------------------------- learned rows
+def learned_row(case: dict, label: str, extra: list[str], root: Path, target: Path) -> dict:
+    slug = "".join(c if c.isalnum() else "_" for c in label)
+    run = root / "runs" / case["name"] / slug
+    if run.exists():
+        shutil.rmtree(run)
+    run.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "a2a_cli", "train", *map(str, case["train"]), "--out", str(run), *extra]
+    return _train_and_score(label, cmd, run, target)
+
+
+def _train_and_score(label: str, cmd: list[str], run: Path, target: Path) -> dict:
+    log = run.parent / f"{run.name}.train.log"
+    code, secs, rss = run_measured(cmd, log)
+    if code != 0:
+        return {"method": label, "error": f"training exited {code}; see {log}"}
+    picked = next((line.strip() for line in log.read_text().splitlines() if line.startswith("loss: ")), None)
+    steps, per_step = _steps(run / "metrics.jsonl")
+    out = run / "recon"
+    rcmd = [sys.executable, "-m", "a2a_cli", "reconstruct", str(run / "best.pt"), str(target), "--out", str(out),
+            "--json", "--overwrite", "--device", "cpu"]
+    rlog = run.parent / f"{run.name}.recon.log"
+    code, _, rss_r = run_measured(rcmd, rlog)
+    if code != 0:
+        return {"method": label, "error": f"reconstruction exited {code}; see {rlog}"}
+    text = rlog.read_text()
+    f = json.loads(text[text.index("{"):])["files"][0]
+    row = {"method": label, "psnr": f["psnr_network"], "ssim": f["ssim_network"], "steps": steps, "s_per_step": per_step,
+           "train_s": round(secs, 1), "recon_s_per_frame": f["seconds_per_frame"], "peak_rss_mb": round(max(rss, rss_r), 0)}
+    if picked:
+        row["loss_line"] = picked
+    return row
+
+
+def _steps(path: Path) -> tuple[int, float | None]:
+    if not path.exists():
+        return 0, None
+    recs = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    if not recs:
+        return 0, None
+    return recs[-1]["step"], round(recs[-1]["time"] / max(1, recs[-1]["step"]), 4)
+
+
+def supervised_row(case: dict, root: Path, steps: int, default_run: Path, target: Path) -> dict:
+    run = root / "runs" / case["name"] / "supervised"
+    if run.exists():
+        shutil.rmtree(run)
+    run.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--supervised-worker", str(run), "--like", str(default_run),
+           "--steps", str(steps), *map(str, case["train"])]
+    return _train_and_score("supervised (the default's network on the ground truth, ceiling)", cmd, run, target)
+
+
+def supervised_worker(run: Path, like: Path, steps: int, files: list[str]) -> None:
+    """Train the network of the run ``like`` (same architecture and options) on the ground truth,
+    for as many steps as that run took (a count of steps does not depend on the machine's load)."""
+    import torch
+
+    from a2a_cli.checkpoints import load_checkpoint, save_checkpoint
+    from a2a_cli.io import KspaceDataset
+    from a2a_cli.models import build_model
+    from a2a_cli.physics import Reflection
+    from a2a_cli.training import make_physics
+
+    torch.manual_seed(0)
+    ckpt = load_checkpoint(like / "best.pt")
+    mode = ckpt.mode
+    net = build_model(ckpt.model_name, **ckpt.model_config)  # fresh weights, the default's architecture and options
+    augment = bool(getattr(net, "flip_ensemble", False))
+    ds = KspaceDataset(files)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    run.mkdir(parents=True, exist_ok=True)
+    samples = [ds.read(i) for i in range(len(ds))]
+    start, step, log = time.monotonic(), 0, []
+    while step < steps:
+        smp = samples[int(torch.randint(len(samples), (1,)))]
+        phys, y, ref = make_physics(mode, smp.mask), smp.kspace, smp.reference
+        if augment:
+            g = Reflection.random()
+            phys, y, ref = g.physics_of(phys), g.kspace(y), g.image(ref)
+        x = net(y, phys)
+        loss = torch.nn.functional.mse_loss(x, ref)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+        log.append({"step": step, "loss": loss.item(), "time": time.monotonic() - start})
+    save_checkpoint(run / "best.pt", net, mode)
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in log) + "\n")
+
+
+# ----------------------------------------------------------------------------- report
+def markdown(results: dict, meta: dict) -> str:
+    lines = [f"Machine: {meta['machine']}. Scored on: {meta['scored_on']}.", ""]
+    for case, rows in results.items():
+        lines += [f"### {case}", "", "| method | PSNR (dB) | SSIM | steps | s/step | train s | recon s/frame | peak RSS (MB) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            if "error" in r:
+                lines.append(f"| {r['method']} | error: {r['error']} | | | | | | |")
+                continue
+
+            def f(k, d=2):
+                v = r.get(k)
+                return "-" if v is None else (f"{v:.{d}f}" if isinstance(v, float) else str(v))
+            lines.append(f"| {r['method']} | {f('psnr')} | {f('ssim', 3)} | {f('steps')} | {f('s_per_step', 3)} | "
+                         f"{f('train_s', 0)} | {f('recon_s_per_frame', 4)} | {f('peak_rss_mb', 0)} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("bench_ssdu"))
+    ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--offsets", choices=("varied", "fixed"), default="varied",
+                    help="line grid offset: its own per slice (fastMRI equispaced) or 0 everywhere (CMRxRecon)")
+    ap.add_argument("--score-on", choices=("test", "val"), default="test", help="held-out test file, or the validation file (for tuning)")
+    ap.add_argument("--variants", default="", help="extra rows: 'label=ARGS;label=ARGS' (ARGS passed to a2a train)")
+    ap.add_argument("--cs-grid", choices=("full", "coarse"), default="full",
+                    help="compressed-sensing tuning: the full grid of baselines.tune, or 4 weights on one slice")
+    ap.add_argument("--tag", default="", help="suffix of the results file names (runs in parts)")
+    ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument("--no-default", action="store_true")
+    ap.add_argument("--no-supervised", action="store_true")
+    ap.add_argument("--supervised-worker", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--like", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--steps", type=int, default=1000, help="supervised steps when the default row is not run in the same call (--no-default)")
+    ap.add_argument("files", nargs="*", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.supervised_worker:
+        supervised_worker(args.supervised_worker, args.like, args.steps, args.files)
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, list[dict]] = {}
+    for name in args.cases.split(","):
+        case = make_case(args.out, name, args.offsets)
+        target = case[args.score_on]
+        rows: list[dict] = []
+        if not args.no_baselines:
+            rows += [zero_filled_row(case, target), cs_row(case, target, coarse=args.cs_grid == "coarse")]
+            _report(rows)
+        default_run = args.out / "runs" / case["name"] / "a2a_default__no_options_"
+        if not args.no_default:
+            rows.append(learned_row(case, "a2a default (no options)", [], args.out, target))
+            _report(rows[-1:])
+        for item in filter(None, args.variants.split(";")):
+            label, _, extra = item.partition("=")
+            rows.append(learned_row(case, label.strip(), extra.split(), args.out, target))
+            _report(rows[-1:])
+        if not args.no_supervised and (default_run / "best.pt").exists():
+            steps = next((r["steps"] for r in rows if r["method"] == "a2a default (no options)" and "steps" in r), args.steps)
+            rows.append(supervised_row(case, args.out, steps, default_run, target))
+            _report(rows[-1:])
+        results[name] = rows
+    meta = {
+        "machine": f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
+                   f"torch {__import__('torch').__version__} (CPU), {__import__('torch').get_num_threads()} threads",
+        "scored_on": f"the {args.score_on} file of each case",
+    }
+    tag = ("" if args.score_on == "test" else "_val") + (f"_{args.tag}" if args.tag else "")
+    (args.out / f"results{tag}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=str))
+    md = markdown(results, meta)
+    (args.out / f"results{tag}.md").write_text(md)
+    print(md)
+
+
+def _report(rows: list[dict]) -> None:
+    for r in rows:
+        print(json.dumps(r, default=str), flush=True)
+
+
+if __name__ == "__main__":
+    main()
