@@ -13,8 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from a2a_cli.simulate import write_case
-from benchmarks.cases import write_sequential_case
+from a2a_cli.simulate import write_case  # noqa: E402
+from benchmarks.cases import write_sequential_case  # noqa: E402
 
 TRAIN_FILES, SLICES = 4, 2
 

@@ -102,8 +102,8 @@ def test_seed_examples_run_and_give_positive_loss():
 
     y = physics(x)
     x_net = model(y, physics, update_parameters=True)  # save random mask in forward pass
-    l = loss(x_net, y, physics, model)
-    assert l.item() > 0
+    value = loss(x_net, y, physics, model)
+    assert value.item() > 0
 
     physics = SequentialMRI(mask=mask)  # mask is B, C, T, H, W
     loss = Artifact2ArtifactLoss((2, 4, 4, 4), dynamic_model=False)  # Process static images x
@@ -114,8 +114,8 @@ def test_seed_examples_run_and_give_positive_loss():
     x = torch.rand((1, 2, 4, 4))  # B, C, H, W
     y = physics(x)  # B, C, T, H, W
     x_net = model(y, physics, update_parameters=True)
-    l = loss(x_net, y, physics, model)
-    assert l.item() > 0
+    value = loss(x_net, y, physics, model)
+    assert value.item() > 0
 
 
 # -- the split itself --------------------------------------------------------------------------
