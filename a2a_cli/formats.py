@@ -512,6 +512,12 @@ def _ismrmrd_inspect(f: h5py.File, path: Path) -> ImportedInfo:
     if not keep.any():
         raise InputError(path, "no imaging acquisitions (all are noise, calibration or other non-imaging scans)")
     acq = np.flatnonzero(keep)
+    if "trajectory_dimensions" in head_names and (heads["trajectory_dimensions"][acq] > 0).any():
+        raise InputError(
+            path,
+            "the acquisitions carry trajectory points (non-Cartesian, e.g. radial k-space), which a2a does not read; "
+            "reading them as Cartesian lines would ignore the trajectory",
+        )
     ky, sl = counter("kspace_encode_step_1")[acq], counter("slice")[acq]
     phase, rep = counter("phase")[acq], counter("repetition")[acq]
     for name in ("kspace_encode_step_2", "contrast", "set"):
