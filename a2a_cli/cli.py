@@ -629,10 +629,27 @@ def simulate(
     coils: int = typer.Option(1, help="Receive coils (1: single coil)."),
     seed: int = typer.Option(0, help="Random seed (different seeds give different sampling patterns)."),
     complex_style: str = typer.Option("complex", "--complex-style", help="How complex data is stored: complex, compound or float2."),
+    trajectory: str = typer.Option("cartesian", "--trajectory", help="cartesian (line masks) or radial (golden-angle spokes, an a2a radial file)."),
+    spokes: int = typer.Option(8, "--spokes", help="Spokes per frame (--trajectory radial; height = width, samples per spoke = height)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file."),
 ) -> None:
-    """Write a synthetic test case with its ground truth as `reference`."""
+    """Write a synthetic test case with its ground truth as `reference`.
+
+    Example: `a2a simulate radial.h5 --trajectory radial --coils 4 --spokes 8 --height 128 --width 128`
+    """
     from .simulate import write_case
+
+    if trajectory == "radial":
+        from .radial import simulate_radial
+
+        if height != width:
+            raise A2AError("--trajectory radial simulates square images: give --height equal to --width")
+        written = simulate_radial(path, mode=mode.value, slices=slices, frames=frames, size=height, spokes=spokes,
+                                  coils=coils, snr_db=snr, motion=motion, period=period, seed=seed, overwrite=overwrite)
+        err.print(f"wrote {written}", highlight=False)
+        return
+    if trajectory != "cartesian":
+        raise A2AError(f"--trajectory must be cartesian or radial, got {trajectory!r}")
 
     kwargs = dict(mode=mode.value, slices=slices, frames=frames, height=height, width=width,
                   acceleration=acceleration, centre_lines=centre_lines, snr_db=snr, motion=motion, period=period,

@@ -663,6 +663,10 @@ def read_sample(f: h5py.File, info: ImportedInfo, index: int, split: _io.SplitOp
     ``known_maps``: ``(coil maps (1, N, H, W), method)`` of this slice from an earlier read.
     """
     index = _io._check_index(info, index)
+    if info.source_format == "radial":
+        from . import radial
+
+        return radial.read_sample(f, info, index, allow_empty_frames, with_reference, known_maps)
     if info.source_format == "cmrxrecon":
         return _cmrx_read(f, info, index, allow_empty_frames, with_reference, known_maps)
     if info.source_format == "ismrmrd":
@@ -673,6 +677,10 @@ def read_sample(f: h5py.File, info: ImportedInfo, index: int, split: _io.SplitOp
 def read_mask(f: h5py.File, info: ImportedInfo, index: int, split: _io.SplitOptions | None) -> np.ndarray:
     """The bool ``(T, H, W)`` mask of slice ``index`` (reads k-space only when the mask is derived)."""
     index = _io._check_index(info, index)
+    if info.source_format == "radial":
+        from . import radial
+
+        return radial.read_mask(f, info, index)
     if info.source_format == "cmrxrecon":
         k = None
         if info.plan["mask"] is None:

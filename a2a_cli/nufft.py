@@ -77,8 +77,11 @@ GOLDEN_ANGLE = math.pi / ((1 + math.sqrt(5)) / 2)
 
 _OPS: dict = {}
 _KERNELS: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
+_ADJOINTS: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
 #: Toeplitz kernels kept (each ``(2H, 2W)`` complex64; 512 KiB at 128 x 128).
-KERNEL_CACHE_SIZE = 1024
+KERNEL_CACHE_SIZE = 512
+#: Adjoints of measured data kept (coil images ``(N, H, W)`` of one set of samples).
+ADJOINT_CACHE_SIZE = 512
 
 
 # ----------------------------------------------------------------------------------
@@ -227,11 +230,47 @@ def nufft_adjoint(kspace: torch.Tensor, traj: torch.Tensor, size: tuple[int, int
     return adj(kspace, _omega(traj, size)) / math.sqrt(size[0] * size[1])
 
 
-def _kernel_key(traj: torch.Tensor, weights: torch.Tensor, size: tuple[int, int]) -> tuple:
+def _kernel_key(*tensors: torch.Tensor, size: tuple[int, int]) -> tuple:
     h = hashlib.blake2b(digest_size=16)
-    h.update(traj.detach().cpu().numpy().tobytes())
-    h.update(weights.detach().cpu().numpy().tobytes())
-    return (tuple(size), str(traj.device), h.hexdigest())
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return (tuple(size), str(tensors[0].device), h.hexdigest())
+
+
+def _remember(cache: OrderedDict, key: tuple, value: torch.Tensor, limit: int) -> torch.Tensor:
+    cache[key] = value
+    while len(cache) > limit:
+        cache.popitem(last=False)
+    return value
+
+
+def data_adjoint(kspace: torch.Tensor, traj: torch.Tensor, weights: Optional[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+    """:func:`nufft_adjoint` of measured (constant) data ``(M, N, K)``, times ``weights`` ``(M, K)`` first.
+
+    Measured data do not change during training: each set of samples is transformed
+    once per process and kept by content, so a training step runs no interpolation for
+    its input and its data consistency, only FFTs. No gradient flows through the result.
+    """
+    with torch.no_grad():
+        out: list[Optional[torch.Tensor]] = [None] * kspace.shape[0]
+        keys, todo = [], []
+        for i in range(kspace.shape[0]):
+            parts = (kspace[i], traj[i]) if weights is None else (kspace[i], traj[i], weights[i])
+            key = _kernel_key(*parts, size=size)
+            keys.append(key)
+            hit = _ADJOINTS.get(key)
+            if hit is None:
+                todo.append(i)
+            else:
+                _ADJOINTS.move_to_end(key)
+                out[i] = hit
+        if todo:
+            idx = torch.tensor(todo, device=kspace.device)
+            k = kspace[idx] if weights is None else kspace[idx] * weights[idx][:, None]
+            new = nufft_adjoint(k, traj[idx], size)
+            for j, i in enumerate(todo):
+                out[i] = _remember(_ADJOINTS, keys[i], new[j], ADJOINT_CACHE_SIZE)
+        return torch.stack(out)  # type: ignore[arg-type]
 
 
 def toeplitz_kernels(traj: torch.Tensor, weights: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -244,17 +283,14 @@ def toeplitz_kernels(traj: torch.Tensor, weights: torch.Tensor, size: tuple[int,
 
     out = []
     for t, w in zip(traj, weights):
-        key = _kernel_key(t, w, size)
+        key = _kernel_key(t, w, size=size)
         kern = _KERNELS.get(key)
         if kern is None:
             kern = tkbn.calc_toeplitz_kernel(_omega(t[None], size)[0], tuple(size),
                                              weights=w.reshape(1, -1).to(torch.complex64))
             # torchkbnufft's unnormalised kernel is for its own FFT scaling: times the grid
             # oversampling (2 x 2) it is the kernel of this module's 1/sqrt(H W) transforms
-            kern = kern * 4
-            _KERNELS[key] = kern
-            while len(_KERNELS) > KERNEL_CACHE_SIZE:
-                _KERNELS.popitem(last=False)
+            kern = _remember(_KERNELS, key, kern * 4, KERNEL_CACHE_SIZE)
         else:
             _KERNELS.move_to_end(key)
         out.append(kern)
@@ -303,6 +339,9 @@ class RadialMRI:
         self.sequential = bool(sequential)
 
     # -- shape helpers ----------------------------------------------------------------
+    #: Marks the radial operator for code written for the Cartesian ones.
+    radial = True
+
     @property
     def multicoil(self) -> bool:
         return True
@@ -326,6 +365,10 @@ class RadialMRI:
         """The same operator (same coil maps) on another sampling tensor."""
         seq = self.sequential if sequential is None else sequential
         return RadialMRI(mask, self.coil_maps, self.cg_iterations, sequential=seq and mask.ndim == 5)
+
+    def reflected(self, mask: torch.Tensor, coil_maps: torch.Tensor) -> "RadialMRI":
+        """The operator with a reflected sampling tensor and maps (see :class:`a2a_cli.physics.Reflection`)."""
+        return RadialMRI(mask, coil_maps, self.cg_iterations, sequential=self.sequential)
 
     def split_time(self, index: torch.Tensor) -> "RadialMRI":
         """The operator restricted to the frames ``index`` (long ``(B, k)``)."""
@@ -374,9 +417,10 @@ class RadialMRI:
         b, t, n = k.shape[:3]
         traj, _, sampled, _ = self._frames(b)
         flat = k.reshape(b * t, n, -1) * sampled[:, None]
-        if weights is not None:
-            flat = flat * weights[:, None]
-        img = nufft_adjoint(flat, traj, self.image_size)
+        if k.requires_grad and torch.is_grad_enabled():
+            img = nufft_adjoint(flat if weights is None else flat * weights[:, None], traj, self.image_size)
+        else:
+            img = data_adjoint(flat, traj, weights, self.image_size)
         z = (img * self._maps(b, t).conj()).sum(1).reshape(b, t, *self.image_size)
         if self.sequential and not keep_time_dim:
             return z.sum(1)
@@ -453,6 +497,17 @@ class RadialMRI:
         coil = zz.reshape(b * t, 1, *self.image_size) * maps
         out = (toeplitz_normal(coil, kernels) * maps.conj()).sum(1).reshape(b, t, *self.image_size)
         return out[:, 0] if static else out
+
+    def residual_mse(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``mean((A x - y)^2)`` over the real k-space tensor (as ``nn.MSELoss()(self.A(x), y)``),
+        computed as ``<x, A^H A x> - 2 Re <x, A^H y> + ||y||^2`` by Toeplitz embedding: FFTs only,
+        no interpolation (``y`` is measured data, ``x`` may carry gradients)."""
+        z = to_complex(x)
+        yc = to_complex(y)
+        ahy = self._adjoint_complex(yc)
+        ahax = self.normal(z, weighted=False)
+        value = (z.conj() * ahax).real.sum() - 2 * (z.conj() * ahy).real.sum() + (yc.abs() ** 2).sum()
+        return value / y.numel()
 
     def prox_l2(self, z: Optional[torch.Tensor], y: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
         """Data consistency: ``argmin_x ||D^(1/2) (A x - y)||^2 + lam ||x - z||^2`` by conjugate gradient.

@@ -120,7 +120,12 @@ def pick_device(name: str) -> torch.device:
 
 
 def make_physics(mode: str, mask: torch.Tensor, coil_maps: Optional[torch.Tensor] = None) -> MRIPhysics:
-    """The operator for a batch: ``mask`` ``(B, 1, T, H, W)``, optional complex maps ``(B, N, H, W)``."""
+    """The operator for a batch: ``mask`` ``(B, 1, T, H, W)``, optional complex maps ``(B, N, H, W)``;
+    a radial sampling tensor ``(B, 4, T, spokes, samples)`` gives :class:`~a2a_cli.nufft.RadialMRI`."""
+    from .nufft import RadialMRI, is_radial_mask
+
+    if is_radial_mask(mask):
+        return RadialMRI(mask, coil_maps, sequential=mode == "sequential")  # type: ignore[return-value]
     cls = DynamicMRI if mode == "dynamic" else SequentialMRI
     return cls(mask=mask, coil_maps=coil_maps)
 
