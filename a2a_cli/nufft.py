@@ -569,6 +569,6 @@ def estimate_radial_maps(kspace: torch.Tensor, traj: torch.Tensor, size: tuple[i
     cart = fft2c(images)
     # only the disc the spokes cover is represented; the calibration region lies well inside it
     hh, ww = torch.meshgrid(torch.arange(size[0]) - size[0] // 2, torch.arange(size[1]) - size[1] // 2, indexing="ij")
-    kmax = float(traj.abs().amax()) if traj.numel() else 0.0
-    inside = ((hh.float() ** 2 + ww.float() ** 2).sqrt() < 0.5 * kmax).to(torch.float32)
+    kmax = float(traj.norm(dim=-1).amax()) if traj.numel() else 0.0
+    inside = ((hh.float() ** 2 + ww.float() ** 2).sqrt() < 0.9 * kmax).to(torch.float32)
     return estimate_maps(cart[None] * inside, inside[None], method=method)  # type: ignore[arg-type]

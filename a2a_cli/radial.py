@@ -25,8 +25,6 @@ coil).
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
 

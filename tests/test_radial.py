@@ -6,6 +6,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from a2a_cli.cli import app
@@ -53,15 +54,127 @@ def test_ismrmrd_acquisitions_with_trajectories_are_refused(tmp_path):
     assert "trajectory" in result.output and "Traceback" not in result.output
 
 
-def test_a2a_file_with_a_trajectory_is_never_read_as_cartesian(tmp_path):
-    """The reported case: 8 frames, 8 coils, 8 spokes of 256 samples and a trajectory."""
+def test_the_reported_file_is_read_as_radial_not_as_cartesian(tmp_path):
+    """The reported case: 8 frames, 8 coils, 8 spokes of 256 samples and a trajectory, no image_size."""
     path = tmp_path / "radial.h5"
     with h5py.File(path, "w") as f:
         f.create_dataset("kspace", data=np.ones((8, 8, 8, 256), np.complex64))
         f.create_dataset("trajectory", data=np.zeros((8, 8, 256, 2), np.float32))
         f.attrs["coils"] = 8
-    with pytest.raises(InputError, match="trajectory"):
+    with pytest.raises(InputError, match="image_size"):
         inspect_file(path)
     result = runner.invoke(app, ["train", str(path), "--out", str(tmp_path / "run"), "--steps", "1"])
-    assert result.exit_code == 2 and "trajectory" in result.output
+    assert result.exit_code == 2 and "image_size" in result.output
     assert not (tmp_path / "run").exists()
+    with h5py.File(path, "a") as f:
+        f.attrs["image_size"] = [128, 128]
+    info = inspect_file(path)
+    assert (info.layout, info.frames, info.height, info.width, info.coils) == ("radial", 8, 128, 128, 8)
+
+
+# ----------------------------------------------------------------------------------
+# the a2a radial file
+# ----------------------------------------------------------------------------------
+FRAMES, SPOKES, SIZE = 4, 6, 24
+
+
+@pytest.fixture(scope="module")
+def radial_file(tmp_path_factory):
+    from a2a_cli.radial import simulate_radial
+
+    return simulate_radial(tmp_path_factory.mktemp("radial") / "sim.h5", slices=2, frames=FRAMES, size=SIZE,
+                           spokes=SPOKES, coils=3, seed=5)
+
+
+def _copy_with(src: Path, dst: Path, drop=(), attrs=None, **datasets) -> Path:
+    with h5py.File(src) as f, h5py.File(dst, "w") as g:
+        for name in f:
+            if name not in drop and name not in datasets:
+                f.copy(name, g)
+        for key, value in f.attrs.items():
+            if key not in drop:
+                g.attrs[key] = value
+        for name, value in datasets.items():
+            g.create_dataset(name, data=value)
+        for key, value in (attrs or {}).items():
+            g.attrs[key] = value
+    return dst
+
+
+def test_radial_slice_tensors(radial_file):
+    from a2a_cli.io import read_slice
+
+    info = inspect_file(radial_file)
+    assert (info.layout, info.mode, info.n_slices, info.frame_shape, info.coils) == ("radial", "dynamic", 2, (FRAMES, SIZE, SIZE), 3)
+    sample = read_slice(radial_file, 1)
+    assert sample.kspace.shape == (1, 2, FRAMES, 3, SPOKES, SIZE)
+    assert sample.mask.shape == (1, 4, FRAMES, SPOKES, SIZE)
+    with h5py.File(radial_file) as f:
+        traj = f["trajectory"][1]
+    assert torch.equal(sample.mask[0, 1], torch.from_numpy(traj[..., 0]))
+    assert float(sample.mask[0, 3].min()) > 0  # density compensation computed
+    assert sample.coil_maps.shape == (1, 3, SIZE, SIZE) and sample.reference.shape == (1, 2, FRAMES, SIZE, SIZE)
+
+
+def test_coil_maps_estimated_from_the_radial_data_match_the_true_maps(tmp_path):
+    from a2a_cli.io import read_slice
+    from a2a_cli.radial import simulate_radial
+
+    path = simulate_radial(tmp_path / "maps.h5", slices=1, frames=16, size=48, spokes=8, coils=4, seed=3, snr_db=40.0)
+    sample = read_slice(path, 0)
+    with h5py.File(path) as f:
+        true = torch.from_numpy(f["true_sensitivity_maps"][0])
+        ref = torch.from_numpy(f["reference"][0]).abs().mean(0)
+    assert sample.sensitivity == "espirit"
+    obj = ref > 0.2 * ref.max()
+    est = sample.coil_maps[0]
+    # maps are defined up to a phase per pixel (the image takes it): align that phase first
+    common = (est.conj() * true).sum(0)
+    est = est * common / common.abs().clamp(min=1e-12)
+    err = (est - true).abs()[:, obj]
+    assert float(err.mean()) < 0.05
+    assert float(err.quantile(0.9)) < 0.1
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(drop=("image_size",)), "image_size"),
+    (dict(attrs={"image_size": [24]}), "image_size"),
+    (dict(trajectory=np.zeros((FRAMES, SPOKES, SIZE - 1, 2), np.float32)), "does not fit"),
+    (dict(trajectory=np.zeros((FRAMES + 1, SPOKES, SIZE, 2), np.float32)), "does not fit"),
+    (dict(trajectory=np.full((FRAMES, SPOKES, SIZE, 2), 12.5, np.float32)), "beyond the k-space edge"),
+    (dict(trajectory=np.full((FRAMES, SPOKES, SIZE, 2), np.nan, np.float32)), "NaN"),
+    (dict(dcf=np.ones((FRAMES, SPOKES, SIZE + 1), np.float32)), "'dcf' has shape"),
+    (dict(dcf=-np.ones((FRAMES, SPOKES, SIZE), np.float32)), "finite weights"),
+])
+def test_bad_radial_files_are_refused_with_one_line(radial_file, tmp_path, change, message):
+    bad = _copy_with(radial_file, tmp_path / "bad.h5", **change)
+    with pytest.raises(InputError, match=message):
+        inspect_file(bad)
+    result = runner.invoke(app, ["inspect-mask", str(bad)])
+    assert result.exit_code == 2 and message.split()[0] in result.output and "Traceback" not in result.output
+
+
+def test_nan_kspace_is_refused_when_read(radial_file, tmp_path):
+    from a2a_cli.io import read_slice
+
+    with h5py.File(radial_file) as f:
+        k = f["kspace"][()]
+    k[0, 1, 0, 0, 0] = np.nan
+    bad = _copy_with(radial_file, tmp_path / "nan.h5", kspace=k)
+    with pytest.raises(InputError, match="NaN"):
+        read_slice(bad, 0)
+
+
+@pytest.mark.slow
+def test_train_and_reconstruct_a_radial_file(radial_file, tmp_path):
+    run, out = tmp_path / "run", tmp_path / "rec"
+    opts = ["--steps", "2", "--model-option", "channels=4", "--model-option", "depth=2", "--device", "cpu", "--val-every", "2"]
+    for loss in ("a2a", "p2p"):
+        result = runner.invoke(app, ["train", str(radial_file), "--out", str(run), "--loss", loss, "--overwrite", *opts])
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["reconstruct", str(run / "best.pt"), str(radial_file), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    with h5py.File(out / "sim_recon.h5") as f:
+        rec, zf = f["reconstruction"][()], f["zero_filled"][()]
+    assert rec.shape == zf.shape == (2, FRAMES, SIZE, SIZE)
+    assert np.isfinite(rec).all() and np.abs(rec).max() > 0
