@@ -507,6 +507,17 @@ def inspect_mask(
     info = inspect_file(data, split=split, mask_file=mask_file)
     if not 0 <= slice_index < info.n_slices:
         raise InputError(data, f"--slice {slice_index} is outside 0..{info.n_slices - 1}")
+    if info.layout == "radial":
+        from .radial import spoke_report_of
+
+        report = spoke_report_of(data, info, slice_index, list(split_size) or None, png, overwrite)
+        if json_out:
+            out.print_json(json.dumps(report))
+        else:
+            from .radial_report import print_spoke_report
+
+            print_spoke_report(report, out)
+        return
     mask = read_mask(data, split=split, slice_index=slice_index, mask_file=mask_file)
     report = mask_report(mask, split_sizes=list(split_size) or None)
     report["file"] = str(data)

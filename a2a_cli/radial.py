@@ -313,3 +313,46 @@ def simulate_radial(
         coils=coils if multi else None, extra=extra, attrs={"a2a_version": __version__, "simulation": json.dumps(params)},
         overwrite=overwrite,
     )
+
+
+def spoke_report_of(path: str | Path, info: ImportedInfo, slice_index: int, split_sizes: Optional[list[int]] = None,
+                    png: Optional[Path] = None, overwrite: bool = False) -> dict:
+    """:func:`a2a_cli.radial_report.spoke_report` of one slice of a radial file, with the file's facts;
+    ``png``: a picture of the spokes of the first frames and of the whole slice."""
+    from .radial_report import spoke_report
+
+    path = Path(path)
+    with _io._open(path) as f, _io._damage_as_input_error(path):
+        traj, _ = read_trajectory(f, info, _io._check_index(info, slice_index))
+    report = spoke_report(traj.numpy(), split_sizes)
+    report.update(file=str(path), slice=slice_index, image_size=[info.height, info.width],
+                  coils=info.coils, sensitivity=info.sensitivity)
+    if png is not None:
+        if png.resolve() == path.resolve():
+            raise InputError(png, "--png names the input file, which is never overwritten; choose another name")
+        _save_spokes_png(traj.numpy(), png, overwrite)
+    return report
+
+
+def _save_spokes_png(traj: np.ndarray, png: Path, overwrite: bool) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4))
+    shown = min(4, traj.shape[0])
+    for t in range(shown):
+        for s in traj[t]:
+            axes[0].plot(s[:, 1], s[:, 0], color=f"C{t}", lw=0.8)
+    axes[0].set_title(f"frames 0-{shown - 1} (one colour each)")
+    for s in traj.reshape(-1, *traj.shape[-2:]):
+        axes[1].plot(s[:, 1], s[:, 0], color="k", lw=0.3, alpha=0.5)
+    axes[1].set_title("all frames")
+    for ax in axes:
+        ax.set_aspect("equal")
+        ax.set_xlabel("k_W (cycles/FOV)")
+        ax.set_ylabel("k_H")
+    with _io.atomic_write(png, overwrite) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

@@ -178,3 +178,32 @@ def test_train_and_reconstruct_a_radial_file(radial_file, tmp_path):
         rec, zf = f["reconstruction"][()], f["zero_filled"][()]
     assert rec.shape == zf.shape == (2, FRAMES, SIZE, SIZE)
     assert np.isfinite(rec).all() and np.abs(rec).max() > 0
+
+
+# ----------------------------------------------------------------------------------
+# inspect-mask on radial files
+# ----------------------------------------------------------------------------------
+def test_inspect_mask_reports_spokes_golden_angle_and_nyquist_fraction(radial_file, tmp_path):
+    import json
+
+    result = runner.invoke(app, ["inspect-mask", str(radial_file), "--json", "--png", str(tmp_path / "spokes.png")])
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.output)
+    assert (r["spokes_per_frame"], r["samples_per_spoke"], r["n_frames"]) == (SPOKES, SIZE, FRAMES)
+    assert r["golden_angle"]["detected"] and abs(r["golden_angle"]["increment_deg"] - 111.246) < 0.01
+    assert r["frame_nyquist_fraction"] == pytest.approx(SPOKES / (np.pi / 2 * SIZE))
+    assert r["recommended_split_size"] == 2 and r["verdict"] == "ok"
+    assert (tmp_path / "spokes.png").stat().st_size > 0
+
+
+def test_the_same_spokes_in_every_frame_are_flagged():
+    from a2a_cli.radial_report import spoke_report
+
+    angle = np.arange(SPOKES) * np.pi / SPOKES
+    r = np.arange(SIZE) - SIZE // 2
+    one = np.stack((r[None] * np.cos(angle)[:, None], r[None] * np.sin(angle)[:, None]), -1)
+    report = spoke_report(np.broadcast_to(one, (FRAMES, SPOKES, SIZE, 2)))
+    assert not report["golden_angle"]["detected"]
+    assert report["frames"][0]["uniformity"] == pytest.approx(1.0)
+    assert all("repeat each other's spokes" in " ".join(s["warnings"]) for s in report["splits"])
+    assert report["verdict"] == "warning"
