@@ -9,7 +9,7 @@ import tomllib
 from dataclasses import fields
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Tuple
 
 import typer
 from rich.console import Console
@@ -610,6 +610,46 @@ def convert(
         written = convert_file(source, target, mask_file=mask_file, split=split, overwrite=overwrite,
                                on_slice=lambda d, n: bar.update(task, completed=d, total=n), virtual_coils=virtual_coils)
     err.print(f"wrote {written} (input format: {kind})", highlight=False, soft_wrap=True)
+
+
+BIN_EPILOG = """
+**Examples**
+
+    a2a bin free_breathing.h5 binned.h5 --bins 10 --plot curve.png
+
+    a2a bin scan.h5 binned.h5 --bins 8 --band 0.002 0.05 --json
+"""
+
+
+@app.command("bin", epilog=BIN_EPILOG)
+@user_errors
+def bin_(
+    source: Path = typer.Argument(..., help="Radial a2a file (free-breathing, golden angle).", show_default=False),
+    target: Path = typer.Argument(..., help="Output: radial file with one frame per respiratory bin.", show_default=False),
+    bins: int = typer.Option(10, "--bins", help="Number of respiratory bins (frames of the output)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the respiratory curve and the bins as a PNG."),
+    band: Optional[Tuple[float, float]] = typer.Option(None, "--band", help="Pass band of the self-gating signal in cycles per spoke (default: one cycle per half sequence to one per frame)."),
+    json_out: bool = typer.Option(False, "--json", help="Print a summary as JSON on stdout."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+) -> None:
+    """Respiratory self-gating: sort the spokes of a radial file into bins of breathing amplitude."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from .binning import bin_file
+
+    low, high = band if band is not None else (None, None)
+    for p in (target, plot):
+        if p is not None and p.exists() and not overwrite:
+            raise InputError(p, "exists; pass --overwrite to replace it")
+    with Progress(TextColumn("[bold]bin"), BarColumn(), MofNCompleteColumn(), TextColumn("slices"), console=err) as bar:
+        task = bar.add_task("bin", total=None)
+        summary = bin_file(source, target, bins=bins, plot=plot, low=low, high=high, overwrite=overwrite,
+                           on_slice=lambda d, n: bar.update(task, completed=d, total=n))
+    if json_out:
+        out.print_json(json.dumps(summary))
+    else:
+        err.print(f"wrote {target}: {bins} bins of {summary['spokes_per_bin']} spokes per slice"
+                  + (f", curve in {plot}" if plot else ""), highlight=False)
 
 
 SIM_EPILOG = """

@@ -188,7 +188,7 @@ def test_inspect_mask_reports_spokes_golden_angle_and_nyquist_fraction(radial_fi
 
     result = runner.invoke(app, ["inspect-mask", str(radial_file), "--json", "--png", str(tmp_path / "spokes.png")])
     assert result.exit_code == 0, result.output
-    r = json.loads(result.output)
+    r = json.loads(result.stdout)
     assert (r["spokes_per_frame"], r["samples_per_spoke"], r["n_frames"]) == (SPOKES, SIZE, FRAMES)
     assert r["golden_angle"]["detected"] and abs(r["golden_angle"]["increment_deg"] - 111.246) < 0.01
     assert r["frame_nyquist_fraction"] == pytest.approx(SPOKES / (np.pi / 2 * SIZE))
