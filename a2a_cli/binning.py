@@ -28,7 +28,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
-import h5py
 import numpy as np
 
 from .errors import A2AError, InputError
