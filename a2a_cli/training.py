@@ -87,6 +87,8 @@ class TrainConfig:
 #: video, and is about five times cheaper; with reflected data it needs more of them
 #: (benchmarks/RESULTS.md).
 DEFAULT_STEPS = {"dynamic": 800, "sequential": 3000}
+#: Seconds after which a default run on radial files stops (with the best checkpoint so far).
+RADIAL_TIME_LIMIT = 540.0
 
 
 def augment_enabled(cfg: "TrainConfig", mode: str) -> bool:
@@ -278,6 +280,9 @@ def train(
     val_set = KspaceDataset(cfg.val, split=split, mask_file=cfg.mask) if cfg.val else None
     if cfg.steps is None and cfg.epochs is None and cfg.time_limit is None:
         cfg.steps = DEFAULT_STEPS[mode]
+        if any(info.layout == "radial" for info in dataset.infos):
+            # NUFFT-based steps cost seconds on a CPU: the default radial run also stops at a time budget
+            cfg.time_limit = RADIAL_TIME_LIMIT
 
     state = None
     if resume:
