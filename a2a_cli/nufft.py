@@ -463,8 +463,7 @@ class RadialMRI:
             f = stop - start
             joined = mb.reshape(b, 4, 1, f * mb.shape[3], mb.shape[4])
             joined = torch.cat((joined[:, :3], _block_dcf(mb)), 1)
-            yj = block.reshape(b, 2, 1, block.shape[3], f * block.shape[4], block.shape[5]).transpose(2, 3)
-            yj = yj.reshape(b, 2, block.shape[3], f * block.shape[4], block.shape[5])
+            yj = block.transpose(2, 3).reshape(b, 2, block.shape[3], f * block.shape[4], block.shape[5])
             img = RadialMRI(joined[:, :, 0], self.coil_maps).gridding(yj)  # (B, 2, H, W)
             out.append(img.unsqueeze(2).expand(b, 2, f, *img.shape[-2:]))
         return torch.cat(out, 2)

@@ -84,3 +84,16 @@ def test_time_average_joins_the_spokes_of_every_frame():
     y_all, static = physics.time_average(y)
     assert static.mask.shape == (1, 4, 15, H)
     assert torch.allclose(static.A(x), y_all, atol=1e-5)
+
+
+def test_view_sharing_of_the_whole_sequence_is_the_gridding_of_all_spokes():
+    physics, g = _operator(coils=2)
+    y = torch.randn(1, 2, 3, 2, 5, H, generator=g)
+    shared = physics.view_sharing(y)  # one block of all frames
+    y_all, static = physics.time_average(y)
+    expected = static.gridding(y_all)
+    assert shared.shape == (1, 2, 3, H, W)
+    for t in range(3):
+        assert torch.allclose(shared[:, :, t], expected, atol=1e-5)
+    first_two = physics.view_sharing(y, window=2)[:, :, 0]
+    assert not torch.allclose(first_two, expected, atol=1e-3)
