@@ -582,6 +582,10 @@ CONVERT_EPILOG = """
     a2a convert ocmr_cine.h5 ocmr_a2a.h5 --overwrite
 
     a2a convert multicoil.h5 multicoil_8vc.h5 --virtual-coils 8
+
+    a2a convert ksp.cfl radial.h5 --trajectory traj.cfl --image-size 128 128
+
+    a2a convert radial_ismrmrd.h5 radial.h5
 """
 
 
@@ -597,14 +601,35 @@ def convert(
     centre_lines: int = typer.Option(0, "--centre-lines", help="Centre lines shared by every frame (with --frames)."),
     seed: int = typer.Option(0, help="Seed of the line assignment (with --frames)."),
     virtual_coils: Optional[int] = typer.Option(None, "--virtual-coils", help="Compress the coils of each slice to this many virtual coils (SVD; sensitivity maps compressed alike), for faster training and reconstruction."),
+    trajectory: Optional[Path] = typer.Option(None, "--trajectory", help="BART radial k-space (IN is a .cfl/.hdr array): its trajectory array (`bart traj` units)."),
+    image_size: Optional[Tuple[int, int]] = typer.Option(None, "--image-size", help="Radial inputs: the image grid H W (default: twice the largest coordinate)."),
 ) -> None:
     """Write the a2a file of any supported input (slice by slice; the output appears only when complete)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from .formats import convert as convert_file, detect
 
+    if trajectory is not None or source.suffix in (".cfl", ".hdr"):
+        from .radial_convert import convert_bart
+
+        if trajectory is None:
+            raise A2AError("BART k-space needs its trajectory: --trajectory traj.cfl")
+        written = convert_bart(source, trajectory, target, image_size=image_size, overwrite=overwrite)
+        err.print(f"wrote {written} (input format: BART radial)", highlight=False, soft_wrap=True)
+        return
     split = _split_options(frames, assignment, centre_lines, seed)
     kind = detect(source)  # a missing or non-HDF5 input fails here, before the progress bar
+    if kind == "ismrmrd":
+        import h5py
+
+        from .radial_convert import convert_ismrmrd, ismrmrd_has_trajectories
+
+        with h5py.File(source, "r") as f:
+            radial = ismrmrd_has_trajectories(f)
+        if radial:
+            written = convert_ismrmrd(source, target, overwrite=overwrite)
+            err.print(f"wrote {written} (input format: ISMRMRD radial)", highlight=False, soft_wrap=True)
+            return
     with Progress(TextColumn(f"[bold]convert {source.name}"), BarColumn(), MofNCompleteColumn(), TextColumn("slices"), console=err) as bar:
         task = bar.add_task("convert", total=None)
         written = convert_file(source, target, mask_file=mask_file, split=split, overwrite=overwrite,

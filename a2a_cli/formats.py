@@ -515,8 +515,8 @@ def _ismrmrd_inspect(f: h5py.File, path: Path) -> ImportedInfo:
     if "trajectory_dimensions" in head_names and (heads["trajectory_dimensions"][acq] > 0).any():
         raise InputError(
             path,
-            "the acquisitions carry trajectory points (non-Cartesian, e.g. radial k-space), which a2a does not read; "
-            "reading them as Cartesian lines would ignore the trajectory",
+            "the acquisitions carry trajectory points (non-Cartesian, e.g. radial k-space), which are not read as "
+            "Cartesian lines; write the a2a radial file first: a2a convert IN OUT",
         )
     ky, sl = counter("kspace_encode_step_1")[acq], counter("slice")[acq]
     phase, rep = counter("phase")[acq], counter("repetition")[acq]

@@ -207,3 +207,41 @@ def test_the_same_spokes_in_every_frame_are_flagged():
     assert report["frames"][0]["uniformity"] == pytest.approx(1.0)
     assert all("repeat each other's spokes" in " ".join(s["warnings"]) for s in report["splits"])
     assert report["verdict"] == "warning"
+
+
+# ----------------------------------------------------------------------------------
+# conversion
+# ----------------------------------------------------------------------------------
+def test_convert_bart_arrays_gives_the_same_radial_data(radial_file, tmp_path):
+    from a2a_cli.cfl import write_cfl
+
+    with h5py.File(radial_file) as f:
+        k, traj = f["kspace"][0], f["trajectory"][0]  # (T, N, spokes, samples), (T, spokes, samples, 2)
+    t, n, sp, sa = k.shape
+    ksp = k.transpose(3, 2, 1, 0).reshape(1, sa, sp, n, 1, 1, 1, 1, 1, 1, t)
+    tr = np.zeros((3, sa, sp, t), np.complex64)
+    tr[0], tr[1] = traj[..., 0].transpose(2, 1, 0), traj[..., 1].transpose(2, 1, 0)
+    write_cfl(tmp_path / "ksp", ksp)
+    write_cfl(tmp_path / "traj", tr.reshape(3, sa, sp, 1, 1, 1, 1, 1, 1, 1, t))
+    out = tmp_path / "from_bart.h5"
+    result = runner.invoke(app, ["convert", str(tmp_path / "ksp.cfl"), str(out), "--trajectory", str(tmp_path / "traj.cfl")])
+    assert result.exit_code == 0, result.output
+    info = inspect_file(out)
+    assert (info.layout, info.frames, info.height, info.width, info.coils) == ("radial", FRAMES, SIZE, SIZE, 3)
+    with h5py.File(out) as f:
+        assert np.array_equal(f["kspace"][0], k) and np.allclose(f["trajectory"][0], traj)
+    missing = runner.invoke(app, ["convert", str(tmp_path / "ksp.cfl"), str(tmp_path / "x.h5")])
+    assert missing.exit_code == 2 and "--trajectory" in missing.output
+
+
+def test_convert_ismrmrd_with_trajectories(tmp_path):
+    raw = _ismrmrd_radial(tmp_path / "raw.h5", spokes=4, samples=8, coils=2)
+    out = tmp_path / "radial.h5"
+    result = runner.invoke(app, ["convert", str(raw), str(out)])
+    assert result.exit_code == 0, result.output
+    info = inspect_file(out)
+    assert (info.layout, info.frames, info.height, info.coils) == ("radial", 1, 8, 2)
+    with h5py.File(out) as f:
+        assert f["kspace"].shape == (1, 1, 2, 4, 8)
+        assert np.allclose(f["trajectory"][0, 0, 1, :, 0], (np.arange(8) - 4) * np.cos(np.pi / 4))
+        assert np.allclose(f["kspace"][()], 1 + 1j)
