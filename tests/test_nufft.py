@@ -97,3 +97,18 @@ def test_view_sharing_of_the_whole_sequence_is_the_gridding_of_all_spokes():
         assert torch.allclose(shared[:, :, t], expected, atol=1e-5)
     first_two = physics.view_sharing(y, window=2)[:, :, 0]
     assert not torch.allclose(first_two, expected, atol=1e-3)
+
+
+@pytest.mark.parametrize("sequential", [False, True])
+def test_reflections_are_symmetries_of_the_radial_operator(sequential):
+    """Mirroring/conjugating the image reorders and reflects the samples (as for Cartesian data)."""
+    from a2a_cli.physics import Reflection
+
+    physics, g = _operator(sequential=sequential)
+    physics.coil_maps[..., :1, :] = 0  # the edge row/column has no mirror image on the grid
+    physics.coil_maps[..., :, :1] = 0
+    x = torch.randn(1, 2, *(() if sequential else (3,)), H, W, generator=g)
+    y = physics.A(x)
+    for r in Reflection.all():
+        lhs, rhs = r.physics_of(physics).A(r.image(x)), r.kspace(y)
+        assert float((lhs - rhs).norm() / rhs.norm()) < 5e-3, r
