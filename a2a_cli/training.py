@@ -88,7 +88,7 @@ class TrainConfig:
 #: (benchmarks/RESULTS.md).
 DEFAULT_STEPS = {"dynamic": 800, "sequential": 3000}
 #: Seconds after which a default run on radial files stops (with the best checkpoint so far).
-RADIAL_TIME_LIMIT = 540.0
+RADIAL_TIME_LIMIT = 480.0
 
 
 def augment_enabled(cfg: "TrainConfig", mode: str) -> bool:
