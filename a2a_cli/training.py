@@ -283,6 +283,11 @@ def train(
         if any(info.layout == "radial" for info in dataset.infos):
             # NUFFT-based steps cost seconds on a CPU: the default radial run also stops at a time budget
             cfg.time_limit = RADIAL_TIME_LIMIT
+    if any(info.layout == "radial" for info in dataset.infos):
+        # radial defaults: every reflection and every new union of frames re-embeds the Toeplitz
+        # kernels, so reflections and shuffled chunks would multiply the cost of a step
+        cfg.augment = False if cfg.augment is None else cfg.augment
+        cfg.shuffle_frames = False if cfg.shuffle_frames is None else cfg.shuffle_frames
 
     state = None
     if resume:
