@@ -8,7 +8,7 @@ import signal
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Tuple
 
 import typer
 from rich.console import Console
@@ -591,6 +591,17 @@ def inspect_mask(
     info = inspect_file(data, split=split, mask_file=mask_file)
     if not 0 <= slice_index < info.n_slices:
         raise InputError(data, f"--slice {slice_index} is outside 0..{info.n_slices - 1}")
+    if info.layout == "radial":
+        from .radial import spoke_report_of
+
+        report = spoke_report_of(data, info, slice_index, list(split_size) or None, png, overwrite)
+        if json_out:
+            out.print_json(json.dumps(report))
+        else:
+            from .radial_report import print_spoke_report
+
+            print_spoke_report(report, out)
+        return
     mask = read_mask(data, split=split, slice_index=slice_index, mask_file=mask_file)
     report = mask_report(mask, split_sizes=list(split_size) or None)
     report["file"] = str(data)
@@ -661,6 +672,10 @@ CONVERT_EPILOG = """
     a2a convert ocmr_cine.h5 ocmr_a2a.h5 --overwrite
 
     a2a convert multicoil.h5 multicoil_8vc.h5 --virtual-coils 8
+
+    a2a convert ksp.cfl radial.h5 --trajectory traj.cfl --image-size 128 128
+
+    a2a convert radial_ismrmrd.h5 radial.h5
 """
 
 
@@ -676,6 +691,8 @@ def convert(
     centre_lines: int = typer.Option(0, "--centre-lines", help="Centre lines shared by every frame (with --frames)."),
     seed: int = typer.Option(0, help="Seed of the line assignment (with --frames)."),
     virtual_coils: Optional[int] = typer.Option(None, "--virtual-coils", help="Compress the coils of each slice to this many virtual coils (SVD; sensitivity maps compressed alike), for faster training and reconstruction."),
+    trajectory: Optional[Path] = typer.Option(None, "--trajectory", help="BART radial k-space (IN is a .cfl/.hdr array): its trajectory array (`bart traj` units)."),
+    image_size: Optional[Tuple[int, int]] = typer.Option(None, "--image-size", help="Radial inputs: the image grid H W (default: twice the largest coordinate)."),
 ) -> None:
     """Write the a2a file of any supported input (slice by slice; the output appears only when complete)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -685,10 +702,29 @@ def convert(
     from .paths import check_output_folder, refuse_outputs_over_inputs
 
     check_options(frames=frames, centre_lines=centre_lines, seed=seed, virtual_coils=virtual_coils)
-    refuse_outputs_over_inputs([target], [source, mask_file], "the output would replace an input file (the data or its --mask); choose another name")
+    refuse_outputs_over_inputs([target], [source, mask_file, trajectory], "the output would replace an input file (the data, its --mask or --trajectory); choose another name")
     check_output_folder(target, "the output")
+    if trajectory is not None or source.suffix in (".cfl", ".hdr"):
+        from .radial_convert import convert_bart
+
+        if trajectory is None:
+            raise A2AError("BART k-space needs its trajectory: --trajectory traj.cfl")
+        written = convert_bart(source, trajectory, target, image_size=image_size, overwrite=overwrite)
+        err.print(f"wrote {written} (input format: BART radial)", highlight=False, soft_wrap=True)
+        return
     split = _split_options(frames, assignment, centre_lines, seed)
     kind = detect(source)  # a missing or non-HDF5 input fails here, before the progress bar
+    if kind == "ismrmrd":
+        import h5py
+
+        from .radial_convert import convert_ismrmrd, ismrmrd_has_trajectories
+
+        with h5py.File(source, "r") as f:
+            radial = ismrmrd_has_trajectories(f)
+        if radial:
+            written = convert_ismrmrd(source, target, overwrite=overwrite)
+            err.print(f"wrote {written} (input format: ISMRMRD radial)", highlight=False, soft_wrap=True)
+            return
     with Progress(TextColumn(f"[bold]convert {escape(_shown(source.name))}"), BarColumn(), MofNCompleteColumn(), TextColumn("slices"), console=err) as bar:
         task = bar.add_task("convert", total=None)
         written = convert_file(source, target, mask_file=mask_file, split=split, overwrite=overwrite,
@@ -752,6 +788,46 @@ def export(
         err.print(f"wrote {summary['output']} ({summary['format']}, {summary['axes']})", highlight=False, soft_wrap=True)
 
 
+BIN_EPILOG = """
+**Examples**
+
+    a2a bin free_breathing.h5 binned.h5 --bins 10 --plot curve.png
+
+    a2a bin scan.h5 binned.h5 --bins 8 --band 0.002 0.05 --json
+"""
+
+
+@app.command("bin", epilog=BIN_EPILOG)
+@user_errors
+def bin_(
+    source: Path = typer.Argument(..., help="Radial a2a file (free-breathing, golden angle).", show_default=False),
+    target: Path = typer.Argument(..., help="Output: radial file with one frame per respiratory bin.", show_default=False),
+    bins: int = typer.Option(10, "--bins", help="Number of respiratory bins (frames of the output)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the respiratory curve and the bins as a PNG."),
+    band: Optional[Tuple[float, float]] = typer.Option(None, "--band", help="Pass band of the self-gating signal in cycles per spoke (default: one cycle per half sequence to one per frame)."),
+    json_out: bool = typer.Option(False, "--json", help="Print a summary as JSON on stdout."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+) -> None:
+    """Respiratory self-gating: sort the spokes of a radial file into bins of breathing amplitude."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from .binning import bin_file
+
+    low, high = band if band is not None else (None, None)
+    for p in (target, plot):
+        if p is not None and p.exists() and not overwrite:
+            raise InputError(p, "exists; pass --overwrite to replace it")
+    with Progress(TextColumn("[bold]bin"), BarColumn(), MofNCompleteColumn(), TextColumn("slices"), console=err) as bar:
+        task = bar.add_task("bin", total=None)
+        summary = bin_file(source, target, bins=bins, plot=plot, low=low, high=high, overwrite=overwrite,
+                           on_slice=lambda d, n: bar.update(task, completed=d, total=n))
+    if json_out:
+        out.print_json(json.dumps(summary))
+    else:
+        err.print(f"wrote {target}: {bins} bins of {summary['spokes_per_bin']} spokes per slice"
+                  + (f", curve in {plot}" if plot else ""), highlight=False)
+
+
 SIM_EPILOG = """
 **Examples**
 
@@ -780,9 +856,14 @@ def simulate(
     coils: int = typer.Option(1, help="Receive coils (1: single coil)."),
     seed: int = typer.Option(0, help="Random seed (different seeds give different sampling patterns)."),
     complex_style: str = typer.Option("complex", "--complex-style", help="How complex data is stored: complex, compound or float2."),
+    trajectory: str = typer.Option("cartesian", "--trajectory", help="cartesian (line masks) or radial (golden-angle spokes, an a2a radial file)."),
+    spokes: int = typer.Option(8, "--spokes", help="Spokes per frame (--trajectory radial; height = width, samples per spoke = height)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file."),
 ) -> None:
-    """Write a synthetic test case with its ground truth as `reference`."""
+    """Write a synthetic test case with its ground truth as `reference`.
+
+    Example: `a2a simulate radial.h5 --trajectory radial --coils 4 --spokes 8 --height 128 --width 128`
+    """
     from .config import check_options
     from .paths import check_output_folder
     from .simulate import write_case
@@ -800,6 +881,21 @@ def simulate(
         raise A2AError(f"--slices x --frames x --height x --width x --coils = {samples} complex samples "
                        f"({samples * 8 / 2**30:.1f} GiB), more than the limit of {limit}; set A2A_MAX_SLICE_SAMPLES to raise it")
     check_output_folder(path, "the output")
+    if trajectory == "radial":
+        from .radial import simulate_radial
+
+        if not 1 <= spokes <= 100_000:
+            raise A2AError(f"--spokes: must be an integer from 1 to 100000, got {spokes}")
+
+        if height != width:
+            raise A2AError("--trajectory radial simulates square images: give --height equal to --width")
+        written = simulate_radial(path, mode=mode.value, slices=slices, frames=frames, size=height, spokes=spokes,
+                                  coils=coils, snr_db=snr, motion=motion, period=period, seed=seed, overwrite=overwrite)
+        err.print(f"wrote {written}", highlight=False)
+        return
+    if trajectory != "cartesian":
+        raise A2AError(f"--trajectory must be cartesian or radial, got {trajectory!r}")
+
     kwargs = dict(mode=mode.value, slices=slices, frames=frames, height=height, width=width,
                   acceleration=acceleration, centre_lines=centre_lines, snr_db=snr, motion=motion, period=period,
                   seed=seed, complex_style=complex_style, overwrite=overwrite)

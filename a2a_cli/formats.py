@@ -516,6 +516,12 @@ def _ismrmrd_inspect(f: h5py.File, path: Path) -> ImportedInfo:
     if not keep.any():
         raise InputError(path, "no imaging acquisitions (all are noise, calibration or other non-imaging scans)")
     acq = np.flatnonzero(keep)
+    if "trajectory_dimensions" in head_names and (heads["trajectory_dimensions"][acq] > 0).any():
+        raise InputError(
+            path,
+            "the acquisitions carry trajectory points (non-Cartesian, e.g. radial k-space), which are not read as "
+            "Cartesian lines; write the a2a radial file first: a2a convert IN OUT",
+        )
     ky, sl = counter("kspace_encode_step_1")[acq], counter("slice")[acq]
     phase, rep = counter("phase")[acq], counter("repetition")[acq]
     for name in ("kspace_encode_step_2", "contrast", "set"):
@@ -658,6 +664,10 @@ def read_sample(f: h5py.File, info: ImportedInfo, index: int, split: _io.SplitOp
     ``known_maps``: ``(coil maps (1, N, H, W), method)`` of this slice from an earlier read.
     """
     index = _io._check_index(info, index)
+    if info.source_format == "radial":
+        from . import radial
+
+        return radial.read_sample(f, info, index, allow_empty_frames, with_reference, known_maps)
     if info.source_format == "cmrxrecon":
         return _cmrx_read(f, info, index, allow_empty_frames, with_reference, known_maps)
     if info.source_format == "ismrmrd":
@@ -668,6 +678,10 @@ def read_sample(f: h5py.File, info: ImportedInfo, index: int, split: _io.SplitOp
 def read_mask(f: h5py.File, info: ImportedInfo, index: int, split: _io.SplitOptions | None) -> np.ndarray:
     """The bool ``(T, H, W)`` mask of slice ``index`` (reads k-space only when the mask is derived)."""
     index = _io._check_index(info, index)
+    if info.source_format == "radial":
+        from . import radial
+
+        return radial.read_mask(f, info, index)
     if info.source_format == "cmrxrecon":
         k = None
         if info.plan["mask"] is None:

@@ -568,6 +568,12 @@ def _inspect(f: h5py.File, path: Path, split: SplitOptions | None, mask_file: Pa
 def _inspect_header(f: h5py.File, path: Path, split: SplitOptions | None, mask_file: PathLike | None = None) -> FileInfo:
     from . import formats  # imported here: formats builds on this module
 
+    if "trajectory" in f:  # non-Cartesian: never read as Cartesian k-space
+        from . import radial
+
+        if mask_file is not None:
+            raise InputError(path, "a separate mask file (--mask) is used only for CMRxRecon files; a radial file carries its trajectory")
+        return radial.inspect(f, path)
     kind = formats.importer_for(f)
     if kind is not None:
         return formats.inspect(f, path, split, mask_file, kind)

@@ -47,6 +47,7 @@ __all__ = [
     "DynamicMRI",
     "SequentialMRI",
     "Reflection",
+    "is_sequential",
 ]
 
 
@@ -425,6 +426,11 @@ class SequentialMRI(MRIPhysics):
         return to_real(yc), DynamicMRI(mask=union, coil_maps=self.coil_maps, cg_iterations=self.cg_iterations)
 
 
+def is_sequential(physics: object) -> bool:
+    """Whether ``physics`` measures one static image with every frame (Cartesian or radial)."""
+    return isinstance(physics, SequentialMRI) or bool(getattr(physics, "sequential", False))
+
+
 def _reverse(t: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
     """Index reversal ``i -> (2 (N // 2) - i) mod N`` about the centre sample ``N // 2`` of each axis in ``dims``.
 
@@ -505,6 +511,14 @@ class Reflection:
         if maps is not None:  # coil maps live in the image domain
             maps = _reverse(maps, self._dims(True))
             maps = maps.conj() if self.conjugate else maps
+        if getattr(physics, "radial", False):
+            # radial samples are reordered exactly as kspace() reorders the data (a
+            # permutation), and their coordinates reflected: a mirror in H negates k_H, a
+            # conjugation negates both (conj x measured at -k is conj(y(k)))
+            mask = self.mask(physics.mask).clone()
+            mask[:, 1] *= -1.0 if self.flip_h != self.conjugate else 1.0
+            mask[:, 2] *= -1.0 if self.flip_w != self.conjugate else 1.0
+            return physics.reflected(mask, maps)
         return type(physics)(mask=self.mask(physics.mask), coil_maps=maps, cg_iterations=physics.cg_iterations)
 
     def __repr__(self) -> str:

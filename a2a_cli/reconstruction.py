@@ -115,10 +115,17 @@ def _sequence_scale(net: ReconstructionNet, kspace: torch.Tensor, mask: torch.Te
     total = None
     for start in range(0, frames, step):
         stop = min(start + step, frames)
-        physics = DynamicMRI(mask=mask[:, :, start:stop], coil_maps=coil_maps)
+        physics = _operator("dynamic", mask[:, :, start:stop], coil_maps)
         s = net.intensity_scale(net.initial_image(kspace[:, :, start:stop], physics)) * (stop - start)
         total = s if total is None else total + s
     return total / frames
+
+
+def _operator(mode: str, mask: torch.Tensor, coil_maps: Optional[torch.Tensor]):
+    """The measurement operator of a slice: Cartesian as ``mode`` says, or radial for a radial sampling tensor."""
+    from .training import make_physics
+
+    return make_physics(mode, mask, coil_maps)
 
 
 @torch.no_grad()
@@ -153,11 +160,11 @@ def run_network(
 def _run_network(net: torch.nn.Module, mode: str, kspace: torch.Tensor, mask: torch.Tensor,
                  coil_maps: Optional[torch.Tensor], frames_per_batch: Optional[int]) -> torch.Tensor:
     if mode == "sequential":
-        y_avg, static = SequentialMRI(mask=mask, coil_maps=coil_maps).time_average(kspace)
+        y_avg, static = _operator(mode, mask, coil_maps).time_average(kspace)
         return net(y_avg, static)
     frames = kspace.shape[2]
     if not frames_per_batch or frames_per_batch >= frames:
-        return net(kspace, DynamicMRI(mask=mask, coil_maps=coil_maps))
+        return net(kspace, _operator(mode, mask, coil_maps))
     block, context = _window_geometry(net)
     if block == 0:
         raise A2AError(
@@ -173,7 +180,7 @@ def _run_network(net: torch.nn.Module, mode: str, kspace: torch.Tensor, mask: to
         for start in range(0, frames, step):
             stop = min(start + step, frames)
             lo, hi = max(0, start - pad), min(frames, stop + pad)
-            sub = net(kspace[:, :, lo:hi], DynamicMRI(mask=mask[:, :, lo:hi], coil_maps=coil_maps))
+            sub = net(kspace[:, :, lo:hi], _operator(mode, mask[:, :, lo:hi], coil_maps))
             if out is None:  # filled in place: no list of pieces and no concatenated copy
                 out = sub.new_empty(sub.shape[:2] + (frames,) + sub.shape[3:])
             out[:, :, start:stop] = sub[:, :, start - lo:stop - lo]
@@ -188,6 +195,14 @@ def zero_filled(mode: str, kspace: torch.Tensor, mask: torch.Tensor, coil_maps: 
     of all frames. With coil maps no iterative (SENSE) unfolding is done: that would
     be a reconstruction, not a baseline.
     """
+    from .nufft import is_radial_mask
+
+    if is_radial_mask(mask):
+        # radial: the density-compensated gridding (the zero-filled image of non-Cartesian data)
+        if mode == "sequential":
+            y_all, static = _operator(mode, mask, coil_maps).time_average(kspace)
+            return static.gridding(y_all)
+        return _operator(mode, mask, coil_maps).gridding(kspace)
     if mode == "sequential":
         y_avg, static = SequentialMRI(mask=mask, coil_maps=coil_maps).time_average(kspace)
         return static.A_adjoint(y_avg)

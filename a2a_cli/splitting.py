@@ -49,7 +49,7 @@ import torch
 from torch import nn
 
 from .errors import A2AError
-from .physics import DynamicMRI, MRIPhysics, SequentialMRI, gather_time
+from .physics import DynamicMRI, MRIPhysics, SequentialMRI, gather_time, is_sequential
 
 __all__ = [
     "SplittingError",
@@ -146,6 +146,8 @@ def _with_mask(physics: MRIPhysics, mask: torch.Tensor, kind: Optional[type] = N
     """``physics`` with another mask; ``kind`` forces the operator class (same coil maps)."""
     if kind is None:
         return physics.with_mask(mask)
+    if getattr(physics, "radial", False):  # one operator class; the kind is a flag
+        return physics.with_mask(mask, sequential=kind is SequentialMRI)
     return kind(mask=mask, coil_maps=physics.coil_maps, cg_iterations=getattr(physics, "cg_iterations", 10))
 
 
@@ -158,7 +160,7 @@ def _split(physics: MRIPhysics, n_frames: int, index: torch.Tensor, kind: Option
 def _time_average(y: torch.Tensor, physics: MRIPhysics) -> tuple[torch.Tensor, MRIPhysics]:
     """Collapse a time series into one k-space and a single-image operator."""
     mask = _full_time_mask(physics, y.shape[2], y.shape[0])
-    if isinstance(physics, SequentialMRI) and mask is physics.mask:
+    if is_sequential(physics) and mask is physics.mask:
         return physics.time_average(y)
     return _with_mask(physics, mask, SequentialMRI).time_average(y)
 
@@ -264,7 +266,7 @@ class _TimeSplittingLoss(nn.Module):
                     f"for a network that returns one static image use dynamic_model=False"
                 )
             # a video output is compared frame by frame, whatever the given operator class
-            kind = DynamicMRI if isinstance(physics, SequentialMRI) else None
+            kind = DynamicMRI if is_sequential(physics) else None
         else:
             if x_net.ndim != 4:
                 raise SplittingError(
@@ -277,7 +279,10 @@ class _TimeSplittingLoss(nn.Module):
             index = draw.frames(chunks.to(y.device))
             phys_t = _split(physics, draw.n_frames, index, kind)
             y_t = _measured(gather_time(y, index), phys_t.mask)
-            value = self.metric(phys_t.A(x_net), y_t)
+            if isinstance(self.metric, nn.MSELoss) and self.metric.reduction == "mean" and hasattr(phys_t, "residual_mse"):
+                value = phys_t.residual_mse(x_net, y_t)  # the same value without an interpolation (radial)
+            else:
+                value = self.metric(phys_t.A(x_net), y_t)
             if value.ndim > 0:  # per-sample metrics
                 value = value.mean()
             # normalising by the sampled fraction makes the loss scale independent of acceleration

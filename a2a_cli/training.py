@@ -50,6 +50,8 @@ class Interrupted(A2AError):
 #: video, and is about five times cheaper; with reflected data it needs more of them
 #: (benchmarks/RESULTS.md).
 DEFAULT_STEPS = {"dynamic": 800, "sequential": 3000}
+#: Seconds after which a default run on radial files stops (with the best checkpoint so far).
+RADIAL_TIME_LIMIT = 480.0
 
 #: Training seconds when nothing bounds the run: the default stops at DEFAULT_STEPS or
 #: after this long, whichever comes first, so that one large scan (180x230, 8 coils)
@@ -129,7 +131,12 @@ def check_model_options(model: str, options: dict, origin: Optional[Path] = None
 
 
 def make_physics(mode: str, mask: torch.Tensor, coil_maps: Optional[torch.Tensor] = None) -> MRIPhysics:
-    """The operator for a batch: ``mask`` ``(B, 1, T, H, W)``, optional complex maps ``(B, N, H, W)``."""
+    """The operator for a batch: ``mask`` ``(B, 1, T, H, W)``, optional complex maps ``(B, N, H, W)``;
+    a radial sampling tensor ``(B, 4, T, spokes, samples)`` gives :class:`~a2a_cli.nufft.RadialMRI`."""
+    from .nufft import RadialMRI, is_radial_mask
+
+    if is_radial_mask(mask):
+        return RadialMRI(mask, coil_maps, sequential=mode == "sequential")  # type: ignore[return-value]
     cls = DynamicMRI if mode == "dynamic" else SequentialMRI
     return cls(mask=mask, coil_maps=coil_maps)
 
@@ -327,6 +334,16 @@ def train(
     val_set = KspaceDataset(cfg.val, split=split, mask_file=cfg.mask) if cfg.val else None
     if rank == 0:
         _log_layouts([*dataset.infos, *(val_set.infos if val_set is not None else [])], log)
+    radial = any(info.layout == "radial" for info in dataset.infos)
+    unbounded = cfg.steps is None and cfg.epochs is None and cfg.time_limit is None
+    if radial:
+        # radial defaults: every reflection and every new union of frames re-embeds the Toeplitz
+        # kernels, so reflections and shuffled chunks would multiply the cost of a step; readout
+        # crops and coil compression are Cartesian
+        cfg.augment = False if cfg.augment is None else cfg.augment
+        cfg.shuffle_frames = False if cfg.shuffle_frames is None else cfg.shuffle_frames
+        cfg.crop_rows = 0 if cfg.crop_rows is None else cfg.crop_rows
+        cfg.virtual_coils = 0 if cfg.virtual_coils is None else cfg.virtual_coils
     # many coils: train on fewer virtual coils (exact model, cheaper steps); items are cached in memory
     coils = max(k[3] for k in dataset.batch_keys)
     try:
@@ -339,6 +356,9 @@ def train(
     if val_set is not None:
         val_set = PreparedDataset(val_set, virtual)
     apply_default_budget(cfg, mode)
+    if radial and unbounded:
+        # NUFFT-based steps cost seconds on a CPU: the default radial run stops at its own time budget
+        cfg.time_limit = RADIAL_TIME_LIMIT
 
     state = None
     if resume:

@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Optional
 import torch
 from torch import nn
 
-from ..physics import MRIPhysics, Reflection, SequentialMRI
+from ..physics import MRIPhysics, Reflection, is_sequential
 
 __all__ = ["INITS", "ReconstructionNet", "fold_time", "unfold_time", "ConvStack"]
 
@@ -144,7 +144,7 @@ class ReconstructionNet(nn.Module):
         return self._forward_once(y, physics)
 
     def _forward_once(self, y: torch.Tensor, physics: MRIPhysics) -> torch.Tensor:
-        if isinstance(physics, SequentialMRI):
+        if is_sequential(physics):
             y, physics = physics.time_average(y)
         static = physics.mask.ndim == 4
         if static:
