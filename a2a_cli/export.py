@@ -45,12 +45,13 @@ import h5py
 import numpy as np
 
 from . import __version__
+from . import cfl as cfl_io
 from .errors import A2AError, InputError, raise_if_stopped
 from .geometry import FRAME_TIME, PIXEL_SPACING, SLICE_THICKNESS, geometry_from_attrs
 from .io import OutputExistsError, atomic_write
 
 __all__ = ["FORMATS", "SUFFIXES", "EXTRA_HINT", "Recon", "format_for", "parse_frames", "load_recon",
-           "export_target", "require_packages", "check_target", "export", "read_cfl", "write_cfl"]
+           "export_target", "require_packages", "check_target", "export", "read_cfl"]
 
 PathLike = str | os.PathLike
 
@@ -295,35 +296,9 @@ def write_nifti(recon: Recon, out: Path, magnitude: bool, overwrite: bool, notes
             "dtype": str(data.dtype), "zooms": [float(z) for z in img.header.get_zooms()]}
 
 
-def write_cfl(base: PathLike, array: np.ndarray, overwrite: bool = False) -> tuple[Path, Path]:
-    """Write ``array`` as BART's ``base.cfl`` (complex64, column-major) and ``base.hdr`` (its dimensions)."""
-    base = Path(base)
-    cfl, hdr = base.with_name(base.name + ".cfl"), base.with_name(base.name + ".hdr")
-    array = np.asarray(array, dtype=np.complex64)
-    for p in (cfl, hdr):  # both checked before either is written
-        if p.exists() and not overwrite:
-            raise OutputExistsError(p, "already exists; use the overwrite option (--overwrite) to replace it")
-    dims = list(array.shape) + [1] * max(0, 16 - array.ndim)
-    with atomic_write(hdr, overwrite) as th, atomic_write(cfl, overwrite) as tc:
-        array.astype("<c8").ravel(order="F").tofile(tc)
-        th.write_text("# Dimensions\n" + " ".join(str(d) for d in dims) + "\n")
-    return cfl, hdr
-
-
 def read_cfl(base: PathLike) -> np.ndarray:
-    """Read BART's ``base.cfl``/``base.hdr``: complex64 with the header's dimensions (trailing 1s kept)."""
-    base = Path(base)
-    if base.suffix.lower() in (".cfl", ".hdr"):
-        base = base.with_suffix("")
-    lines = base.with_name(base.name + ".hdr").read_text().splitlines()
-    try:
-        dims = [int(v) for v in lines[lines.index("# Dimensions") + 1].split()]
-    except (ValueError, IndexError):
-        raise InputError(base.with_name(base.name + ".hdr"), "is not a BART header (no '# Dimensions' line)") from None
-    data = np.fromfile(base.with_name(base.name + ".cfl"), dtype="<c8")
-    if data.size != int(np.prod(dims)):
-        raise InputError(base.with_name(base.name + ".cfl"), f"holds {data.size} values, the header says {dims}")
-    return data.reshape(dims, order="F")
+    """Read BART's ``base.cfl``/``base.hdr`` with every dimension of its header (trailing 1s kept)."""
+    return cfl_io.read_cfl(base, keep_trailing=True)
 
 
 def write_bart(recon: Recon, out: Path, magnitude: bool, overwrite: bool, notes: list[str]) -> dict:
@@ -333,7 +308,7 @@ def write_bart(recon: Recon, out: Path, magnitude: bool, overwrite: bool, notes:
     dims = [1] * 16
     dims[0], dims[1], dims[10], dims[13] = h, w, t, s
     array = data.transpose(2, 3, 1, 0).reshape(dims)  # (H, W, T, S) with singleton dims between: same memory order
-    cfl, hdr = write_cfl(_bart_base(out), array, overwrite)
+    cfl, hdr = cfl_io.write_cfl(_bart_base(out), array, overwrite, min_dims=16)
     return {"shape": dims, "axes": "BART: 0 = H, 1 = W, 10 = frames, 13 = slices", "dtype": "complex64",
             "files": [str(cfl), str(hdr)]}
 

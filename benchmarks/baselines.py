@@ -45,6 +45,9 @@ from typing import Literal
 
 import numpy as np
 
+from a2a_cli.cfl import read_cfl, write_cfl
+from a2a_cli.fft import ifft2c
+
 __all__ = [
     "REGULARISERS",
     "Setting",
@@ -148,11 +151,6 @@ def _averaged(k: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return k.sum(0) / np.maximum(count, 1)[None], count > 0
 
 
-def _ifft2c(k: np.ndarray) -> np.ndarray:
-    axes = (-2, -1)
-    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=axes), norm="ortho"), axes=axes)
-
-
 def _combine(coil_images: np.ndarray, maps: np.ndarray) -> np.ndarray:
     """``sum_c conj(S_c) I_c`` over the coil axis (second to last but two)."""
     return (np.conj(maps) * coil_images).sum(axis=-3)
@@ -168,30 +166,18 @@ def zero_filled(kspace: np.ndarray, mask: np.ndarray, maps: np.ndarray | None = 
     """
     k, m, s = _prepare(kspace, mask, maps)
     if mode == "dynamic":
-        return _combine(_ifft2c(k), s).astype(np.complex64)
+        return _combine(ifft2c(k), s).astype(np.complex64)
     avg, _ = _averaged(k, m)
-    return _combine(_ifft2c(avg), s).astype(np.complex64)
+    return _combine(ifft2c(avg), s).astype(np.complex64)
 
 
 def _scale(k: np.ndarray, m: np.ndarray, s: np.ndarray) -> float:
     avg, _ = _averaged(k, m)
-    peak = float(np.abs(_combine(_ifft2c(avg), s)).max())
+    peak = float(np.abs(_combine(ifft2c(avg), s)).max())
     return peak if peak > 0 and math.isfinite(peak) else 1.0
 
 
 # ----------------------------------------------------------------------------- BART
-def _write_cfl(path: Path, array: np.ndarray) -> None:
-    """BART's format: a text header of 16 dimensions and column-major complex64 data."""
-    dims = list(array.shape) + [1] * (16 - array.ndim)
-    path.with_suffix(".hdr").write_text("# Dimensions\n" + " ".join(map(str, dims)) + "\n")
-    np.asarray(array, np.complex64).ravel(order="F").tofile(path.with_suffix(".cfl"))
-
-
-def _read_cfl(path: Path) -> np.ndarray:
-    dims = [int(d) for d in path.with_suffix(".hdr").read_text().splitlines()[1].split()]
-    return np.fromfile(path.with_suffix(".cfl"), np.complex64).reshape(dims, order="F")
-
-
 def _to_bart(a: np.ndarray, time_axis: bool) -> np.ndarray:
     """``([T,] N, H, W)`` -> BART dims ``(H, W, 1, N, 1, ..., T)`` (time at dimension 10)."""
     if not time_axis:
@@ -209,12 +195,12 @@ def _bart(k: np.ndarray, m: np.ndarray, s: np.ndarray, mode: Mode, regulariser: 
         d = Path(tmp)
         if mode == "sequential":
             avg, union = _averaged(k, m)
-            _write_cfl(d / "k", _to_bart(avg, False))
-            _write_cfl(d / "p", union[:, :, None].astype(np.complex64))
+            write_cfl(d / "k", _to_bart(avg, False), min_dims=16)
+            write_cfl(d / "p", union[:, :, None].astype(np.complex64), min_dims=16)
         else:
-            _write_cfl(d / "k", _to_bart(k, True))
-            _write_cfl(d / "p", _to_bart(m[:, None].astype(np.complex64), True))
-        _write_cfl(d / "s", _to_bart(s, False))
+            write_cfl(d / "k", _to_bart(k, True), min_dims=16)
+            write_cfl(d / "p", _to_bart(m[:, None].astype(np.complex64), True), min_dims=16)
+        write_cfl(d / "s", _to_bart(s, False), min_dims=16)
         # -w 1: no automatic scaling (the data are scaled already, so weights carry over);
         # -u: ADMM penalty; 0.1 converges in about half the iterations of BART's default
         # 0.5 for total variation at these weights (measured), and is unused by FISTA (wavelets).
@@ -226,7 +212,7 @@ def _bart(k: np.ndarray, m: np.ndarray, s: np.ndarray, mode: Mode, regulariser: 
         proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             raise RuntimeError(f"bart pics failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
-        x = _read_cfl(d / "x")
+        x = read_cfl(d / "x", keep_trailing=True)
     h, w = k.shape[-2:]
     if mode == "sequential":
         return x.reshape(h, w)
