@@ -54,8 +54,8 @@ DEFAULT_STEPS = {"dynamic": 800, "sequential": 3000}
 RADIAL_TIME_LIMIT = 480.0
 
 #: Training seconds when nothing bounds the run: the default stops at DEFAULT_STEPS or
-#: after this long, whichever comes first, so that one large scan (180x230, 8 coils)
-#: is done within five minutes on two CPU cores, set-up included (benchmarks/REALSIZE.md).
+#: after this long, whichever comes first. Aimed at one large scan (180x230, 8 coils) in
+#: five minutes on two CPU cores with set-up and the final validation (benchmarks/REALSIZE.md).
 DEFAULT_TIME_LIMIT = 240.0
 
 
