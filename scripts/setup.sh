@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test,export]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test,export,bench]'
