@@ -161,29 +161,3 @@ def adapt_network(
             if on_step is not None:
                 on_step(step + 1, losses[-1])
     return tuned.eval(), losses
-    generator = torch.Generator().manual_seed(seed)
-    optimiser = torch.optim.Adam(tuned.parameters(), lr=lr)
-    tuned.train()
-    with torch.enable_grad():
-        for step in range(steps):
-            m_in, m_tg = split_measurements(mask, fraction, generator)
-            if float(m_tg.sum()) == 0:
-                continue
-            coil_axis = kspace.ndim == 6  # (B, 2, T, N, H, W): one mask for every coil
-            y_in = kspace * (m_in.unsqueeze(3) if coil_axis else m_in)
-            y_tg = kspace * (m_tg.unsqueeze(3) if coil_axis else m_tg)
-            phys_in, phys_tg = _physics(mode, m_in, coil_maps), _physics(mode, m_tg, coil_maps)
-            if reflections:
-                g = Reflection.random(generator)
-                y_in, y_tg = g.kspace(y_in), g.kspace(y_tg)
-                phys_in, phys_tg = g.physics_of(phys_in), g.physics_of(phys_tg)
-            x = tuned(y_in, phys_in)
-            residual = to_complex(phys_tg.A(x) - y_tg)
-            loss = residual.abs().pow(2).sum() / to_complex(y_tg).abs().pow(2).sum().clamp_min(torch.finfo(torch.float32).tiny)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            losses.append(float(loss.detach()))
-            if on_step is not None:
-                on_step(step + 1, losses[-1])
-    return tuned.eval(), losses
