@@ -912,7 +912,7 @@ def simulate(
 
 def _simulate_limit() -> int:
     """At most as many samples as one slice may hold on reading (``A2A_MAX_SLICE_SAMPLES``): simulate holds them all in memory."""
-    from .io import MAX_SLICE_SAMPLES_ENV, _DEFAULT_MAX_SLICE_SAMPLES, _limit
+    from .headers import MAX_SLICE_SAMPLES_ENV, _DEFAULT_MAX_SLICE_SAMPLES, _limit
 
     return _limit(MAX_SLICE_SAMPLES_ENV, _DEFAULT_MAX_SLICE_SAMPLES)
 

@@ -27,7 +27,27 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["header_int", "read_whole", "check_samples", "max_read_bytes", "MAX_HEADER_SIZE"]
+__all__ = ["header_int", "read_whole", "check_samples", "max_read_bytes", "MAX_HEADER_SIZE", "MAX_SLICES_ENV", "MAX_SLICE_SAMPLES_ENV"]
+
+# What a file header may declare. A damaged or hostile header can claim 10^9 frames
+# in a file of a few kilobytes (HDF5 stores unwritten chunks as nothing); reading one
+# such slice would ask for terabytes, and listing 10^9 slices would never finish. The
+# limits are generous for real scans (1000 frames of 512 x 512 fit) and can be raised
+# with these environment variables.
+MAX_SLICE_SAMPLES_ENV = "A2A_MAX_SLICE_SAMPLES"
+MAX_SLICES_ENV = "A2A_MAX_SLICES"
+_DEFAULT_MAX_SLICE_SAMPLES = 1 << 28  # complex samples per slice (2 GiB as complex64)
+_DEFAULT_MAX_SLICES = 100_000
+
+
+def _limit(env: str, default: int) -> int:
+    """A size limit, from the environment variable ``env`` when it holds a positive integer."""
+    try:
+        value = int(os.environ.get(env, ""))
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
 
 #: The largest size a header may declare for one axis.
 MAX_HEADER_SIZE = 1 << 20
@@ -77,8 +97,6 @@ def header_int(raw: Any, path: str | os.PathLike, what: str, low: int = 1, high:
 
 def max_read_bytes() -> int:
     """Bytes a header table or mask read whole may take (8 x ``A2A_MAX_SLICE_SAMPLES``)."""
-    from .io import _DEFAULT_MAX_SLICE_SAMPLES, MAX_SLICE_SAMPLES_ENV, _limit
-
     return 8 * _limit(MAX_SLICE_SAMPLES_ENV, _DEFAULT_MAX_SLICE_SAMPLES)
 
 

@@ -110,6 +110,7 @@ from torch.utils.data import Dataset, Sampler
 from . import __version__
 from .atomic import OutputExistsError, atomic_write, check_output
 from .errors import A2AError, InputError
+from .headers import _DEFAULT_MAX_SLICE_SAMPLES, _DEFAULT_MAX_SLICES, MAX_SLICE_SAMPLES_ENV, MAX_SLICES_ENV, _limit, header_int
 
 __all__ = [
     "SplitOptions",
@@ -136,16 +137,6 @@ PathLike = str | os.PathLike
 # file is inspected, so a bad mask is reported before training; larger masks are
 # checked slice by slice as they are read.
 _MASK_CHECK_LIMIT = 1 << 22
-
-# What a file header may declare. A damaged or hostile header can claim 10^9 frames
-# in a file of a few kilobytes (HDF5 stores unwritten chunks as nothing); reading one
-# such slice would ask for terabytes, and listing 10^9 slices would never finish. The
-# limits are generous for real scans (1000 frames of 512 x 512 fit) and can be raised
-# with these environment variables.
-MAX_SLICE_SAMPLES_ENV = "A2A_MAX_SLICE_SAMPLES"
-MAX_SLICES_ENV = "A2A_MAX_SLICES"
-_DEFAULT_MAX_SLICE_SAMPLES = 1 << 28  # complex samples per slice (2 GiB as complex64)
-_DEFAULT_MAX_SLICES = 100_000
 
 _COMPLEX_FIELD_NAMES = (("real", "imag"), ("r", "i"), ("re", "im"))
 _COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
@@ -405,15 +396,6 @@ def _open(path: Path) -> h5py.File:
         else:
             problem = f"cannot be opened as HDF5 (damaged file?): {msg}"
         raise InputError(path, problem) from None
-
-
-def _limit(env: str, default: int) -> int:
-    """A size limit, from the environment variable ``env`` when it holds a positive integer."""
-    try:
-        value = int(os.environ.get(env, ""))
-    except ValueError:
-        return default
-    return value if value > 0 else default
 
 
 def _check_declared_size(info: "FileInfo") -> "FileInfo":
@@ -729,7 +711,6 @@ def _coil_attr(f: h5py.File, path: Path) -> int | None:
     raw = f.attrs.get("coils")
     if raw is None:
         return None
-    from .headers import header_int
 
     # text is not a count, even "4"
     return header_int(raw, path, "the attribute coils (the size of the coil axis of 'kspace', a positive integer)", text_ok=False)
