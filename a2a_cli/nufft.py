@@ -55,7 +55,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .physics import _cg, to_complex, to_real
+from .physics import solve_on_support, to_complex, to_real
 
 __all__ = [
     "GOLDEN_ANGLE",
@@ -522,14 +522,7 @@ class RadialMRI:
         b = y.shape[0]
         _, dcf, _, _ = self._frames(b)
         rhs = self._adjoint_complex(to_complex(y), weights=dcf)
-        support = self.support().to(rhs.device)
-        if rhs.ndim == 4:
-            support = support.unsqueeze(1)
-        x0 = torch.zeros_like(rhs) if z is None else to_complex(z) * support
-        if z is not None:
-            rhs = rhs + lam * x0
-        x = _cg(lambda v: self.normal(v) + lam * v, rhs, x0, self.cg_iterations)
-        return to_real(x * support)
+        return solve_on_support(self.normal, rhs, self.support(), z, lam, self.cg_iterations)
 
     def A_dagger(self, y: torch.Tensor) -> torch.Tensor:
         """Density-weighted least-squares (iterative SENSE) from a zero start."""

@@ -257,16 +257,8 @@ class MRIPhysics:
             # where nothing was measured and lam == 0, the solution is free: keep z there
             k = torch.where(denom > 0, rhs / torch.clamp(denom, min=1e-12), fallback)
             return to_real(ifft2c(k))
-        b = self._adjoint_complex(yc)
-        support = self.support().to(b.device)
-        if b.ndim == 4:  # (B, T, H, W)
-            support = support.unsqueeze(1)
-        x0 = torch.zeros_like(b) if z is None else to_complex(z) * support
-        if z is not None:
-            b = b + lam * x0
-        # the normal operator maps supported images to supported images, so CG stays on the support
-        x = _cg(lambda v: self._normal_complex(v) + lam * v, b, x0, self.cg_iterations)
-        return to_real(x * support)
+        return solve_on_support(self._normal_complex, self._adjoint_complex(yc), self.support(), z, lam,
+                                self.cg_iterations)
 
     def _line_diag(self) -> Optional[torch.Tensor]:
         """The normal operator's k-space weight reduced to one row, ``(..., 1, W)``, in
@@ -300,6 +292,25 @@ class MRIPhysics:
         if not self.multicoil:
             raise ValueError("support() needs coil maps")
         return (self.coil_maps.abs().pow(2).sum(1) > 0).to(torch.float32)
+
+
+def solve_on_support(normal, rhs: torch.Tensor, support: torch.Tensor, z: Optional[torch.Tensor], lam,
+                     iterations: int) -> torch.Tensor:
+    """``argmin_x ||A x - y||^2 + lam ||x - z||^2`` on the coil maps' support, by conjugate gradient.
+
+    ``normal`` applies ``A^H A`` (weighted, for radial data) to complex images ``(B, [T], H, W)``,
+    ``rhs`` is ``A^H y`` of that layout, ``support`` ``(B, H, W)``, ``z`` the real ``(B, 2, [T], H, W)``
+    image to stay close to (None: start from zero). Returns the real image. The normal
+    operator maps supported images to supported images, so CG stays on the support.
+    """
+    support = support.to(rhs.device)
+    if rhs.ndim == 4:  # (B, T, H, W)
+        support = support.unsqueeze(1)
+    x0 = torch.zeros_like(rhs) if z is None else to_complex(z) * support
+    if z is not None:
+        rhs = rhs + lam * x0
+    x = _cg(lambda v: normal(v) + lam * v, rhs, x0, iterations)
+    return to_real(x * support)
 
 
 def _cg(normal, b: torch.Tensor, x: torch.Tensor, iterations: int) -> torch.Tensor:

@@ -292,9 +292,9 @@ def supervised_worker(run: Path, mode: str, budget: float, files: list[str]) -> 
 
 
 # ----------------------------------------------------------------------------- report
-def markdown(results: dict, meta: dict) -> str:
-    lines = [f"Machine: {meta['machine']}. Training budget per learned row: {meta['budget']} s of wall clock "
-             f"(the default row stops by itself). Data: {meta['data']}.", ""]
+def results_table(results: dict) -> list[str]:
+    """Markdown lines: one table per case, one row per method (an ``error`` row where a method failed)."""
+    lines: list[str] = []
     for case, rows in results.items():
         lines += [f"### {case}", "", "| method | PSNR (dB) | SSIM | steps | s/step | train s | recon s/frame | peak RSS (MB) |",
                   "|---|---|---|---|---|---|---|---|"]
@@ -308,7 +308,13 @@ def markdown(results: dict, meta: dict) -> str:
             lines.append(f"| {r['method']} | {f('psnr')} | {f('ssim', 3)} | {f('steps')} | {f('s_per_step', 3)} | "
                          f"{f('train_s', 0)} | {f('recon_s_per_frame', 4)} | {f('peak_rss_mb', 0)} |")
         lines.append("")
-    return "\n".join(lines)
+    return lines
+
+
+def markdown(results: dict, meta: dict) -> str:
+    lines = [f"Machine: {meta['machine']}. Training budget per learned row: {meta['budget']} s of wall clock "
+             f"(the default row stops by itself). Data: {meta['data']}.", ""]
+    return "\n".join(lines + results_table(results))
 
 
 def main() -> None:

@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from a2a_cli.io import inspect_file, read_slice, write_a2a_file  # noqa: E402
 from a2a_cli.simulate import add_noise, fft2c, phantom_dynamic, phantom_static  # noqa: E402
-from quality import cs_reconstruct, run_measured, score, tune_cs  # noqa: E402
+from quality import cs_reconstruct, results_table, run_measured, score, tune_cs  # noqa: E402
 
 SIZE, FRAMES, EVERY, CENTRE, SNR = 64, 16, 4, 8, 30.0
 CASES = {
@@ -261,21 +261,7 @@ def supervised_worker(run: Path, like: Path, steps: int, files: list[str]) -> No
 # ----------------------------------------------------------------------------- report
 def markdown(results: dict, meta: dict) -> str:
     lines = [f"Machine: {meta['machine']}. Scored on: {meta['scored_on']}.", ""]
-    for case, rows in results.items():
-        lines += [f"### {case}", "", "| method | PSNR (dB) | SSIM | steps | s/step | train s | recon s/frame | peak RSS (MB) |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for r in rows:
-            if "error" in r:
-                lines.append(f"| {r['method']} | error: {r['error']} | | | | | | |")
-                continue
-
-            def f(k, d=2):
-                v = r.get(k)
-                return "-" if v is None else (f"{v:.{d}f}" if isinstance(v, float) else str(v))
-            lines.append(f"| {r['method']} | {f('psnr')} | {f('ssim', 3)} | {f('steps')} | {f('s_per_step', 3)} | "
-                         f"{f('train_s', 0)} | {f('recon_s_per_frame', 4)} | {f('peak_rss_mb', 0)} |")
-        lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + results_table(results))
 
 
 def main() -> None:
