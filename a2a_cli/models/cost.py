@@ -36,7 +36,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from ..config import Check, ValueProblem, check_value
+from ..checks import Check, ValueProblem, check_value
 from ..errors import A2AError
 
 __all__ = ["Cost", "NetworkTooCostly", "estimate_cost", "check_network", "check_option_types", "limits", "REFERENCE_SIZE"]
