@@ -8,13 +8,12 @@ frames its temporal receptive field needs on each side.
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -25,7 +24,8 @@ from .errors import A2AError, InputError, raise_if_stopped
 from .geometry import read_geometry
 from .io import ReconstructionWriter, Sample, SplitOptions, describe_layout, inspect_file, read_slice
 from .metrics import psnr, ssim
-from .models.base import ReconstructionNet
+from .models.base import ReconstructionNet, window_geometry
+from .models.cost import bytes_per_frame
 from .paths import attr_path, same_file
 from .physics import DynamicMRI, SequentialMRI, normalise_measurement, rescale, to_complex
 
@@ -34,34 +34,11 @@ from .physics import DynamicMRI, SequentialMRI, normalise_measurement, rescale, 
 CPU_WINDOW_BYTES = 1 << 30
 
 
-def _window_geometry(net: torch.nn.Module) -> tuple[int, int]:
-    """``(block, context)``: windows must start on multiples of ``block`` and carry ``context`` extra frames per side."""
-    config = getattr(net, "config", {}) or {}
-    block = 1
-    if config.get("init", "adjoint") == "view_sharing":
-        block = int(config.get("share_window") or 0)  # 0: the whole sequence is one block
-    context = int(getattr(net, "temporal_context", 0))
-    return block, context
-
-
 def _window_plan(frames: int, frames_per_batch: int, block: int, context: int) -> tuple[int, int]:
     """``(step, pad)``: windows keep ``step`` frames (a multiple of ``block``) and carry ``pad`` frames per side."""
     step = max(block, (frames_per_batch // block) * block)
     pad = math.ceil(context / block) * block if context else 0  # keep the view-sharing blocks aligned
     return step, pad
-
-
-def bytes_per_frame(net: torch.nn.Module, height: int, width: int, coils: int = 1) -> int:
-    """A generous estimate of the memory one frame takes in a no-grad forward pass.
-
-    Measured on CPU (128x128, default networks) at 7 to 9 MB per frame, about 130
-    floats per pixel for 32 (unrolled, cnn2dt) or 16 (unet) feature channels; the
-    estimate takes ``5 * channels + 64`` floats per pixel, plus a few complex copies
-    of the k-space of every coil.
-    """
-    channels = int((getattr(net, "config", {}) or {}).get("channels", 32))
-    coil_floats = 8 * coils if coils > 1 else 0
-    return 4 * height * width * (5 * channels + 64 + coil_floats)
 
 
 def memory_budget(device: torch.device) -> int:
@@ -79,9 +56,9 @@ def auto_frames_per_batch(net: torch.nn.Module, shape: tuple[int, ...], budget: 
     known to give the same result in windows: only :class:`ReconstructionNet`
     networks, whose frames depend on each other only through view-sharing blocks
     and ``temporal_context`` neighbours (and the intensity scale, which
-    :func:`run_network` then fixes to the whole sequence's), qualify.
+    :func:`run_network` then passes as the whole sequence's), qualify.
     """
-    block, context = _window_geometry(net)
+    block, context = window_geometry(net)
     if not isinstance(net, ReconstructionNet) or block == 0:
         return None
     frames, height, width = shape[2], shape[-2], shape[-1]
@@ -92,16 +69,6 @@ def auto_frames_per_batch(net: torch.nn.Module, shape: tuple[int, ...], budget: 
     _, pad = _window_plan(frames, block, block, context)
     step = max(block, (budget // per_frame - 2 * pad) // block * block)
     return step if step < frames else None
-
-
-@contextlib.contextmanager
-def _fixed_intensity_scale(net: torch.nn.Module, scale: torch.Tensor) -> Iterator[None]:
-    """Make ``net`` use ``scale`` instead of each window's own intensity scale."""
-    net.intensity_scale = lambda x0: scale  # an instance attribute shadows the method
-    try:
-        yield
-    finally:
-        del net.intensity_scale
 
 
 def _sequence_scale(net: ReconstructionNet, kspace: torch.Tensor, mask: torch.Tensor, coil_maps: Optional[torch.Tensor], step: int) -> torch.Tensor:
@@ -165,25 +132,24 @@ def _run_network(net: torch.nn.Module, mode: str, kspace: torch.Tensor, mask: to
     frames = kspace.shape[2]
     if not frames_per_batch or frames_per_batch >= frames:
         return net(kspace, _operator(mode, mask, coil_maps))
-    block, context = _window_geometry(net)
+    block, context = window_geometry(net)
     if block == 0:
         raise A2AError(
             "this network shares k-space over the whole sequence, so it cannot be run in windows: "
             "leave --frames-per-batch out"
         )
     step, pad = _window_plan(frames, frames_per_batch, block, context)
-    scaling = contextlib.nullcontext()
+    options = {}
     if isinstance(net, ReconstructionNet) and not net.frame_wise:
-        scaling = _fixed_intensity_scale(net, _sequence_scale(net, kspace, mask, coil_maps, step))
+        options["scale"] = _sequence_scale(net, kspace, mask, coil_maps, step)
     out = None
-    with scaling:
-        for start in range(0, frames, step):
-            stop = min(start + step, frames)
-            lo, hi = max(0, start - pad), min(frames, stop + pad)
-            sub = net(kspace[:, :, lo:hi], _operator(mode, mask[:, :, lo:hi], coil_maps))
-            if out is None:  # filled in place: no list of pieces and no concatenated copy
-                out = sub.new_empty(sub.shape[:2] + (frames,) + sub.shape[3:])
-            out[:, :, start:stop] = sub[:, :, start - lo:stop - lo]
+    for start in range(0, frames, step):
+        stop = min(start + step, frames)
+        lo, hi = max(0, start - pad), min(frames, stop + pad)
+        sub = net(kspace[:, :, lo:hi], _operator(mode, mask[:, :, lo:hi], coil_maps), **options)
+        if out is None:  # filled in place: no list of pieces and no concatenated copy
+            out = sub.new_empty(sub.shape[:2] + (frames,) + sub.shape[3:])
+        out[:, :, start:stop] = sub[:, :, start - lo:stop - lo]
     return out
 
 

@@ -379,3 +379,36 @@ def test_flip_ensemble_averages_the_eight_reflections_and_keeps_the_data(name):
         ens.train(), plain.train()
         assert torch.equal(ens(y, physics), plain(y, physics))
     assert build_model(name, **ens.config).flip_ensemble is True
+
+
+# -- the contract with windowed reconstruction ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_explicit_scale_replaces_the_input_scale(name):
+    net = small(name, init="adjoint", flip_ensemble=True).eval()
+    with torch.no_grad():  # away from the near-identity start, so that the scale matters
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    y, physics = dynamic_data(b=2, t=4)
+    own = net.intensity_scale(net.initial_image(y, physics))
+    with torch.no_grad():
+        default = net(y, physics)
+        torch.testing.assert_close(net(y, physics, scale=own), default)  # reflections round the mean differently
+        other = net(y, physics, scale=3 * own)
+    assert (other - default).abs().max() > 1e-4  # the scale given is the one used
+    assert "intensity_scale" not in vars(net)
+
+
+def test_networks_declare_their_window_geometry(tmp_path):
+    from a2a_cli.checkpoints import load_checkpoint, save_checkpoint
+    from a2a_cli.models import WindowGeometry, window_geometry
+
+    assert small("unrolled", init="adjoint").window == WindowGeometry(block=1, context=0)
+    assert small("unrolled", share_window=3).window == (3, 0)
+    assert small("unet").window == (0, 0)  # view sharing over the whole sequence: one block
+    net = small("cnn2dt", neighbours=2, share_window=4)
+    assert net.window == (4, 2) == window_geometry(net)
+    assert window_geometry(TimeAgnosticNet(AutoEncoder(32, 2, 2))) == (1, 0)  # not a ReconstructionNet: frame by frame
+    save_checkpoint(tmp_path / "net.pt", net, "dynamic")  # the geometry comes back from the stored options
+    assert load_checkpoint(tmp_path / "net.pt").build_model().window == (4, 2)

@@ -10,7 +10,7 @@ a ``SequentialMRI`` time series is averaged first and gives ``(B, 2, H, W)``.
 
 :class:`AutoEncoder` and :class:`TimeAgnosticNet` are toy networks for examples.
 """
-from .base import INITS, ReconstructionNet, fold_time, unfold_time
+from .base import INITS, ReconstructionNet, WindowGeometry, fold_time, unfold_time, window_geometry
 from .cnn import Conv2dtNet
 from .registry import MODELS, build_model, count_parameters
 from .simple import AutoEncoder, TimeAgnosticNet
@@ -30,4 +30,6 @@ __all__ = [
     "INITS",
     "fold_time",
     "unfold_time",
+    "WindowGeometry",
+    "window_geometry",
 ]

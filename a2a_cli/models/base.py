@@ -22,17 +22,43 @@ True
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, NamedTuple, Optional
 
 import torch
 from torch import nn
 
 from ..physics import MRIPhysics, Reflection, is_sequential
 
-__all__ = ["INITS", "ReconstructionNet", "fold_time", "unfold_time", "ConvStack"]
+__all__ = ["INITS", "ReconstructionNet", "WindowGeometry", "window_geometry", "fold_time", "unfold_time", "ConvStack"]
 
 #: Ways to form the initial image from the measurements.
 INITS = ("view_sharing", "adjoint")
+
+
+class WindowGeometry(NamedTuple):
+    """How a network's frames depend on each other, which says how a sequence may be cut into windows.
+
+    ``block``: windows must start on multiples of it (the view-sharing block; 0: the whole
+    sequence is one block, so it cannot be windowed). ``context``: frames each output
+    frame depends on beyond its block, on each side (carried as overlap).
+    """
+
+    block: int
+    context: int
+
+
+def window_geometry(net: nn.Module) -> WindowGeometry:
+    """The :class:`WindowGeometry` of any network: its own for a :class:`ReconstructionNet`, else frame by frame.
+
+    >>> from a2a_cli.models import build_model
+    >>> window_geometry(build_model("cnn2dt", neighbours=2, share_window=4))
+    WindowGeometry(block=4, context=2)
+    >>> window_geometry(build_model("unrolled")).block   # view sharing over the whole sequence
+    0
+    """
+    if isinstance(net, ReconstructionNet):
+        return net.window
+    return WindowGeometry(block=1, context=int(getattr(net, "temporal_context", 0)))
 
 
 def fold_time(x: torch.Tensor) -> torch.Tensor:
@@ -82,11 +108,12 @@ def _check_common(init: str, share_window: Optional[int]) -> Optional[int]:
 
 
 class ReconstructionNet(nn.Module):
-    """Base class: ``forward(y, physics) -> x`` with the initial image and intensity scaling.
+    """Base class: ``forward(y, physics, scale=None) -> x`` with the initial image and intensity scaling.
 
     Subclasses implement :meth:`reconstruct` on dynamic, normalised data and store their
     constructor arguments in ``self.config`` so that ``build_model(cls.name, **config)``
-    rebuilds them.
+    rebuilds them. What a sequence cut into windows needs to know (view-sharing blocks,
+    frames of context) the network says itself, in :attr:`window`.
 
     ``init="view_sharing"`` (default) starts from the zero-filled adjoint of the view-shared
     k-space: each frame's unsampled locations are filled with the k-space averaged over the
@@ -115,6 +142,14 @@ class ReconstructionNet(nn.Module):
         self.flip_ensemble = bool(flip_ensemble)
         self.config: dict[str, Any] = {}
 
+    @property
+    def window(self) -> WindowGeometry:
+        """The network's :class:`WindowGeometry`: view-sharing blocks of ``share_window`` frames, ``temporal_context`` each side."""
+        block = 1
+        if self.init == "view_sharing":
+            block = int(self.share_window or 0)  # None: the whole sequence is one block
+        return WindowGeometry(block=block, context=int(self.temporal_context))
+
     # -- input path -------------------------------------------------------------------
     def initial_image(self, y: torch.Tensor, physics: MRIPhysics) -> torch.Tensor:
         """The image the network refines, ``(B, 2, T, H, W)``, from dynamic ``y`` and a 5D-mask ``physics``."""
@@ -133,17 +168,23 @@ class ReconstructionNet(nn.Module):
         s = torch.where(s > torch.finfo(s.dtype).tiny, s, torch.ones_like(s))
         return s.reshape(s.shape[0], 1, s.shape[1], 1, 1)
 
-    def forward(self, y: torch.Tensor, physics: MRIPhysics) -> torch.Tensor:
-        """Reconstruct ``x`` from ``y``; layouts in the module docstring."""
+    def forward(self, y: torch.Tensor, physics: MRIPhysics, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Reconstruct ``x`` from ``y``; layouts in the module docstring.
+
+        ``scale``: the intensity scale to divide the data by (``(B, 1, T, 1, 1)`` or
+        ``(B, 1, 1, 1, 1)``); None: :meth:`intensity_scale` of this input's initial image.
+        Given, it lets a sequence cut into windows be reconstructed with the whole
+        sequence's scale.
+        """
         if self.flip_ensemble and not self.training:
             total = None
-            for g in Reflection.all():
-                x = g.image(self._forward_once(g.kspace(y), g.physics_of(physics)))
+            for g in Reflection.all():  # reflections keep every magnitude, hence the scale
+                x = g.image(self._forward_once(g.kspace(y), g.physics_of(physics), scale))
                 total = x if total is None else total + x
             return total / 8
-        return self._forward_once(y, physics)
+        return self._forward_once(y, physics, scale)
 
-    def _forward_once(self, y: torch.Tensor, physics: MRIPhysics) -> torch.Tensor:
+    def _forward_once(self, y: torch.Tensor, physics: MRIPhysics, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
         if is_sequential(physics):
             y, physics = physics.time_average(y)
         static = physics.mask.ndim == 4
@@ -152,7 +193,7 @@ class ReconstructionNet(nn.Module):
             y = y.unsqueeze(2)
             physics = physics.with_mask(physics.mask.unsqueeze(2))
         x0 = self.initial_image(y, physics)
-        s = self.intensity_scale(x0)
+        s = self.intensity_scale(x0) if scale is None else scale
         s_y = s.unsqueeze(3) if y.ndim == 6 else s  # coil axis at dim 3
         x = self.reconstruct(x0 / s, y / s_y, physics) * s
         return x.squeeze(2) if static else x

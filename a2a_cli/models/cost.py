@@ -34,12 +34,18 @@ from __future__ import annotations
 import inspect
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..checks import Check, ValueProblem, check_value
 from ..errors import A2AError
 
-__all__ = ["Cost", "NetworkTooCostly", "estimate_cost", "check_network", "check_option_types", "limits", "REFERENCE_SIZE"]
+if TYPE_CHECKING:  # the estimates need no torch
+    from torch import nn
+
+__all__ = [
+    "Cost", "NetworkTooCostly", "estimate_cost", "check_network", "check_option_types", "limits", "REFERENCE_SIZE",
+    "bytes_per_frame",
+]
 
 #: The frame the per-frame limits refer to (height, width).
 REFERENCE_SIZE = (256, 256)
@@ -188,3 +194,20 @@ def check_network(name: str, options: Mapping[str, Any]) -> Cost:
         raise NetworkTooCostly(f"network {name!r} with {dict(options)} is past the cost limits: {'; '.join(over)}; "
                                "set those environment variables to raise the limits")
     return cost
+
+
+def bytes_per_frame(net: nn.Module, height: int, width: int, coils: int = 1) -> int:
+    """A generous estimate of the memory one ``height x width`` frame of ``net`` takes in a no-grad forward pass.
+
+    Measured on CPU (128x128, default networks) at 7 to 9 MB per frame, about 130
+    floats per pixel for 32 (unrolled, cnn2dt) or 16 (unet) feature channels; the
+    estimate takes ``5 * channels + 64`` floats per pixel, plus a few complex copies
+    of the k-space of every coil. A network without a ``channels`` option counts as 32.
+
+    >>> from a2a_cli.models import build_model
+    >>> bytes_per_frame(build_model("unet"), 128, 128) / 1e6   # 16 channels
+    9.437184
+    """
+    channels = int((getattr(net, "config", {}) or {}).get("channels", 32))
+    coil_floats = 8 * coils if coils > 1 else 0
+    return 4 * height * width * (5 * channels + 64 + coil_floats)
