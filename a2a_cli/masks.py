@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
@@ -282,43 +283,113 @@ def mask_report(mask: object, split_sizes: Optional[Iterable[int]] = None) -> di
       ``"ssdu"`` (k-space splitting) where it is not, ``None`` without samples.
     """
     m = as_mask(mask)
+    t, _, w = m.shape
+    u = _as_units(m)
+    report = {
+        "shape": [int(v) for v in np.shape(mask)],
+        "n_frames": int(t),
+        "n_lines": int(w),
+        "orientation": "lines" if u.lines else "points",
+        "unit": u.name,
+        **_sampling_section(m, u),
+    }
+    splits, candidates, recommended = _split_section(u, split_sizes)
+    fitness = splitting_fitness(m)
+    warnings, unusable = _mask_warnings(report, u, splits, candidates, recommended, fitness)
+    report.update({
+        "splits": splits,
+        "recommended_split_size": recommended,
+        "verdict": "unusable" if unusable else ("warning" if warnings else "ok"),
+        "warnings": warnings,
+        "temporal_splitting": {k: fitness[k] for k in ("fit", "own_fraction", "reason")},
+        "recommended_loss": fitness["recommended_loss"],
+    })
+    return report
+
+
+@dataclass(frozen=True)
+class _Units:
+    """A ``(T, H, W)`` mask seen as what is counted: whole lines of a line mask, or points."""
+
+    units: np.ndarray  # (T, U) boolean: U lines (W) or points (H * W)
+    centre: int  # the unit at the k-space centre
+    centre_text: str  # how a message names it
+    shared_row: np.ndarray  # (T, W): per line, what "sampled in every frame" is judged on
+    lines: bool
+
+    @property
+    def name(self) -> str:
+        return "lines" if self.lines else "points"
+
+
+def _as_units(m: np.ndarray) -> _Units:
+    """The :class:`_Units` of mask ``m`` ``(T, H, W)``; a point mask judges shared lines on its centre row."""
     t, h, w = m.shape
-    lines = _is_lines(m)
-    if lines:
-        units = m[:, 0, :]
-        centre_unit = w // 2
-        centre_text = f"line {w // 2}"
-        shared_row = units
-    else:
-        units = m.reshape(t, h * w)
-        centre_unit = (h // 2) * w + w // 2
-        centre_text = f"point ({h // 2}, {w // 2})"
-        shared_row = m[:, h // 2, :]
-    unit_name = "lines" if lines else "points"
-    n_units = units.shape[1]
+    if _is_lines(m):
+        return _Units(m[:, 0, :], w // 2, f"line {w // 2}", m[:, 0, :], True)
+    return _Units(m.reshape(t, h * w), (h // 2) * w + w // 2, f"point ({h // 2}, {w // 2})", m[:, h // 2, :], False)
 
+
+def _sampling_section(m: np.ndarray, u: _Units) -> dict:
+    """The report's keys on what is sampled: ``frames`` to ``centre`` (see :func:`mask_report`)."""
+    _, h, w = m.shape
+    units, n_units = u.units, u.units.shape[1]
     per_frame = units.sum(axis=1)
-    union = units.any(axis=0)
-    union_samples = int(union.sum())
-    counts = units.sum(axis=0)
-    multi = int((counts >= 2).sum())
-    never = [int(i) for i in np.flatnonzero(~m.any(axis=(0, 1)))]
-    shared = [int(i) for i in np.flatnonzero(shared_row.all(axis=0))]
+    union_samples = int(units.any(axis=0).sum())
+    multi = int((units.sum(axis=0) >= 2).sum())
+    shared = [int(i) for i in np.flatnonzero(u.shared_row.all(axis=0))]
     block = next((r for r in _runs(shared) if r[0] <= w // 2 <= r[1]), None)
-    empty = [int(i) for i in np.flatnonzero(per_frame == 0)]
-    centre_missing = [int(i) for i in np.flatnonzero(~units[:, centre_unit])]
+    centre_missing = [int(i) for i in np.flatnonzero(~units[:, u.centre])]
+    return {
+        "frames": [
+            {"frame": i, "samples": int(v), "acceleration": _ratio(n_units, int(v))} for i, v in enumerate(per_frame)
+        ],
+        "union": {
+            "samples": union_samples,
+            "acceleration": _ratio(n_units, union_samples),
+            "fraction": union_samples / n_units,
+        },
+        "never_sampled_lines": [int(i) for i in np.flatnonzero(~m.any(axis=(0, 1)))],
+        "overlap": {
+            "in_multiple_frames": multi,
+            "fraction_of_union": multi / union_samples if union_samples else 0.0,
+            "mean_pairwise": _mean_pairwise_overlap(units),
+        },
+        "shared_lines": {
+            "indices": shared,
+            "count": len(shared),
+            "centre_block": block,
+            "contiguous_around_centre": bool(block is not None and len(shared) == block[1] - block[0] + 1),
+        },
+        "empty_frames": [int(i) for i in np.flatnonzero(per_frame == 0)],
+        "centre": {
+            "line": int(w // 2),
+            "point": None if u.lines else [int(h // 2), int(w // 2)],
+            "sampled_in_every_frame": not centre_missing,
+            "frames_missing": centre_missing,
+        },
+    }
 
-    if split_sizes is None:
-        sizes = [s for s in range(1, t + 1) if t % s == 0 and t // s >= 2]
-    else:
-        sizes = sorted({int(s) for s in split_sizes})
-    splits = [_split_report(units, centre_unit, s, centre_text, unit_name) for s in sizes]
-    # recommend among the sizes that divide T, whichever sizes the caller asked about
+
+def _split_section(u: _Units, split_sizes: Optional[Iterable[int]]) -> tuple[list[dict], list[dict], Optional[int]]:
+    """``(splits, candidates, recommended)``: the reports of the sizes asked for (default: every divisor
+    of T leaving two chunks), those of every such divisor, and the size recommended among the latter."""
+    t = u.units.shape[0]
     divisors = [s for s in range(1, t + 1) if t % s == 0 and t // s >= 2]
+    sizes = divisors if split_sizes is None else sorted({int(s) for s in split_sizes})
+    splits = [_split_report(u.units, u.centre, s, u.centre_text, u.name) for s in sizes]
+    # recommend among the sizes that divide T, whichever sizes the caller asked about
     candidates = splits if split_sizes is None else [
-        _split_report(units, centre_unit, s, centre_text, unit_name) for s in divisors]
-    recommended = _recommend(candidates)
+        _split_report(u.units, u.centre, s, u.centre_text, u.name) for s in divisors]
+    return splits, candidates, _recommend(candidates)
 
+
+def _mask_warnings(report: dict, u: _Units, splits: list[dict], candidates: list[dict],
+                   recommended: Optional[int], fitness: dict) -> tuple[list[str], bool]:
+    """``(warnings, unusable)`` of a mask, from its report's sampling keys, its splits and :func:`splitting_fitness`."""
+    t, w = report["n_frames"], report["n_lines"]
+    union_samples, empty = report["union"]["samples"], report["empty_frames"]
+    never, centre_missing = report["never_sampled_lines"], report["centre"]["frames_missing"]
     warnings: list[str] = []
     unusable = False
     if union_samples == 0:
@@ -334,7 +405,7 @@ def mask_report(mask: object, split_sizes: Optional[Iterable[int]] = None) -> di
             "(self-supervision cannot learn them; vary the pattern between files)"
         )
     if centre_missing and union_samples:
-        warnings.append(f"the k-space centre ({centre_text}) is not sampled in frame(s) {_list_text(centre_missing)}")
+        warnings.append(f"the k-space centre ({u.centre_text}) is not sampled in frame(s) {_list_text(centre_missing)}")
     if t < 2:
         warnings.append(f"only {t} frame: the splitting loss needs at least 2 chunks of frames")
     if _recommend(splits) is None:
@@ -344,50 +415,9 @@ def mask_report(mask: object, split_sizes: Optional[Iterable[int]] = None) -> di
     if recommended is not None:
         chosen = next(r for r in candidates if r["split_size"] == recommended)
         warnings.extend(f"split size {recommended}: {msg}" for msg in chosen["warnings"])
-    fitness = splitting_fitness(m)
     if not fitness["fit"] and union_samples:
         warnings.append(f"unfit for temporal splitting: {fitness['reason']}; use --loss ssdu (k-space splitting)")
-
-    return {
-        "shape": [int(v) for v in np.shape(mask)],
-        "n_frames": int(t),
-        "n_lines": int(w),
-        "orientation": "lines" if lines else "points",
-        "unit": unit_name,
-        "frames": [
-            {"frame": i, "samples": int(v), "acceleration": _ratio(n_units, int(v))} for i, v in enumerate(per_frame)
-        ],
-        "union": {
-            "samples": union_samples,
-            "acceleration": _ratio(n_units, union_samples),
-            "fraction": union_samples / n_units,
-        },
-        "never_sampled_lines": never,
-        "overlap": {
-            "in_multiple_frames": multi,
-            "fraction_of_union": multi / union_samples if union_samples else 0.0,
-            "mean_pairwise": _mean_pairwise_overlap(units),
-        },
-        "shared_lines": {
-            "indices": shared,
-            "count": len(shared),
-            "centre_block": block,
-            "contiguous_around_centre": bool(block is not None and len(shared) == block[1] - block[0] + 1),
-        },
-        "empty_frames": empty,
-        "centre": {
-            "line": int(w // 2),
-            "point": None if lines else [int(h // 2), int(w // 2)],
-            "sampled_in_every_frame": not centre_missing,
-            "frames_missing": centre_missing,
-        },
-        "splits": splits,
-        "recommended_split_size": recommended,
-        "verdict": "unusable" if unusable else ("warning" if warnings else "ok"),
-        "warnings": warnings,
-        "temporal_splitting": {k: fitness[k] for k in ("fit", "own_fraction", "reason")},
-        "recommended_loss": fitness["recommended_loss"],
-    }
+    return warnings, unusable
 
 
 def never_sampled_lines_by_width(masks: Sequence[object]) -> dict[int, np.ndarray]:
