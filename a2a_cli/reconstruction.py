@@ -9,6 +9,7 @@ frames its temporal receptive field needs on each side.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from . import __version__
 from .checkpoints import Checkpoint, load_checkpoint
 from .errors import A2AError, InputError, raise_if_stopped
 from .geometry import read_geometry
-from .io import ReconstructionWriter, Sample, SplitOptions, describe_layout, inspect_file, read_slice
+from .io import FileInfo, ReconstructionWriter, Sample, SplitOptions, describe_layout, inspect_file, read_slice
 from .metrics import psnr, ssim
 from .models.base import ReconstructionNet, window_geometry
 from .models.cost import bytes_per_frame
@@ -257,15 +258,44 @@ def reconstruct_file(
     if info.mode != mode and info.layout != "fastmri":  # only static fastMRI slices read either way
         raise InputError(source, f"the file's acquisition is {info.mode!r} but the checkpoint was trained for {mode!r}")
     frame_shape = (info.frames, info.height, info.width) if mode == "dynamic" else (info.height, info.width)
-    attrs = {
+    run = _SliceRun(net, mode, device, frames_per_batch, adapt_steps, on_adapt_step)
+    methods: set[str] = set()
+    result = FileResult(source=str(source), output=str(target), slices=info.n_slices, seconds=0.0, frames=0)
+    attrs = _output_attrs(checkpoint, source, info, adapt_steps)
+    with ReconstructionWriter(target, info.n_slices, frame_shape, attrs, overwrite=overwrite, extra=("zero_filled",)) as writer:
+        for s in range(info.n_slices):
+            raise_if_stopped()
+            sample: Sample = read_slice(source, s, split=split, info=info, mask_file=mask_file)
+            if getattr(sample, "coil_maps", None) is not None:
+                methods.add(getattr(sample, "sensitivity", None) or "estimated")
+            rec_c, zf_c = run(sample, s, result)
+            result.frames += info.frames
+            _check_finite_output(source, s, rec_c, zf_c, sample.kspace)
+            writer.write(s, rec_c)
+            writer.write(s, zf_c, name="zero_filled")
+            ref_c = None if sample.reference is None else _complex(sample.reference)
+            if ref_c is not None:
+                _score(source, result, ref_c, rec_c, zf_c)
+            if keep is not None and keep.get("slice", 0) == s:
+                keep.update({"reference": ref_c, "zero_filled": zf_c, "network": rec_c})
+            if on_slice is not None:
+                on_slice(s + 1, info.n_slices)
+        if methods:  # what the slices used (estimation may fall back per slice), e.g. "espirit,lowres"
+            writer.set_attr("sensitivity", ",".join(sorted(methods)))
+    return result
+
+
+def _output_attrs(checkpoint: Checkpoint, source: Path, info: FileInfo, adapt_steps: int) -> dict:
+    """The attributes of a reconstruction file: where it came from, and what the input records."""
+    return {
         # names that are not UTF-8 are stored as their bytes: nothing is lost
         "source_file": attr_path(source),
         "checkpoint_file": attr_path(checkpoint.path),
         "checkpoint_sha256": checkpoint.sha256,
         "a2a_version": __version__,
-        "mode": mode,
+        "mode": checkpoint.mode,
         "network": checkpoint.model_name,
-        "network_config": __import__("json").dumps(checkpoint.model_config, sort_keys=True),
+        "network_config": json.dumps(checkpoint.model_config, sort_keys=True),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         # the output is coil-combined; these say what it was combined from
         "coils": int(getattr(info, "coils", None) or 1),
@@ -274,57 +304,53 @@ def reconstruct_file(
         **read_geometry(source),
         "adapt_steps": int(adapt_steps),
     }
-    methods: set[str] = set()
-    result = FileResult(source=str(source), output=str(target), slices=info.n_slices, seconds=0.0, frames=0)
-    with ReconstructionWriter(target, info.n_slices, frame_shape, attrs, overwrite=overwrite, extra=("zero_filled",)) as writer:
-        for s in range(info.n_slices):
-            raise_if_stopped()
-            sample: Sample = read_slice(source, s, split=split, info=info, mask_file=mask_file)
-            y = sample.kspace.to(device)
-            mask = sample.mask.to(device)
-            maps = getattr(sample, "coil_maps", None)
-            if maps is not None:
-                methods.add(getattr(sample, "sensitivity", None) or "estimated")
-            maps = maps.to(device) if maps is not None else None
-            window = frames_per_batch
-            if window is None and mode == "dynamic":
-                window = auto_frames_per_batch(net, tuple(y.shape), memory_budget(device))
-            result.frames_per_batch = window or None
-            t0 = time.perf_counter()
-            use = net
-            if adapt_steps:
-                from .adapt import adapt_network
 
-                report = None if on_adapt_step is None else (lambda k, _loss: on_adapt_step(k, adapt_steps))
-                # on unit-scale k-space, as in training (the network's output does not depend on the scale)
-                use, _ = adapt_network(net, mode, normalise_measurement(y, mask)[0], mask, maps, steps=adapt_steps,
-                                       seed=s, on_step=report)
-            rec = run_network(use, mode, y, mask, maps, window)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            result.seconds += time.perf_counter() - t0
-            result.frames += info.frames
-            zf = zero_filled(mode, y, mask, maps)
-            rec_c, zf_c = _complex(rec), _complex(zf)
-            _check_finite_output(source, s, rec_c, zf_c, sample.kspace)
-            writer.write(s, rec_c)
-            writer.write(s, zf_c, name="zero_filled")
-            if sample.reference is not None:
-                ref_c = _complex(sample.reference)
-                if ref_c.shape != rec_c.shape:
-                    raise InputError(source, f"reference shape {ref_c.shape} does not match the reconstruction {rec_c.shape}")
-                result.psnr_zero_filled.append(psnr(ref_c, zf_c))
-                result.psnr_network.append(psnr(ref_c, rec_c))
-                result.ssim_zero_filled.append(ssim(ref_c, zf_c))
-                result.ssim_network.append(ssim(ref_c, rec_c))
-            if keep is not None and keep.get("slice", 0) == s:
-                keep.update({"reference": None if sample.reference is None else _complex(sample.reference),
-                             "zero_filled": zf_c, "network": rec_c})
-            if on_slice is not None:
-                on_slice(s + 1, info.n_slices)
-        if methods:  # what the slices used (estimation may fall back per slice), e.g. "espirit,lowres"
-            writer.set_attr("sensitivity", ",".join(sorted(methods)))
-    return result
+
+@dataclass
+class _SliceRun:
+    """How every slice of a file is reconstructed: the network (fine-tuned per slice or not) and the windows."""
+
+    net: torch.nn.Module
+    mode: str
+    device: torch.device
+    frames_per_batch: Optional[int]
+    adapt_steps: int
+    on_adapt_step: Optional[Callable[[int, int], None]]
+
+    def __call__(self, sample: Sample, index: int, result: FileResult) -> tuple[np.ndarray, np.ndarray]:
+        """The network's and the zero-filled images of one slice; the time, frames and window go into ``result``."""
+        y, mask = sample.kspace.to(self.device), sample.mask.to(self.device)
+        maps = getattr(sample, "coil_maps", None)
+        maps = maps.to(self.device) if maps is not None else None
+        window = self.frames_per_batch
+        if window is None and self.mode == "dynamic":
+            window = auto_frames_per_batch(self.net, tuple(y.shape), memory_budget(self.device))
+        result.frames_per_batch = window or None
+        t0 = time.perf_counter()
+        use = self.net
+        if self.adapt_steps:
+            from .adapt import adapt_network
+
+            steps, on_step = self.adapt_steps, self.on_adapt_step
+            report = None if on_step is None else (lambda k, _loss: on_step(k, steps))
+            # on unit-scale k-space, as in training (the network's output does not depend on the scale)
+            use, _ = adapt_network(self.net, self.mode, normalise_measurement(y, mask)[0], mask, maps, steps=steps,
+                                   seed=index, on_step=report)
+        rec = run_network(use, self.mode, y, mask, maps, window)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        result.seconds += time.perf_counter() - t0
+        return _complex(rec), _complex(zero_filled(self.mode, y, mask, maps))
+
+
+def _score(source: Path, result: FileResult, ref: np.ndarray, rec: np.ndarray, zf: np.ndarray) -> None:
+    """Add the PSNR and SSIM of the network's and the zero-filled images against the reference to ``result``."""
+    if ref.shape != rec.shape:
+        raise InputError(source, f"reference shape {ref.shape} does not match the reconstruction {rec.shape}")
+    result.psnr_zero_filled.append(psnr(ref, zf))
+    result.psnr_network.append(psnr(ref, rec))
+    result.ssim_zero_filled.append(ssim(ref, zf))
+    result.ssim_network.append(ssim(ref, rec))
 
 
 def _check_finite_output(source: Path, index: int, rec: np.ndarray, zf: np.ndarray, kspace: torch.Tensor) -> None:
