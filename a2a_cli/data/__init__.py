@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import numpy as np  # noqa: F401  (the doctest above)
 
+from .coil_maps import CoilMaps
 from .convert import convert
 from .dataset import KspaceDataset, ShapeBatchSampler
 from .layout import (
@@ -38,7 +39,6 @@ from .layout import (
     layout_warning, split_lines, with_sensitivity,
 )
 from .reader import FORMATS, detect, inspect_file, mask_is_lines, read_mask, read_slice
-from .coil_maps import CoilMaps
 from .writers import ReconstructionWriter, write_a2a_file
 
 __all__ = [

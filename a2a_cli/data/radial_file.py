@@ -1,4 +1,4 @@
-"""The reader of the a2a radial file (the physics of radial data: :mod:`a2a_cli.nufft`, :mod:`a2a_cli.radial`).
+"""The reader of the a2a radial file (writing and simulating: :mod:`a2a_cli.radial`; the physics: :mod:`a2a_cli.nufft`).
 
 Layout (HDF5; h5py axis order):
 
