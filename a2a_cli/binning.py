@@ -107,13 +107,15 @@ def bin_file(source: str | Path, target: str | Path, bins: int = 10, plot: Optio
     ``(S, T * spokes)`` and ``bin_of_spoke`` ``(S, T * spokes)`` (-1: unused). Default band:
     from one cycle per half sequence to one cycle per frame's spokes. Returns a summary.
     """
-    from . import io as _io
+    from .data import inspect_file
+    from .data.hdf5 import check_finite, damage_as_input_error, open_file, read_complex, read_slice_of
+    from .data.radial_file import read_trajectory
     from .radial import write_radial_file
 
     source, target = Path(source), Path(target)
     if target.resolve() == source.resolve():
         raise InputError(target, "the output would overwrite the input file; choose another name")
-    info = _io.inspect_file(source)
+    info = inspect_file(source)
     if info.layout != "radial":
         raise InputError(source, "respiratory binning needs a radial file (a 'trajectory' dataset)")
     n_spokes = info.frames * info.plan["spokes"]
@@ -123,15 +125,13 @@ def bin_file(source: str | Path, target: str | Path, bins: int = 10, plot: Optio
         raise A2AError(f"the pass band must satisfy 0 <= low < high <= 0.5 cycles per spoke, got {low:g}..{high:g}")
     per = n_spokes // bins if bins >= 1 else 0
     ks, trajs, refs, signals, labels = [], [], [], [], []
-    with _io._open(source) as f, _io._damage_as_input_error(source):
+    with open_file(source) as f, damage_as_input_error(source):
         for s in range(info.n_slices):
             sel = s if info._kspace_slice_axis else ()
-            k = _io._read_complex(f["kspace"], info.complex_style, info._kspace_fields, sel)
-            _io._check_finite(k, source, f"slice {s}: 'kspace'")
+            k = read_complex(f["kspace"], info.complex_style, info._kspace_fields, sel)
+            check_finite(k, source, f"slice {s}: 'kspace'")
             if not info.plan["coil_axis"]:
                 k = k[:, None]
-            from .radial import read_trajectory
-
             traj = read_trajectory(f, info, s)[0].numpy()
             sig = respiratory_signal(centre_samples(k, traj), low, high)
             lab = bin_spokes(sig, bins)
@@ -143,7 +143,7 @@ def bin_file(source: str | Path, target: str | Path, bins: int = 10, plot: Optio
             ks.append(kb.transpose(0, 2, 1, 3))
             trajs.append(np.stack([flat_t[lab == b] for b in range(bins)]))
             if info.has_reference and not info.reference_static:
-                r = _io._read_slice_of(f, "reference", info, s, info._reference_dims, info._reference_style, info._reference_fields)
+                r = read_slice_of(f, "reference", source, s, info._reference_dims, info._reference_style, info._reference_fields)
                 refs.append(np.stack([r[frame_of[lab == b]].mean(axis=0) for b in range(bins)]))
             signals.append(sig)
             labels.append(lab)
@@ -175,7 +175,7 @@ def _plot(signals: np.ndarray, labels: np.ndarray, path: Path, bins: int, overwr
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from . import io as _io
+    from .atomic import atomic_write
 
     fig, axes = plt.subplots(len(signals), 1, figsize=(10, 2.2 * len(signals)), squeeze=False)
     for s, (sig, lab) in enumerate(zip(signals, labels)):
@@ -187,6 +187,6 @@ def _plot(signals: np.ndarray, labels: np.ndarray, path: Path, bins: int, overwr
     axes[-1, 0].set_xlabel("spoke (acquisition order)")
     axes[0, 0].set_title(f"respiratory self-gating signal (k-space centre, first principal component); colour = bin of {bins}")
     fig.tight_layout()
-    with _io.atomic_write(path, overwrite) as tmp:
+    with atomic_write(path, overwrite) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)

@@ -35,7 +35,7 @@ import torch
 
 from . import __version__
 from .errors import A2AError, InputError
-from .io import atomic_write
+from .atomic import atomic_write
 
 FORMAT = "a2a-checkpoint"
 FORMAT_VERSION = 1

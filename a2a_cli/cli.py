@@ -150,7 +150,7 @@ def _root(
 
 
 def _split_options(frames: Optional[int], assignment: Assignment, centre_lines: int, seed: int):
-    from .io import SplitOptions
+    from .data import SplitOptions
 
     if frames is None:
         return None
@@ -392,7 +392,7 @@ def reconstruct(
 ) -> None:
     """Reconstruct full sequences (no splitting) with a trained network; report quality when a reference is stored."""
     from .config import check_options
-    from .io import inspect_file
+    from .data import inspect_file
     from .paths import check_output_folder, make_folders, make_output_folder, refuse_outputs_over_inputs, remove_empty_folders
     from .reconstruction import load_for_inference, output_path
     from .training import pick_device
@@ -577,7 +577,7 @@ def inspect_mask(
 ) -> None:
     """Show whether a file's sampling pattern suits splitting in time, and which loss to train with."""
     from .config import check_options
-    from .io import describe_layout, inspect_file, layout_warning, read_mask
+    from .data import describe_layout, inspect_file, layout_warning, read_mask
     from .masks import mask_report, render_text, save_mask_png
     from .paths import check_output_folder, make_output_folder, refuse_outputs_over_inputs
 
@@ -698,7 +698,7 @@ def convert(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from .config import check_options
-    from .formats import convert as convert_file, detect
+    from .data import convert as convert_file, detect
     from .paths import check_output_folder, refuse_outputs_over_inputs
 
     check_options(frames=frames, centre_lines=centre_lines, seed=seed, virtual_coils=virtual_coils)

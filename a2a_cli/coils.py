@@ -138,7 +138,7 @@ def calibration_region(sampled: torch.Tensor | np.ndarray, max_size: int = 24) -
 
     ``sampled`` is bool ``(H, W)``. The block holds the DC sample ``(H // 2, W // 2)``
     and grows symmetrically (an even size has one more sample before the centre, as
-    in :func:`a2a_cli.io.centre_line_indices`). Returns ``(rows, cols)`` slices
+    in :func:`a2a_cli.data.centre_line_indices`). Returns ``(rows, cols)`` slices
     (empty when the centre itself was not sampled).
 
     >>> m = np.zeros((16, 16), bool); m[:, 5:11] = True

@@ -114,8 +114,8 @@ class TrainConfig:
     crop_rows: Optional[int] = _f(None, Check("int", low=0, high=100_000, optional=True, flag="crop_rows"))
 
     def split_options(self):
-        """The :class:`~a2a_cli.io.SplitOptions` of fastMRI-style static files, or None."""
-        from .io import SplitOptions
+        """The :class:`~a2a_cli.data.SplitOptions` of fastMRI-style static files, or None."""
+        from .data import SplitOptions
 
         if self.frames is None:
             return None

@@ -72,7 +72,7 @@ _stop_signals: list[int] = []
 
 
 def request_stop(signum: int) -> None:
-    """Record that the process was asked to stop; ``a2a_cli.io.atomic_write`` then publishes nothing."""
+    """Record that the process was asked to stop; ``a2a_cli.atomic.atomic_write`` then publishes nothing."""
     _stop_signals.append(int(signum))
 
 

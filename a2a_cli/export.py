@@ -48,7 +48,7 @@ from . import __version__
 from . import cfl as cfl_io
 from .errors import A2AError, InputError, raise_if_stopped
 from .geometry import FRAME_TIME, PIXEL_SPACING, SLICE_THICKNESS, geometry_from_attrs
-from .io import OutputExistsError, atomic_write
+from .atomic import OutputExistsError, atomic_write
 
 __all__ = ["FORMATS", "SUFFIXES", "EXTRA_HINT", "Recon", "format_for", "parse_frames", "load_recon",
            "export_target", "require_packages", "check_target", "export", "read_cfl"]

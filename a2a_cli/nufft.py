@@ -8,7 +8,7 @@ wheel with no compiled extension to build, and it provides the Toeplitz embeddin
 (:class:`torchkbnufft.ToepNufft`) that turns the normal operator ``A^H W A`` into two
 FFTs on a twice-oversampled grid, with no interpolation at all.
 
-Conventions (the a2a radial file, see :mod:`a2a_cli.radial`):
+Conventions (the a2a radial file, see :mod:`a2a_cli.data.radial_file`):
 
 * trajectory: float ``(..., spokes, samples, 2)`` in cycles per field of view (k-space
   pixel units): coordinate 0 runs along image axis H, coordinate 1 along W, and

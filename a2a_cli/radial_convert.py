@@ -85,7 +85,9 @@ def ismrmrd_has_trajectories(f: h5py.File) -> bool:
 
 def convert_ismrmrd(source: str | Path, target: str | Path, overwrite: bool = False) -> Path:
     """Write the a2a radial file of an ISMRMRD raw file whose acquisitions carry 2D trajectories."""
-    from .formats import _ISMRMRD_SKIP_MASK, _ismrmrd_header, _xml_int
+    from .data.ismrmrd import SKIP_MASK as _ISMRMRD_SKIP_MASK
+    from .data.ismrmrd import read_header as _ismrmrd_header
+    from .data.ismrmrd import xml_int as _xml_int
     from .headers import read_whole
     from .radial import write_radial_file
 

@@ -23,7 +23,7 @@ from . import __version__
 from .checkpoints import Checkpoint, load_checkpoint
 from .errors import A2AError, InputError, raise_if_stopped
 from .geometry import read_geometry
-from .io import FileInfo, ReconstructionWriter, Sample, SplitOptions, describe_layout, inspect_file, read_slice
+from .data import FileInfo, ReconstructionWriter, Sample, SplitOptions, describe_layout, inspect_file, read_slice
 from .metrics import psnr, ssim
 from .models.base import ReconstructionNet, window_geometry
 from .models.cost import bytes_per_frame

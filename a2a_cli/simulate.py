@@ -30,7 +30,7 @@ import numpy as np
 from . import __version__
 from .errors import A2AError
 from .fft import fft2c, ifft2c
-from .io import centre_line_indices, write_a2a_file
+from .data import centre_line_indices, write_a2a_file
 
 __all__ = [
     "fft2c",

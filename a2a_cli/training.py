@@ -2,7 +2,7 @@
 
 Runs in one process or under ``torchrun`` (DistributedDataParallel; gloo on CPU, NCCL
 on CUDA). Only rank 0 writes files and shows progress. Data flows one way:
-files -> :class:`~a2a_cli.io.KspaceDataset` -> physics -> adapted network -> loss ->
+files -> :class:`~a2a_cli.data.KspaceDataset` -> physics -> adapted network -> loss ->
 optimiser -> checkpoint.
 """
 from __future__ import annotations
@@ -23,7 +23,8 @@ import torch
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig, check_device, ValueProblem  # TrainConfig: re-exported for older imports
 from .errors import A2AError, InputError, raise_if_stopped
-from .io import KspaceDataset, ShapeBatchSampler, atomic_write, describe_layout
+from .atomic import atomic_write
+from .data import KspaceDataset, ShapeBatchSampler, describe_layout
 from .models import build_model, count_parameters
 from .physics import DynamicMRI, MRIPhysics, Reflection, SequentialMRI, normalise_measurement
 from .splitting import Artifact2ArtifactLoss, Phase2PhaseLoss
@@ -192,7 +193,7 @@ def resolve_loss(cfg: TrainConfig, dataset: KspaceDataset, log: Callable[[str], 
     """
     if cfg.loss != "auto":
         return cfg.loss
-    from .io import read_mask
+    from .data import read_mask
     from .masks import splitting_fitness
 
     verdicts = []
@@ -658,7 +659,7 @@ def _warn_unsampled(dataset: KspaceDataset, log: Callable[[str], None], mirrored
     With ``mirrored`` (training on reflected data) a line also gets signal through its
     mirror image about the k-space centre, so only lines unsampled on both sides count.
     """
-    from .io import read_mask
+    from .data import read_mask
     from .masks import never_sampled_lines_by_width
 
     masks = []

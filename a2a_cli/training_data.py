@@ -19,7 +19,7 @@ cheaper while keeping the measurement model of the (smaller) data exact.
   are the same as in the full image. A convolutional prior is translation
   invariant, so it learns from bands as from whole images, at a fraction of the cost.
 
-Item layout (as :class:`a2a_cli.io.KspaceDataset` gives it): ``kspace`` float
+Item layout (as :class:`a2a_cli.data.KspaceDataset` gives it): ``kspace`` float
 ``(2, T, N, H, W)`` (multi-coil) or ``(2, T, H, W)``, ``mask`` ``(1, T, H, W)``,
 ``coil_maps`` complex ``(N, H, W)``. Batches add a leading B.
 """
@@ -146,7 +146,7 @@ def random_readout_crop(batch: dict[str, Any], rows: int, generator: torch.Gener
 
 
 class PreparedDataset(torch.utils.data.Dataset):
-    """A :class:`~a2a_cli.io.KspaceDataset` whose items are coil-compressed and cached.
+    """A :class:`~a2a_cli.data.KspaceDataset` whose items are coil-compressed and cached.
 
     ``virtual_coils``: the coil count to compress multi-coil items to (None: as
     stored; items with no more coils are left alone). Prepared items are kept in

@@ -4,7 +4,7 @@ What a user would run instead of a2a, tuned fairly: total variation and wavelet
 regularisers, a fine logarithmic grid of weights chosen on training slices (never on
 the test file), and enough iterations to converge (checked by doubling them).
 
-Array layouts (numpy, complex; the a2a file layouts of :mod:`a2a_cli.io`):
+Array layouts (numpy, complex; the a2a file layouts of :mod:`a2a_cli.data.a2a_file`):
 
 * ``kspace``: ``(T, H, W)`` single-coil or ``(T, N, H, W)`` with N coils; centred
   k-space as made by :func:`a2a_cli.simulate.fft2c` (BART's unitary centred FFT is
@@ -107,7 +107,7 @@ def backend() -> str:
 
 # ----------------------------------------------------------------------------- arrays
 def sample_arrays(sample) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """``(kspace, mask, maps, reference)`` numpy arrays of an :class:`a2a_cli.io.Sample`.
+    """``(kspace, mask, maps, reference)`` numpy arrays of an :class:`a2a_cli.data.Sample`.
 
     kspace ``(T, H, W)`` or ``(T, N, H, W)`` complex64; mask bool ``(T, H, W)``; maps
     ``(N, H, W)`` or None; reference ``(T, H, W)`` / ``(H, W)`` complex or None.

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from a2a_cli.io import write_a2a_file
+from a2a_cli.data import write_a2a_file
 from a2a_cli.simulate import (
     add_noise,
     coil_sensitivities,

@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from a2a_cli.io import inspect_file, read_slice, write_a2a_file  # noqa: E402
+from a2a_cli.data import inspect_file, read_slice, write_a2a_file  # noqa: E402
 from a2a_cli.metrics import psnr, ssim  # noqa: E402
 from a2a_cli.simulate import add_noise, fft2c, write_case  # noqa: E402
 
@@ -261,7 +261,7 @@ def supervised_worker(run: Path, mode: str, budget: float, files: list[str]) -> 
     import torch
 
     from a2a_cli.checkpoints import save_checkpoint
-    from a2a_cli.io import KspaceDataset
+    from a2a_cli.data import KspaceDataset
     from a2a_cli.models import build_model
     from a2a_cli.physics import Reflection
     from a2a_cli.training import auto_split_size, make_physics

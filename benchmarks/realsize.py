@@ -118,7 +118,7 @@ def compressed_sensing(scan: Path, tuning: Path, mode: str) -> dict | None:
         import baselines  # benchmarks/baselines.py
     except ImportError:
         return None
-    from a2a_cli.io import read_slice
+    from a2a_cli.data import read_slice
     from a2a_cli.metrics import psnr
 
     # six weights in half decades (1e-3.5 ... 1e-1) per regulariser: the adaptive, refined

@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from a2a_cli.io import inspect_file, read_slice  # noqa: E402
+from a2a_cli.data import inspect_file, read_slice  # noqa: E402
 from a2a_cli.metrics import psnr, ssim  # noqa: E402
 from benchmarks import baselines  # noqa: E402
 from benchmarks.seqbench_data import CASES, make_case  # noqa: E402

@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from a2a_cli.io import inspect_file, read_slice, write_a2a_file  # noqa: E402
+from a2a_cli.data import inspect_file, read_slice, write_a2a_file  # noqa: E402
 from a2a_cli.simulate import add_noise, fft2c, phantom_dynamic, phantom_static  # noqa: E402
 from quality import cs_reconstruct, results_table, run_measured, score, tune_cs  # noqa: E402
 
@@ -226,7 +226,7 @@ def supervised_worker(run: Path, like: Path, steps: int, files: list[str]) -> No
     import torch
 
     from a2a_cli.checkpoints import load_checkpoint, save_checkpoint
-    from a2a_cli.io import KspaceDataset
+    from a2a_cli.data import KspaceDataset
     from a2a_cli.models import build_model
     from a2a_cli.physics import Reflection
     from a2a_cli.training import make_physics

@@ -20,7 +20,7 @@ import torch.distributed as dist
 
 from a2a_cli import training
 from a2a_cli.checkpoints import load_checkpoint
-from a2a_cli.io import ShapeBatchSampler
+from a2a_cli.data import ShapeBatchSampler
 from a2a_cli.splitting import Artifact2ArtifactLoss
 
 

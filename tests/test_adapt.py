@@ -14,7 +14,7 @@ from a2a_cli.adapt import (
     split_measurements,
 )
 from a2a_cli.cli import app
-from a2a_cli.io import read_slice
+from a2a_cli.data import read_slice
 from a2a_cli.models import build_model
 from a2a_cli.physics import SequentialMRI, to_complex
 from a2a_cli.reconstruction import run_network

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from a2a_cli.checkpoints import save_checkpoint, sha256_of
 from a2a_cli.cli import app
 from a2a_cli.errors import InputError
-from a2a_cli.io import SplitOptions, inspect_file, read_mask, read_slice
+from a2a_cli.data import SplitOptions, inspect_file, read_mask, read_slice
 from a2a_cli.models import build_model
 from a2a_cli.simulate import write_case
 

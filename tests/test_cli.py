@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from a2a_cli.checkpoints import load_checkpoint, sha256_of
 from a2a_cli.cli import app
-from a2a_cli.io import read_slice
+from a2a_cli.data import read_slice
 from a2a_cli.metrics import psnr
 from a2a_cli.physics import DynamicMRI, SequentialMRI, to_complex
 from a2a_cli.simulate import write_case
@@ -217,7 +217,7 @@ def test_reflection_augmentation_and_default_steps_follow_the_mode(data, tmp_pat
 
 @pytest.mark.parametrize("flags, missing", [(["--no-augment"], "1, 3, 5"), ([], "3, 5")])
 def test_train_warns_about_lines_no_training_file_samples(tmp_path, flags, missing):
-    from a2a_cli.io import write_a2a_file
+    from a2a_cli.data import write_a2a_file
 
     t, h, w = 4, 8, 8
     mask = np.zeros((t, h, w), bool)

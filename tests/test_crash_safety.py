@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from a2a_cli.checkpoints import load_checkpoint, save_checkpoint, sha256_of
 from a2a_cli.cli import app
-from a2a_cli.io import write_a2a_file
+from a2a_cli.data import write_a2a_file
 from a2a_cli.models import build_model
 from a2a_cli.simulate import write_case
 
@@ -139,7 +139,7 @@ def test_a_stop_signal_swallowed_by_a_finalizer_still_commits_nothing(tmp_path, 
     # signal that lands there must still stop the command before its file becomes visible.
     from a2a_cli.cli import user_errors
     from a2a_cli.errors import _stop_signals
-    from a2a_cli.io import atomic_write
+    from a2a_cli.atomic import atomic_write
 
     class SignalsWhenCollected:
         def __del__(self):

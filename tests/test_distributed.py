@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from a2a_cli import cli
-from a2a_cli.io import ShapeBatchSampler
+from a2a_cli.data import ShapeBatchSampler
 from a2a_cli.simulate import write_case
 
 HERE = Path(__file__).parent

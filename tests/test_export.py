@@ -13,10 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from a2a_cli import export as ex
-from a2a_cli import formats
+from a2a_cli import data as a2a_data
 from a2a_cli.cli import app
 from a2a_cli.geometry import read_geometry
-from a2a_cli.io import ReconstructionWriter
+from a2a_cli.data import ReconstructionWriter
 from a2a_cli.simulate import write_case
 
 try:  # the optional extra (pip install 'a2a-cli[export]'); scripts/setup.sh installs it
@@ -380,7 +380,7 @@ def test_ismrmrd_header_geometry_and_convert_carry_it(tmp_path):
         f["dataset"].create_dataset("xml", data=np.array([xml], dtype=h5py.string_dtype()))
     geo = read_geometry(raw)
     assert geo == {"pixel_spacing": [25.0, 15.0], "slice_thickness": 6.0, "frame_time": 0.0425}
-    out = formats.convert(raw, tmp_path / "a2a.h5")
+    out = a2a_data.convert(raw, tmp_path / "a2a.h5")
     assert read_geometry(out) == geo
 
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from a2a_cli import formats
+from a2a_cli import data as a2a_data
 from a2a_cli.errors import InputError
-from a2a_cli.io import KspaceDataset, SplitOptions, inspect_file, read_mask, read_slice, write_a2a_file
+from a2a_cli.data import KspaceDataset, SplitOptions, inspect_file, read_mask, read_slice, write_a2a_file
 from a2a_cli.simulate import ifft2c
 
 NT, NZ, NY, NX = 4, 2, 12, 16  # frames, slices, phase-encode (ky), readout (kx)
@@ -104,7 +104,7 @@ def test_cmrxrecon_2023_mask_file_beside_and_full_sample_reference(tmp_path):
     data = write_mat(root / "AccFactor04" / "P001" / "cine_sax.mat", {"kspace_sub04": full * m})
     write_mat(root / "AccFactor04" / "P001" / "cine_sax_mask.mat", {"mask04": m})
     write_mat(root / "FullSample" / "P001" / "cine_sax.mat", {"kspace_full": full})
-    assert formats.detect(data) == "cmrxrecon"
+    assert a2a_data.detect(data) == "cmrxrecon"
     info = inspect_file(data)
     assert (info.layout, info.mode, info.n_slices, info.frame_shape) == ("cmrxrecon", "dynamic", NZ, (NT, NX, NY))
     assert info.has_reference and info.mask_source == "stored"
@@ -295,7 +295,7 @@ def test_ismrmrd_single_coil_matches_a2a_with_readout_crop_and_noise_skipped(tmp
     k, lines = _ismrmrd_case(1)
     lines[..., :2] = False  # partial Fourier: ky 0..7 with the centre at ky 3 fill columns 2..9
     raw = write_ismrmrd(tmp_path / "ocmr.h5", k, lines, rx=8, ky_centre=3)
-    assert formats.detect(raw) == "ismrmrd"
+    assert a2a_data.detect(raw) == "ismrmrd"
     info = inspect_file(raw)
     assert (info.layout, info.n_slices, info.frame_shape, info.coils) == ("ismrmrd", 2, (4, 8, 10), None)
     expected = _crop_readout(k[:, :, 0], 8) * lines[:, :, None, :]
@@ -346,7 +346,7 @@ def test_fastmri_multicoil_splits_like_single_coil(tmp_path):
     lines = np.ones(w, bool)
     lines[[1, 4, 9]] = False
     data = write_fastmri_multicoil(tmp_path / "file1000.h5", k * lines, mask=lines)
-    assert formats.detect(data) == "fastmri"
+    assert a2a_data.detect(data) == "fastmri"
     split = SplitOptions(frames=3, assignment="random", centre_lines=2, seed=1)
     assert inspect_file(data).frame_shape == (1, h, w)  # without the frames option: one frame per slice
     info = inspect_file(data, split=split)
@@ -378,14 +378,14 @@ def undersampled_cine(tmp_path, coils: int, seed: int):
 
 def test_convert_writes_an_equivalent_a2a_file(tmp_path):
     data = undersampled_cine(tmp_path, coils=1, seed=6)
-    out = formats.convert(data, tmp_path / "out.h5")
-    assert formats.detect(out) == "a2a"
+    out = a2a_data.convert(data, tmp_path / "out.h5")
+    assert a2a_data.detect(out) == "a2a"
     with h5py.File(out) as f:
         assert f["kspace"].shape == (NZ, NT, NX, NY) and f.attrs["source_format"] == "cmrxrecon"
     for s in range(NZ):
         assert_same(read_slice(out, s), read_slice(data, s))
     with pytest.raises(InputError, match="already exists"):
-        formats.convert(data, out)
+        a2a_data.convert(data, out)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
@@ -410,7 +410,7 @@ def test_cli_convert_and_mask_option(tmp_path):
 
 def test_convert_multicoil_stores_coil_axis_and_maps(tmp_path):
     data = undersampled_cine(tmp_path, coils=3, seed=8)
-    out = formats.convert(data, tmp_path / "out.h5")
+    out = a2a_data.convert(data, tmp_path / "out.h5")
     with h5py.File(out) as f:
         assert f["kspace"].shape == (NZ, NT, 3, NX, NY) and f.attrs["coils"] == 3
         assert f["sensitivity_maps"].shape == (NZ, 3, NX, NY)

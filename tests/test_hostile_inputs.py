@@ -24,7 +24,7 @@ from a2a_cli import config as cfgmod
 from a2a_cli.checkpoints import FORMAT, FORMAT_VERSION, save_checkpoint
 from a2a_cli.cli import app
 from a2a_cli.errors import A2AError, InputError
-from a2a_cli.io import inspect_file, write_a2a_file
+from a2a_cli.data import inspect_file, write_a2a_file
 from a2a_cli.models import build_model
 from a2a_cli.models.cost import NetworkTooCostly, check_network, estimate_cost
 

@@ -14,15 +14,15 @@ from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
 import a2a_cli
-from a2a_cli import io as a2a_io
+from a2a_cli.atomic import OutputExistsError, atomic_write
+from a2a_cli.data import a2a_file as data_a2a_file
+from a2a_cli.data import dataset as data_dataset
 from a2a_cli.errors import A2AError, InputError
-from a2a_cli.io import (
+from a2a_cli.data import (
     KspaceDataset,
-    OutputExistsError,
     ReconstructionWriter,
     ShapeBatchSampler,
     SplitOptions,
-    atomic_write,
     centre_line_indices,
     inspect_file,
     mask_is_lines,
@@ -309,7 +309,7 @@ def test_mask_values(tmp_path, monkeypatch):
     path = write_raw(tmp_path / "values.h5", kspace=k, mask=bad)
     expect_error(path, ["other than 0 and 1", "2"])
     # large masks are checked when each slice is read
-    monkeypatch.setattr(a2a_io, "_MASK_CHECK_LIMIT", 0)
+    monkeypatch.setattr(data_a2a_file, "_MASK_CHECK_LIMIT", 0)
     read_slice(path, 0)
     expect_error(path, ["slice 1", "other than 0 and 1"], lambda p: read_slice(p, 1))
     path2 = write_raw(tmp_path / "dtype.h5", kspace=k, mask=m.astype(np.complex64))
@@ -549,7 +549,7 @@ def test_dataset(tmp_path, monkeypatch):
     handle = ds._handles[str(paths[1])]
     ds[3]
     assert ds._handles[str(paths[1])] is handle  # reused in the same process
-    monkeypatch.setattr(a2a_io.os, "getpid", lambda: -1)  # as if in a forked worker
+    monkeypatch.setattr(data_dataset.os, "getpid", lambda: -1)  # as if in a forked worker
     ds[3]
     assert ds._handles[str(paths[1])] is not handle and len(ds._handles) == 1
     monkeypatch.undo()

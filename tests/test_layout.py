@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from a2a_cli.cli import app
-from a2a_cli.io import describe_layout, inspect_file, layout_warning, read_mask
+from a2a_cli.data import describe_layout, inspect_file, layout_warning, read_mask
 from a2a_cli.simulate import write_case
 
 runner = CliRunner()

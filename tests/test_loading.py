@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from a2a_cli.io import KspaceDataset, ShapeBatchSampler, read_slice
+from a2a_cli.data import KspaceDataset, ShapeBatchSampler, read_slice
 from a2a_cli.simulate import write_case
 
 

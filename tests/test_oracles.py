@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from a2a_cli import metrics
 from a2a_cli.cli import app
 from a2a_cli.coils import estimate_maps
-from a2a_cli.io import inspect_file, read_slice
+from a2a_cli.data import inspect_file, read_slice
 from a2a_cli.metrics import ssim
 from a2a_cli.physics import fft2c, to_complex
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from a2a_cli.cli import app
 from a2a_cli.errors import InputError
-from a2a_cli.io import inspect_file
+from a2a_cli.data import inspect_file
 
 runner = CliRunner()
 
@@ -102,7 +102,7 @@ def _copy_with(src: Path, dst: Path, drop=(), attrs=None, **datasets) -> Path:
 
 
 def test_radial_slice_tensors(radial_file):
-    from a2a_cli.io import read_slice
+    from a2a_cli.data import read_slice
 
     info = inspect_file(radial_file)
     assert (info.layout, info.mode, info.n_slices, info.frame_shape, info.coils) == ("radial", "dynamic", 2, (FRAMES, SIZE, SIZE), 3)
@@ -117,7 +117,7 @@ def test_radial_slice_tensors(radial_file):
 
 
 def test_coil_maps_estimated_from_the_radial_data_match_the_true_maps(tmp_path):
-    from a2a_cli.io import read_slice
+    from a2a_cli.data import read_slice
     from a2a_cli.radial import simulate_radial
 
     path = simulate_radial(tmp_path / "maps.h5", slices=1, frames=16, size=48, spokes=8, coils=4, seed=3, snr_db=40.0)
@@ -155,7 +155,7 @@ def test_bad_radial_files_are_refused_with_one_line(radial_file, tmp_path, chang
 
 
 def test_nan_kspace_is_refused_when_read(radial_file, tmp_path):
-    from a2a_cli.io import read_slice
+    from a2a_cli.data import read_slice
 
     with h5py.File(radial_file) as f:
         k = f["kspace"][()]

@@ -10,7 +10,7 @@ import torch
 
 from a2a_cli import physics
 from a2a_cli.errors import A2AError
-from a2a_cli.io import centre_line_indices, inspect_file, read_slice
+from a2a_cli.data import centre_line_indices, inspect_file, read_slice
 from a2a_cli.simulate import (
     SAMPLE_CASES,
     add_noise,

@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from a2a_cli.cli import app
-from a2a_cli.io import KspaceDataset, read_slice, write_a2a_file
+from a2a_cli.data import KspaceDataset, read_slice, write_a2a_file
 from a2a_cli.masks import mask_report, splitting_fitness
 from a2a_cli.models import build_model
 from a2a_cli.physics import DynamicMRI, SequentialMRI
