@@ -397,3 +397,22 @@ def test_convert_compresses_coils_and_keeps_the_model_exact(tmp_path, mc_file):
     single = write_case(tmp_path / "single.h5", slices=1, frames=4, height=16, width=16, seed=1)
     bad = runner.invoke(app, ["convert", str(single), str(tmp_path / "y.h5"), "--virtual-coils", "2"])
     assert bad.exit_code == 2 and "needs multi-coil data" in bad.output and not (tmp_path / "y.h5").exists()
+
+
+def test_convert_refuses_virtual_coils_that_overflow_float32(tmp_path):
+    # eight identical coils near the float32 limit: the one dominant virtual coil is sqrt(8) times larger
+    rng = np.random.default_rng(0)
+    one = (rng.standard_normal((2, 1, 16, 16)) + 1j * rng.standard_normal((2, 1, 16, 16))).astype(np.complex64)
+    one *= np.float32(2e38) / np.abs(one).max()
+    k = np.repeat(one, 8, axis=1)[None]  # (S, T, N, H, W)
+    mask = np.ones((1, 2, 16), np.uint8)
+    src = write_a2a_file(tmp_path / "huge.h5", k, mask=mask, coils=8,
+                         sensitivity_maps=np.full((1, 8, 16, 16), 8 ** -0.5, np.complex64))
+    out = tmp_path / "vc.h5"
+    bad = CliRunner().invoke(app, ["convert", str(src), str(out), "--virtual-coils", "2"])
+    assert bad.exit_code == 2 and "overflows complex64" in bad.output and "huge.h5" in bad.output
+    assert not out.exists() and list(tmp_path.iterdir()) == [src]
+    # the same file at an ordinary scale converts
+    ok = write_a2a_file(tmp_path / "ok.h5", k / np.float32(1e30), mask=mask, coils=8,
+                        sensitivity_maps=np.full((1, 8, 16, 16), 8 ** -0.5, np.complex64))
+    assert CliRunner().invoke(app, ["convert", str(ok), str(out), "--virtual-coils", "2"]).exit_code == 0

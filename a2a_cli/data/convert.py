@@ -71,6 +71,9 @@ def convert(
             if virtual_coils is not None:
                 kc, matrix = compress_coils(k, virtual_coils, coil_axis=-3, return_matrix=True)
                 k = kc.numpy()
+                if not np.isfinite(k).all():  # sums of coils near the float32 limit overflow
+                    raise InputError(source, f"slice {index}: --virtual-coils {virtual_coils} overflows complex64 "
+                                             "(k-space values near the float32 limit); scale the k-space down first")
                 maps = None if maps is None else compress_coils(maps, virtual_coils, coil_axis=0, matrix=matrix)
             if k_ds is None:
                 k_ds = out.create_dataset("kspace", shape=(s,) + k.shape, dtype=np.complex64,
