@@ -584,6 +584,8 @@ def inspect_mask(
     check_options(split_size=list(split_size), slice_index=slice_index, frames=frames, centre_lines=centre_lines, seed=seed)
     if png is not None:  # checked before any work
         refuse_outputs_over_inputs([png], [data, mask_file], "--png names an input file, which is never overwritten; choose another name")
+        if png.suffix.lower() != ".png":
+            raise A2AError("--png must end in .png (the picture is written as PNG)")
         if png.exists() and not overwrite:
             raise InputError(png, "exists; pass --overwrite to replace it")
         check_output_folder(png, "--png")

@@ -681,3 +681,8 @@ def test_good_inputs_still_work(world, tmp_path):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["seed"] == cfgmod.MAX_SEED
     info = inspect_file(world["scan"])
     assert (info.frames, info.height, info.width) == (T, H, W)
+
+
+def test_inspect_mask_png_must_be_named_png(world, tmp_path):
+    refused(["inspect-mask", world["scan"], "--png", tmp_path / "mask.txt"], ["--png must end in .png"], tmp_path)
+    assert not (tmp_path / "mask.txt").exists()
