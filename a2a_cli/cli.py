@@ -302,10 +302,27 @@ def _check_run_dir(cfg: Any, config: Optional[Path], resume: bool, overwrite: bo
         run.clear()
 
 
+class _TrainingBar:
+    """The training progress bar: step, loss, validation loss and the rate of this session's steps."""
+
+    def __init__(self, bar: Any, total: Optional[int]):
+        import time
+
+        self.bar, self.clock = bar, time.monotonic
+        self.task = bar.add_task("train", total=total, loss="-", val="-", rate="-")
+        self.started, self.first_step = self.clock(), None
+
+    def __call__(self, event: dict) -> None:
+        if self.first_step is None:  # a resumed run counts its rate from where it resumed
+            self.first_step = event["step"] - 1
+        rate = (event["step"] - self.first_step) / max(self.clock() - self.started, 1e-9)
+        val_txt = "-" if event["val_loss"] is None else f"{event['val_loss']:.4g}"
+        self.bar.update(self.task, completed=event["step"], total=event["total"], loss=f"{event['loss']:.4g}",
+                        val=val_txt, rate=f"{rate:.1f}")
+
+
 def _train_with_progress(cfg: Any, resume: bool, show: bool) -> dict:
     """Run :func:`a2a_cli.training.train` under a progress bar (rank 0 only); its summary."""
-    import time
-
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from .training import train as run_training
@@ -316,17 +333,7 @@ def _train_with_progress(cfg: Any, resume: bool, show: bool) -> dict:
         TextColumn("{task.fields[rate]} it/s"), TimeElapsedColumn(), TimeRemainingColumn(),
     ]
     with Progress(*columns, console=err, disable=not show, transient=False) as bar:
-        task = bar.add_task("train", total=cfg.steps, loss="-", val="-", rate="-")
-        started: list = [time.monotonic(), None]
-
-        def on_step(event: dict) -> None:
-            if started[1] is None:
-                started[1] = event["step"] - 1
-            rate = (event["step"] - started[1]) / max(time.monotonic() - started[0], 1e-9)
-            val_txt = "-" if event["val_loss"] is None else f"{event['val_loss']:.4g}"
-            bar.update(task, completed=event["step"], total=event["total"], loss=f"{event['loss']:.4g}", val=val_txt, rate=f"{rate:.1f}")
-
-        return run_training(cfg, resume=resume, progress=on_step, stop=STOP,
+        return run_training(cfg, resume=resume, progress=_TrainingBar(bar, cfg.steps), stop=STOP,
                             log=lambda m: err.print(m, highlight=False, soft_wrap=True))
 
 
