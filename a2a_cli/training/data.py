@@ -1,5 +1,6 @@
-"""Training-time data preparation for large scans: coil compression, an in-memory
-cache of prepared slices, and random crops along the fully sampled readout.
+"""Training data: the batches of a run (:func:`batches`, :func:`to_device`), and the
+preparation that makes large scans cheap: coil compression, an in-memory cache of
+prepared slices, and random crops along the fully sampled readout.
 
 None of these changes what a run reconstructs from: they make each training step
 cheaper while keeping the measurement model of the (smaller) data exact.
