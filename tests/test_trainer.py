@@ -110,23 +110,45 @@ def test_time_budget_keeps_the_measured_validation_in_reserve():
     assert budget.reserve == 1.0 and not budget.up()  # the latest measurement counts
 
 
-def test_time_limit_stops_early_enough_for_the_final_validation(tmp_path, scan, monkeypatch):
-    """Steps take no (fake) time and each validation 10 s: with a 25 s limit and a validation every
-    2 steps, the run stops after step 4 (20 s spent, 10 s more would pass the limit), not at step 6."""
+@pytest.fixture
+def fake_clock(monkeypatch):
+    """A clock that only moves when told: each training step takes 1 s, each validated slice 5 s."""
     now = [0.0]
     monkeypatch.setattr(budget_module, "_now", lambda: now[0])
-    real_validate = trainer_module.validate
+    real_validate, real_step = trainer_module.validate, trainer_module.Trainer.step
 
-    def slow_validate(*args, **kwargs):
-        now[0] += 10.0
-        return real_validate(*args, **kwargs)
+    def slow_validate(loss, net, dataset, *args, **kwargs):
+        now[0] += 5.0 * len(dataset)
+        return real_validate(loss, net, dataset, *args, **kwargs)
+
+    def slow_step(self, batch):
+        now[0] += 1.0
+        return real_step(self, batch)
 
     monkeypatch.setattr(trainer_module, "validate", slow_validate)
-    summary = train(config(scan, tmp_path / "run", steps=100, val_every=2, time_limit=25.0), log=lambda m: None)
+    monkeypatch.setattr(trainer_module.Trainer, "step", slow_step)
+    return now
+
+
+def test_time_limit_holds_back_the_final_validation(tmp_path, scan, fake_clock):
+    """One slice is timed first (5 s: the two slices' validation is estimated at 10 s); the run stops
+    after step 5 (10 s spent + 10 s held back reach the 20 s limit) and its final validation ends
+    at 20 s. Without the reserve it would train 15 steps and end at 30 s."""
+    summary = train(config(scan, tmp_path / "run", steps=100, time_limit=20.0), log=lambda m: None)
     assert summary["stopped_by"] == "time limit"
-    assert summary["steps"] == 4 and summary["seconds"] == 20.0 <= 25.0
+    assert summary["steps"] == 5 and summary["seconds"] == 20.0
     records = [json.loads(line) for line in RunDir(tmp_path / "run").metrics.read_text().splitlines()]
-    assert [r["step"] for r in records] == [1, 2, 3, 4] and "val_loss" in records[-1]
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5]
+    assert summary["best_val_loss"] is not None  # the final weights were validated
+
+
+def test_time_limit_reserves_the_measured_validation(tmp_path, scan, fake_clock):
+    """Validations every 3 steps take 10 s: after step 6 (31 s spent, 10 s held back) another
+    validation could pass the 40 s limit, so the run stops there; without the reserve it would
+    validate again at step 9 and end at 44 s."""
+    summary = train(config(scan, tmp_path / "run", steps=100, val_every=3, time_limit=40.0), log=lambda m: None)
+    assert summary["stopped_by"] == "time limit"
+    assert summary["steps"] == 6 and summary["seconds"] == 31.0
 
 
 # -- randomness and validation --------------------------------------------------------------------------

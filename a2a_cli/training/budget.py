@@ -1,8 +1,9 @@
 """The run's clock and time budget (``--time-limit``), with the final validation's cost held back.
 
 A run that stops on its time limit still validates its final weights (unless it has just
-done so), so the budget keeps the measured cost of the latest validation in reserve: the
-loop stops once the time spent plus that reserve reaches the limit.
+done so), so the budget keeps the measured cost of the latest validation in reserve (before
+the first one, the trainer's estimate from one slice): the loop stops once the time spent
+plus that reserve reaches the limit.
 
 >>> now = [0.0]
 >>> budget = TimeBudget(10.0, clock=lambda: now[0])

@@ -247,6 +247,16 @@ class Trainer:
             self.pos.bad_vals += 1
         return value
 
+    def _estimate_validation(self) -> None:
+        """Time the validation of one slice, so that a time-limited run holds back the cost of its
+        final validation before it has validated once (real validations then replace the estimate)."""
+        assert self.budget is not None
+        dataset = self.val_set if self.val_set is not None else self.dataset
+        share = math.ceil(len(dataset) / self.ranks.world)  # the slices this rank scores
+        began = self.budget.now()
+        validate(self.loss, self.net, [dataset[self.ranks.rank % len(dataset)]], self.mode, self.device)
+        self.budget.reserve = (self.budget.now() - began) * share
+
     def checkpoint(self, path) -> None:
         """Save the network and the training state to ``path`` (rank 0); every rank must call it."""
         training = {
@@ -278,6 +288,8 @@ class Trainer:
             with catching_stop_signals(self.stop):
                 if self.stop:  # a stop during set-up whose exception was swallowed
                     raise Stopped(self.stop.signum)
+                if self.cfg.time_limit is not None:
+                    self._estimate_validation()
                 stopped, validated = self._loop()
                 if not validated:  # the best checkpoint is chosen on a validation of the final weights too
                     self.validate()
