@@ -8,7 +8,8 @@ before anything in it can run.
 Keys: ``format`` ("a2a-checkpoint"), ``format_version``, ``a2a_version``, ``model``
 (registry name), ``model_config`` (JSON text of the constructor arguments), ``mode``
 ("dynamic" | "sequential"), ``state_dict`` and, for resuming, ``training`` (optimizer
-state, step, epoch, position in the epoch, random state, best validation loss).
+state, step, epoch, position in the epoch, best validation loss, and under ``rng`` the
+state of the run's own random generator, one per rank: :mod:`a2a_cli.training.trainer`).
 
 Loading checks, in this order, and stops at the first problem with a message that
 names the file and what does not match: the file is a torch file whose pickle

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from . import __version__
 from .errors import A2AError, InputError, Stopped, clear_stop, request_stop
+from .training import Interrupted, RunDir, StopRequest, catching_stop_signals
 
 app = typer.Typer(
     name="a2a",
@@ -83,7 +84,12 @@ def _save_traceback() -> str:
         return f"nowhere ({folder}: {exc.strerror or exc})"
 
 
-def _on_stop_signal(signum: int, frame: Any) -> None:
+#: The command's stop request: set by SIGINT and SIGTERM, read by the training loop.
+STOP = StopRequest()
+
+
+def _stop_now(signum: int) -> None:
+    """Outside the training loop a stop signal unwinds at once; nothing is published after it."""
     request_stop(signum)
     raise Stopped(signum)
 
@@ -98,17 +104,11 @@ def user_errors(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from .training import Interrupted
-
         clear_stop()
-        previous: dict[int, Any] = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                previous[sig] = signal.signal(sig, _on_stop_signal)
-            except ValueError:  # not the main thread: leave signals alone
-                break
+        STOP.clear()
         try:
-            return fn(*args, **kwargs)
+            with catching_stop_signals(STOP, then=_stop_now):
+                return fn(*args, **kwargs)
         except Interrupted as exc:
             err.print(f"[yellow]{escape(str(exc))}[/]", highlight=False, soft_wrap=True)
             raise typer.Exit(128 + int(exc.signum))
@@ -129,9 +129,8 @@ def user_errors(fn: Callable) -> Callable:
             _fail(f"internal error ({_one_line(exc)}); full traceback saved to {_save_traceback()}; "
                   f"please report it (set {DEBUG_ENV}=1 to see it here)", EXIT_INTERNAL_ERROR)
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
             clear_stop()
+            STOP.clear()
 
     return wrapper
 
@@ -235,72 +234,20 @@ def train(
     nproc: int = typer.Option(1, "--nproc", help="Train with this many processes (DistributedDataParallel; one per GPU on CUDA): re-runs this command under torchrun."),
 ) -> None:
     """Train a network with the self-supervised splitting loss on k-space files."""
-    from .config import check_options, merge_train_config
-    from .paths import refuse_outputs_over_inputs
-    from .training import check_model_options, train as run_training
+    from .config import check_options
+    from .training import check_model_options
 
-    values = {
-        "train": [str(p) for p in data], "out": str(out_dir), "val": [str(p) for p in val],
-        "mode": mode.value if mode else None, "model": model, "model_options": _parse_model_options(model_option),
-        "loss": loss, "ssdu_fraction": ssdu_fraction, "ssdu_masks": ssdu_masks, "split_size": list(split_size), "all_pairs": all_pairs, "neighbours_only": neighbours_only,
-        "shuffle_frames": shuffle_frames, "augment": augment,
-        "steps": steps, "epochs": epochs, "time_limit": time_limit, "lr": lr, "batch_size": batch_size,
-        "val_every": val_every, "patience": patience or None, "grad_clip": grad_clip, "save_every": save_every,
-        "seed": seed, "device": device, "workers": workers, "amp": amp, "frames": frames,
-        "assignment": assignment.value, "centre_lines": centre_lines,
-        "mask": str(mask_file) if mask_file is not None else None,
-    }
-    param_for = {"train": "data", "out": "out_dir", "model_options": "model_option", "mask": "mask_file"}
-    given = {key for key in values if not _is_default(ctx, param_for.get(key, key))}
-    saved = Path(out_dir) / "config.json" if resume and (Path(out_dir) / "config.json").is_file() else None
-    # defaults < --config < the saved run (--resume) < the command line, every value checked
-    cfg = merge_train_config(values, given, toml=config, saved=saved)
+    cfg, options_from = _train_config(ctx)
     check_options(nproc=nproc)
     # the network options are named where they came from: the command line, the saved run or --config
-    options_from = None if "model_options" in given else saved or config
     check_model_options(cfg.model, cfg.model_options, options_from)
-
-    under_torchrun = "RANK" in os.environ
-    if nproc > 1 and under_torchrun:
+    if nproc > 1 and "RANK" in os.environ:
         raise A2AError("--nproc cannot be used under torchrun (torchrun already starts the processes)")
-    run = Path(cfg.out)
-    if run.exists() and not run.is_dir():
-        raise InputError(run, "--out must be a run directory, but this is a file; choose another --out")
-    # the run writes these names: none of them may be an input of the run
-    inputs = [*cfg.train, *cfg.val, *([config] if config is not None else []), *([cfg.mask] if cfg.mask else [])]
-    outputs = [run / name for name in ("last.pt", "best.pt", "metrics.jsonl", "config.json", "loss.png")]
-    refuse_outputs_over_inputs(outputs, inputs, "is an input of this run and would be overwritten by its output; choose another --out")
-    # only rank 0 looks at the run directory: another rank could find the files rank 0 has just written
-    if int(os.environ.get("RANK", "0")) == 0 and run.exists() and any(run.iterdir()) and not resume:
-        if not overwrite:
-            raise A2AError(f"{run} already holds a run: pass --resume to continue it or --overwrite to start again")
-        for name in ("last.pt", "best.pt", "metrics.jsonl", "config.json", "loss.png"):
-            (run / name).unlink(missing_ok=True)
+    _check_run_dir(cfg, config, resume, overwrite)
     if nproc > 1:
         raise typer.Exit(_relaunch_distributed(nproc))
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    columns = [
-        TextColumn("[bold]train"), BarColumn(), TextColumn("step {task.completed}/{task.total}"),
-        TextColumn("loss {task.fields[loss]}"), TextColumn("val {task.fields[val]}"),
-        TextColumn("{task.fields[rate]} it/s"), TimeElapsedColumn(), TimeRemainingColumn(),
-    ]
-    import time
-
     show = int(os.environ.get("RANK", "0")) == 0
-    with Progress(*columns, console=err, disable=not show, transient=False) as bar:
-        task = bar.add_task("train", total=cfg.steps, loss="-", val="-", rate="-")
-        started = [time.monotonic(), None]
-
-        def on_step(event: dict) -> None:
-            if started[1] is None:
-                started[1] = event["step"] - 1
-            done = event["step"] - started[1]
-            rate = done / max(time.monotonic() - started[0], 1e-9)
-            val_txt = "-" if event["val_loss"] is None else f"{event['val_loss']:.4g}"
-            bar.update(task, completed=event["step"], total=event["total"], loss=f"{event['loss']:.4g}", val=val_txt, rate=f"{rate:.1f}")
-
-        summary = run_training(cfg, resume=resume, progress=on_step, log=lambda m: err.print(m, highlight=False, soft_wrap=True))
+    summary = _train_with_progress(cfg, resume, show)
     if json_out and show:  # one summary, not one per rank
         out.print_json(json.dumps(summary), ensure_ascii=True)
     elif show:
@@ -309,6 +256,85 @@ def train(
             f"best checkpoint {summary['best']}",
             highlight=False, soft_wrap=True,
         )
+
+
+#: ``train`` options whose configuration key has another name
+_TRAIN_KEY_OF = {"data": "train", "out_dir": "out", "model_option": "model_options", "mask_file": "mask"}
+#: ``train`` options that are not configuration keys
+_NOT_CONFIG = {"resume", "overwrite", "config", "json_out", "nproc"}
+
+
+def _train_config(ctx: typer.Context) -> tuple[Any, Optional[Path]]:
+    """The run's configuration from the ``train`` options (:func:`a2a_cli.config.merge_train_config`),
+    and the file the network options came from (None: the command line)."""
+    from .config import merge_train_config
+
+    p = ctx.params
+    values = {_TRAIN_KEY_OF.get(name, name): value for name, value in p.items() if name not in _NOT_CONFIG}
+    values |= {
+        "train": [str(v) for v in p["data"]], "out": str(p["out_dir"]), "val": [str(v) for v in p["val"]],
+        "mode": p["mode"].value if p["mode"] else None, "model_options": _parse_model_options(p["model_option"]),
+        "split_size": list(p["split_size"]), "patience": p["patience"] or None, "assignment": p["assignment"].value,
+        "mask": str(p["mask_file"]) if p["mask_file"] is not None else None,
+    }
+    given = {_TRAIN_KEY_OF.get(name, name) for name in p if name not in _NOT_CONFIG and not _is_default(ctx, name)}
+    saved = RunDir(p["out_dir"]).saved_config() if p["resume"] else None
+    # defaults < --config < the saved run (--resume) < the command line, every value checked
+    cfg = merge_train_config(values, given, toml=p["config"], saved=saved)
+    return cfg, None if "model_options" in given else saved or p["config"]
+
+
+def _check_run_dir(cfg: Any, config: Optional[Path], resume: bool, overwrite: bool) -> None:
+    """Refuse a run directory that is a file, holds an input of the run, or holds a run (unless
+    ``--resume`` or ``--overwrite``, which clears the previous run's files)."""
+    from .paths import refuse_outputs_over_inputs
+
+    run = RunDir(cfg.out)
+    if run.path.exists() and not run.path.is_dir():
+        raise InputError(run.path, "--out must be a run directory, but this is a file; choose another --out")
+    # the run writes these names: none of them may be an input of the run
+    inputs = [*cfg.train, *cfg.val, *([config] if config is not None else []), *([cfg.mask] if cfg.mask else [])]
+    refuse_outputs_over_inputs(run.outputs(), inputs, "is an input of this run and would be overwritten by its output; choose another --out")
+    # only rank 0 looks at the run directory: another rank could find the files rank 0 has just written
+    if int(os.environ.get("RANK", "0")) == 0 and run.holds_run() and not resume:
+        if not overwrite:
+            raise A2AError(f"{run.path} already holds a run: pass --resume to continue it or --overwrite to start again")
+        run.clear()
+
+
+class _TrainingBar:
+    """The training progress bar: step, loss, validation loss and the rate of this session's steps."""
+
+    def __init__(self, bar: Any, total: Optional[int]):
+        import time
+
+        self.bar, self.clock = bar, time.monotonic
+        self.task = bar.add_task("train", total=total, loss="-", val="-", rate="-")
+        self.started, self.first_step = self.clock(), None
+
+    def __call__(self, event: dict) -> None:
+        if self.first_step is None:  # a resumed run counts its rate from where it resumed
+            self.first_step = event["step"] - 1
+        rate = (event["step"] - self.first_step) / max(self.clock() - self.started, 1e-9)
+        val_txt = "-" if event["val_loss"] is None else f"{event['val_loss']:.4g}"
+        self.bar.update(self.task, completed=event["step"], total=event["total"], loss=f"{event['loss']:.4g}",
+                        val=val_txt, rate=f"{rate:.1f}")
+
+
+def _train_with_progress(cfg: Any, resume: bool, show: bool) -> dict:
+    """Run :func:`a2a_cli.training.train` under a progress bar (rank 0 only); its summary."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from .training import train as run_training
+
+    columns = [
+        TextColumn("[bold]train"), BarColumn(), TextColumn("step {task.completed}/{task.total}"),
+        TextColumn("loss {task.fields[loss]}"), TextColumn("val {task.fields[val]}"),
+        TextColumn("{task.fields[rate]} it/s"), TimeElapsedColumn(), TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=err, disable=not show, transient=False) as bar:
+        return run_training(cfg, resume=resume, progress=_TrainingBar(bar, cfg.steps), stop=STOP,
+                            log=lambda m: err.print(m, highlight=False, soft_wrap=True))
 
 
 def _without_option(args: List[str], name: str) -> List[str]:
@@ -344,15 +370,15 @@ def _relaunch_distributed(nproc: int) -> int:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            "-m", "a2a_cli", "train", *args]
     proc = subprocess.Popen(cmd)
-    # Ctrl-C reaches the workers directly (same process group): wait for their checkpoint
-    # instead of dying first; a SIGTERM to this process is passed on to the launcher.
-    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    old_term = signal.signal(signal.SIGTERM, lambda signum, _frame: proc.send_signal(signum))
-    try:
+
+    def forward(signum: int) -> None:
+        # Ctrl-C reaches the workers directly (same process group): wait for their checkpoint
+        # instead of dying first; a SIGTERM to this process is passed on to the launcher.
+        if signum == signal.SIGTERM:
+            proc.send_signal(signum)
+
+    with catching_stop_signals(STOP, then=forward):
         code = proc.wait()
-    finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)
     return 128 - code if code < 0 else code  # killed by signal N: the shell's 128 + N
 
 

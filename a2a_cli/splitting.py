@@ -7,30 +7,42 @@ chunk that it never saw. Undersampling artifacts differ between chunks while the
 object does not (or changes slowly), so the network can only lower the loss by
 reconstructing the object (RARE, Liu et al. 2020).
 
-Usage: wrap the network with :meth:`Artifact2ArtifactLoss.adapt_model`; in training
-mode the wrapper draws the split and feeds the input chunk to the network, and the
-loss reads that draw to pick the target chunk. In eval mode the wrapper passes the
-whole sequence through the network.
+Usage: draw a split with :meth:`~_TimeSplittingLoss.split` (a :class:`TimeSplit` value:
+the input chunk, its operator, the target chunks), run the network on
+``split.y_input, split.physics_input`` and score it with ``loss(x_net, split)``.
+Nothing is stored on the network or the loss between the two calls:
 
 >>> import torch
 >>> from a2a_cli.physics import DynamicMRI
+>>> _ = torch.manual_seed(0)
+>>> mask = torch.zeros(1, 1, 4, 1, 8)
+>>> for t in range(4):
+...     mask[:, :, t, :, t::4] = 1
+>>> physics = DynamicMRI(mask=mask)
+>>> y = physics(torch.rand(2, 2, 4, 8, 8))
+>>> loss = Artifact2ArtifactLoss(split_size=None)      # chunk length from T at every call (here 2)
+>>> split = loss.split(y, physics, generator=torch.Generator().manual_seed(0))
+>>> split.y_input.shape, split.draw.n_chunks
+(torch.Size([2, 2, 2, 8, 8]), 2)
+>>> bool(loss(physics.A_adjoint(y)[:, :, :2], split) > 0)
+True
+
+The reference interface, :meth:`Artifact2ArtifactLoss.adapt_model`, wraps a network so
+that ``model(y, physics)`` draws the split itself (training mode) and
+``loss(x_net, y, physics, model)`` scores it; the wrapper keeps that one split
+(``model.last_split``) for the call that follows. In eval mode the wrapper passes the
+whole sequence through the network.
+
 >>> class Zerofill(torch.nn.Module):
 ...     def __init__(self):
 ...         super().__init__()
 ...         self.scale = torch.nn.Parameter(torch.ones(()))
 ...     def forward(self, y, physics):
 ...         return self.scale * physics.A_adjoint(y)
->>> _ = torch.manual_seed(0)
->>> x = torch.rand(2, 2, 4, 8, 8)
->>> mask = torch.zeros(1, 1, 4, 1, 8)
->>> for t in range(4):
-...     mask[:, :, t, :, t::4] = 1
->>> physics = DynamicMRI(mask=mask)
->>> y = physics(x)
 >>> loss = Artifact2ArtifactLoss((2, 4, 8, 8), split_size=2)
 >>> model = loss.adapt_model(Zerofill())
 >>> x_net = model(y, physics)          # training mode: a 2-frame chunk per sample
->>> x_net.shape, model.draw.n_chunks
+>>> x_net.shape, model.last_split.draw.n_chunks
 (torch.Size([2, 2, 2, 8, 8]), 2)
 >>> l = loss(x_net, y, physics, model)
 >>> l.backward()
@@ -54,7 +66,9 @@ from .physics import DynamicMRI, MRIPhysics, SequentialMRI, gather_time, is_sequ
 __all__ = [
     "SplittingError",
     "SplitDraw",
+    "TimeSplit",
     "SplittingModel",
+    "auto_split_size",
     "Artifact2ArtifactLoss",
     "Phase2PhaseLoss",
 ]
@@ -181,15 +195,50 @@ def _measured(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return y * m
 
 
-# -- the network wrapper ---------------------------------------------------------------
+@dataclass(frozen=True)
+class TimeSplit:
+    """One step's split of a measurement, as a value: what the network sees and what the loss scores.
+
+    ``y_input`` / ``physics_input``: the input chunk ``(B, 2, k, ...)`` and its operator,
+    or for a ``dynamic_model=False`` loss their time average ``(B, 2, [N], H, W)`` and a
+    single-image operator; run the network as ``net(split.y_input, split.physics_input)``.
+    ``y`` / ``physics``: the whole measurement the targets are cut from. ``targets``: one
+    ``(B,)`` long tensor of target chunks per term of the loss average.
+    """
+
+    draw: SplitDraw
+    targets: tuple[torch.Tensor, ...]
+    y: torch.Tensor
+    physics: MRIPhysics
+    y_input: torch.Tensor
+    physics_input: MRIPhysics
+
+
+def auto_split_size(frames: int) -> int:
+    """The default chunk length: the largest divisor of ``frames`` that leaves two or more chunks.
+
+    Large chunks make the network's input cover most of k-space, which measured best.
+
+    >>> auto_split_size(16), auto_split_size(15), auto_split_size(7)
+    (8, 5, 1)
+    """
+    for s in range(frames // 2, 0, -1):
+        if frames % s == 0:
+            return s
+    raise SplittingError(f"a sequence of {frames} frame(s) cannot be split into two chunks")
+
+
+# -- the network wrapper (reference interface) ---------------------------------------------
 
 
 class SplittingModel(nn.Module):
-    """A reconstruction network behind a time-splitting input stage.
+    """A reconstruction network behind a time-splitting input stage (the reference interface).
 
     Made by :meth:`Artifact2ArtifactLoss.adapt_model`. The wrapped network is
-    ``self.model`` (save ``self.model.state_dict()`` to keep only the network).
-    The latest training-mode split is ``self.draw`` (a :class:`SplitDraw`).
+    ``self.model`` (save ``self.model.state_dict()`` to keep only the network). A
+    training-mode call draws a :class:`TimeSplit` and keeps it as ``last_split`` for the
+    four-argument loss call ``loss(x_net, y, physics, model)`` that follows; code that
+    can pass values uses ``loss.split`` and ``loss(x_net, split)`` instead.
     """
 
     def __init__(self, model: nn.Module, loss: "_TimeSplittingLoss"):
@@ -198,57 +247,69 @@ class SplittingModel(nn.Module):
         self.dynamic_model = loss.dynamic_model
         # a bound method, not the loss itself, so that the loss (and its metric) stay
         # out of this module's state_dict and parameters
-        self._draw_split = loss._random_draw
-        self.draw: Optional[SplitDraw] = None
+        self._draw_split = loss.split
+        self.last_split: Optional[TimeSplit] = None
 
     def forward(self, y: torch.Tensor, physics: MRIPhysics, update_parameters: bool = False) -> torch.Tensor:
         """Reconstruct from ``y``.
 
-        Training mode: draw a split (stored in ``self.draw``) and run the network on
-        each sample's input chunk only. Eval mode: run it on the full sequence. A
+        Training mode: draw a split (kept as ``last_split``) and run the network on each
+        sample's input chunk only. Eval mode: run it on the full sequence. A
         ``dynamic_model=False`` network gets the time-averaged k-space and a
         single-image operator and returns ``(B, 2, H, W)``.
 
         ``update_parameters`` is accepted for compatibility and ignored: a training-mode
-        call always stores a new draw, which the next loss call uses.
+        call always draws a new split, which the next loss call uses.
         """
         del update_parameters
         _check_y(y)
         if not self.training:
-            self.draw = None  # a stale draw must not be scored against a full-sequence output
+            self.last_split = None  # a stale split must not be scored against a full-sequence output
             return _reconstruct(self.model, y, physics, self.dynamic_model)
-        draw = self._draw_split(y.shape[0], y.shape[2], y.device)
-        self.draw = draw
-        index = draw.input_index
-        return _reconstruct(self.model, gather_time(y, index), _split(physics, y.shape[2], index), self.dynamic_model)
+        split = self._draw_split(y, physics)
+        self.last_split = split
+        return self.model(split.y_input, split.physics_input)
 
 
 # -- the losses --------------------------------------------------------------------------
 
 
 class _TimeSplittingLoss(nn.Module):
-    """Common machinery: adapt a network, score its output against other chunks."""
+    """Common machinery: draw splits, score a network output against other chunks."""
 
     def __init__(self, dynamic_model: bool = True, metric: Optional[Metric] = None, device: torch.device | str = "cpu"):
         super().__init__()
         self.dynamic_model = bool(dynamic_model)
         self.metric = nn.MSELoss() if metric is None else metric
         self.device = torch.device(device)
-        self.last_target_chunks: list[torch.Tensor] = []
 
     # subclasses define how time is cut
-    def _check_frames(self, n_frames: int) -> None:  # pragma: no cover - abstract
+    def check_frames(self, n_frames: int) -> None:  # pragma: no cover - abstract
+        """Raise :class:`SplittingError` if sequences of ``n_frames`` frames cannot be split."""
         raise NotImplementedError
 
-    def _random_draw(self, batch: int, n_frames: int, device: torch.device) -> SplitDraw:  # pragma: no cover
+    def _random_draw(self, batch: int, n_frames: int, device: torch.device,
+                     generator: Optional[torch.Generator] = None) -> SplitDraw:  # pragma: no cover
         raise NotImplementedError
 
-    def target_chunks(self, draw: SplitDraw) -> list[torch.Tensor]:  # pragma: no cover - abstract
+    def target_chunks(self, draw: SplitDraw, generator: Optional[torch.Generator] = None) -> list[torch.Tensor]:  # pragma: no cover
         """Target chunks, one ``(B,)`` long tensor per term of the loss average."""
         raise NotImplementedError
 
     def _eval_splits(self, batch: int, n_frames: int, device: torch.device, **kwargs) -> list[tuple[SplitDraw, list[torch.Tensor]]]:  # pragma: no cover
         raise NotImplementedError
+
+    def split(self, y: torch.Tensor, physics: MRIPhysics, generator: Optional[torch.Generator] = None) -> TimeSplit:
+        """Draw one split of ``y`` ``(B, 2, T, ...)`` (random draws from ``generator``, a CPU
+        generator, or the global RNG when None); T is taken from ``y`` at every call."""
+        _check_y(y)
+        draw = self._random_draw(y.shape[0], y.shape[2], y.device, generator)
+        targets = tuple(self.target_chunks(draw, generator))
+        index = draw.input_index
+        y_in, phys_in = gather_time(y, index), _split(physics, y.shape[2], index)
+        if not self.dynamic_model:
+            y_in, phys_in = _time_average(y_in, phys_in)
+        return TimeSplit(draw, targets, y, physics, y_in, phys_in)
 
     def adapt_model(self, model: nn.Module) -> SplittingModel:
         """Wrap ``model`` (called as ``model(y, physics)``) with the splitting input stage."""
@@ -289,20 +350,31 @@ class _TimeSplittingLoss(nn.Module):
             total = total + value / torch.clamp(phys_t.mask[:, :1].mean(), min=1e-12)
         return total / len(targets)
 
-    def forward(self, x_net: torch.Tensor, y: torch.Tensor, physics: MRIPhysics, model: nn.Module, **kwargs) -> torch.Tensor:
-        """Splitting loss of ``x_net = model(y, physics)`` (``model`` adapted, training mode)."""
-        draw = getattr(model, "draw", None) if isinstance(model, SplittingModel) else None
-        if draw is None:
+    def forward(self, x_net: torch.Tensor, split: Union[TimeSplit, torch.Tensor], physics: Optional[MRIPhysics] = None,
+                model: Optional[nn.Module] = None, **kwargs) -> torch.Tensor:
+        """The splitting loss of ``x_net = net(split.y_input, split.physics_input)``.
+
+        The reference four-argument form ``loss(x_net, y, physics, model)`` scores the
+        split that the adapted ``model`` drew when it made ``x_net`` (training mode).
+        """
+        if not isinstance(split, TimeSplit):
+            split = self._split_of(model, split)
+        return self._score(x_net, split.y, split.physics, split.draw, split.targets)
+
+    @staticmethod
+    def _split_of(model: Optional[nn.Module], y: torch.Tensor) -> TimeSplit:
+        """The split the adapted ``model`` drew for ``y`` (reference interface)."""
+        split = model.last_split if isinstance(model, SplittingModel) else None
+        if split is None:
             raise ValueError(_NOT_ADAPTED)
         _check_y(y)
+        draw = split.draw
         if draw.n_frames != y.shape[2] or draw.input_chunks.shape[0] != y.shape[0]:
             raise ValueError(
                 f"the stored split was drawn for B={draw.input_chunks.shape[0]}, T={draw.n_frames} but y is "
                 f"{tuple(y.shape)}; run the adapted model on this y just before calling the loss"
             )
-        targets = self.target_chunks(draw)
-        self.last_target_chunks = targets
-        return self._score(x_net, y, physics, draw, targets)
+        return split
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, y: torch.Tensor, physics: MRIPhysics, **kwargs) -> torch.Tensor:
@@ -325,6 +397,14 @@ class _TimeSplittingLoss(nn.Module):
         finally:
             net.train(was_training)
         return total / len(splits)
+
+
+def _tensor_size(tensor_size: Optional[Sequence[int]]) -> Optional[tuple[int, ...]]:
+    if tensor_size is None:
+        return None
+    if len(tensor_size) < 2:
+        raise SplittingError(f"tensor_size must be (C, T, H, W) without the batch axis, got {tuple(tensor_size)}")
+    return tuple(int(v) for v in tensor_size)
 
 
 def _split_sizes(split_size: int | Sequence[int]) -> tuple[int, ...]:
@@ -363,12 +443,13 @@ class Artifact2ArtifactLoss(_TimeSplittingLoss):
     """Artifact2Artifact: input one random time chunk, score against another.
 
     ``tensor_size`` is the measurement shape without batch, ``(C, T, H, W)`` (or
-    ``(C, T, N, H, W)``); only ``T = tensor_size[1]`` is used, to check ``split_size``
-    early. At call time T is taken from the data (files of one study may differ in T)
-    and every split size is checked again against it.
+    ``(C, T, N, H, W)``), or None; only ``T = tensor_size[1]`` is used, to check
+    ``split_size`` early. At call time T is taken from the data (files of one study may
+    differ in T) and every split size is checked again against it.
 
     ``split_size``: chunk length in frames, or a tuple of lengths (one drawn per step,
     the same for input and target). Each must divide T into at least two chunks.
+    None: :func:`auto_split_size` of each call's T, so one loss serves any T.
 
     ``dynamic_model=True``: the network maps a chunk of k frames to k frames, and output
     frame k is scored against frame k of the target chunk. ``False``: the chunk is
@@ -392,8 +473,8 @@ class Artifact2ArtifactLoss(_TimeSplittingLoss):
 
     def __init__(
         self,
-        tensor_size: Sequence[int],
-        split_size: int | Sequence[int] = 2,
+        tensor_size: Optional[Sequence[int]] = None,
+        split_size: int | Sequence[int] | None = 2,
         dynamic_model: bool = True,
         metric: Optional[Metric] = None,
         device: torch.device | str = "cpu",
@@ -402,34 +483,40 @@ class Artifact2ArtifactLoss(_TimeSplittingLoss):
         shuffle_frames: bool = False,
     ):
         super().__init__(dynamic_model=dynamic_model, metric=metric, device=device)
-        if len(tensor_size) < 2:
-            raise SplittingError(f"tensor_size must be (C, T, H, W) without the batch axis, got {tuple(tensor_size)}")
-        self.tensor_size = tuple(int(v) for v in tensor_size)
-        self.split_sizes = _split_sizes(split_size)
-        _check_split_sizes(self.split_sizes, self.tensor_size[1])
+        self.tensor_size = _tensor_size(tensor_size)
+        self.split_sizes = None if split_size is None else _split_sizes(split_size)
+        if self.tensor_size is not None:
+            self.check_frames(self.tensor_size[1])
         self.all_pairs = bool(all_pairs)
         self.neighbours_only = bool(neighbours_only)
         self.shuffle_frames = bool(shuffle_frames)
         if self.shuffle_frames and self.neighbours_only:
             raise SplittingError("neighbours_only has no meaning with shuffle_frames (shuffled chunks have no neighbours)")
 
-    def _check_frames(self, n_frames: int) -> None:
-        _check_split_sizes(self.split_sizes, n_frames)
+    def sizes_for(self, n_frames: int) -> tuple[int, ...]:
+        """The chunk lengths for sequences of ``n_frames`` frames (checked)."""
+        sizes = (auto_split_size(n_frames),) if self.split_sizes is None else self.split_sizes
+        _check_split_sizes(sizes, n_frames)
+        return sizes
+
+    def check_frames(self, n_frames: int) -> None:
+        self.sizes_for(n_frames)
 
     def _draw_for(self, chunk_size: int, n_frames: int, chunks: torch.Tensor) -> SplitDraw:
         return SplitDraw(n_frames=n_frames, chunk_size=chunk_size, n_chunks=n_frames // chunk_size, input_chunks=chunks)
 
-    def _random_draw(self, batch: int, n_frames: int, device: torch.device) -> SplitDraw:
-        self._check_frames(n_frames)
-        s = self.split_sizes[int(torch.randint(len(self.split_sizes), ()))]
-        chunks = torch.randint(n_frames // s, (batch,)).to(device)
+    def _random_draw(self, batch: int, n_frames: int, device: torch.device,
+                     generator: Optional[torch.Generator] = None) -> SplitDraw:
+        sizes = self.sizes_for(n_frames)
+        s = sizes[int(torch.randint(len(sizes), (), generator=generator))]
+        chunks = torch.randint(n_frames // s, (batch,), generator=generator).to(device)
         draw = self._draw_for(s, n_frames, chunks)
         if self.shuffle_frames:
-            order = torch.argsort(torch.rand(batch, n_frames), dim=1).to(device)
+            order = torch.argsort(torch.rand(batch, n_frames, generator=generator), dim=1).to(device)
             draw = SplitDraw(draw.n_frames, draw.chunk_size, draw.n_chunks, draw.input_chunks, order=order)
         return draw
 
-    def target_chunks(self, draw: SplitDraw) -> list[torch.Tensor]:
+    def target_chunks(self, draw: SplitDraw, generator: Optional[torch.Generator] = None) -> list[torch.Tensor]:
         """Target chunks for ``draw`` (random unless ``all_pairs``), each ``(B,)``, never the input chunk."""
         c, n = draw.input_chunks, draw.n_chunks
         if self.neighbours_only:
@@ -439,15 +526,15 @@ class Artifact2ArtifactLoss(_TimeSplittingLoss):
                 # an edge chunk has one neighbour: counting it twice keeps every sample's
                 # weight equal in the batch average
                 return [below, above]
-            pick_above = torch.randint(2, c.shape, device=c.device).bool()
+            pick_above = torch.randint(2, c.shape, generator=generator).to(c.device).bool()
             return [torch.where(pick_above, above, below)]
         if self.all_pairs:
             return [(c + k) % n for k in range(1, n)]
         # a shift in 1..n-1 is uniform over the other chunks and can never be 0
-        return [(c + torch.randint(1, n, c.shape, device=c.device)) % n]
+        return [(c + torch.randint(1, n, c.shape, generator=generator).to(c.device)) % n]
 
     def _eval_splits(self, batch: int, n_frames: int, device: torch.device, split_size: Optional[int] = None):
-        s = self.split_sizes[0] if split_size is None else split_size
+        s = self.sizes_for(n_frames)[0] if split_size is None else split_size
         _check_split_sizes(_split_sizes(s), n_frames)
         n = n_frames // s
         splits = []
@@ -460,7 +547,7 @@ class Artifact2ArtifactLoss(_TimeSplittingLoss):
     def evaluate(self, model: nn.Module, y: torch.Tensor, physics: MRIPhysics, split_size: Optional[int] = None) -> torch.Tensor:
         """Deterministic validation loss: each chunk as input, scored against all others.
 
-        ``split_size`` defaults to the first configured one. ``model`` is the adapted
+        ``split_size`` defaults to the first configured one (or the automatic one). ``model`` is the adapted
         wrapper or the bare network; no gradient is recorded.
         """
         return super().evaluate(model, y, physics, split_size=split_size)
@@ -472,30 +559,29 @@ class Phase2PhaseLoss(_TimeSplittingLoss):
     Dynamic: output frame k (reconstructed from frame 2k) is scored against frame
     2k + 1. With an odd T the last even frame is dropped, so input and target both
     have ``T // 2`` frames. T (at least 2) is taken from the data at call time;
-    ``tensor_size`` (``(C, T, H, W)``) only serves an early check.
+    ``tensor_size`` (``(C, T, H, W)``, or None) only serves an early check.
     """
 
     def __init__(
         self,
-        tensor_size: Sequence[int],
+        tensor_size: Optional[Sequence[int]] = None,
         dynamic_model: bool = True,
         metric: Optional[Metric] = None,
         device: torch.device | str = "cpu",
     ):
         super().__init__(dynamic_model=dynamic_model, metric=metric, device=device)
-        if len(tensor_size) < 2:
-            raise SplittingError(f"tensor_size must be (C, T, H, W) without the batch axis, got {tuple(tensor_size)}")
-        self.tensor_size = tuple(int(v) for v in tensor_size)
-        self._check_frames(self.tensor_size[1])
+        self.tensor_size = _tensor_size(tensor_size)
+        if self.tensor_size is not None:
+            self.check_frames(self.tensor_size[1])
 
-    def _check_frames(self, n_frames: int) -> None:
+    def check_frames(self, n_frames: int) -> None:
         if n_frames < 2:
             raise SplittingError(
                 f"Phase2Phase needs at least 2 frames (an even and an odd one), got T={n_frames}"
             )
 
     def _fixed_draw(self, batch: int, n_frames: int, device: torch.device) -> SplitDraw:
-        self._check_frames(n_frames)
+        self.check_frames(n_frames)
         return SplitDraw(
             n_frames=n_frames,
             chunk_size=n_frames // 2,
@@ -505,11 +591,12 @@ class Phase2PhaseLoss(_TimeSplittingLoss):
             frame_step=2,
         )
 
-    def _random_draw(self, batch: int, n_frames: int, device: torch.device) -> SplitDraw:
+    def _random_draw(self, batch: int, n_frames: int, device: torch.device,
+                     generator: Optional[torch.Generator] = None) -> SplitDraw:
         # nothing random: the name keeps the interface shared with Artifact2Artifact
         return self._fixed_draw(batch, n_frames, device)
 
-    def target_chunks(self, draw: SplitDraw) -> list[torch.Tensor]:
+    def target_chunks(self, draw: SplitDraw, generator: Optional[torch.Generator] = None) -> list[torch.Tensor]:
         """The odd phase (chunk 1) for every sample."""
         return [torch.ones_like(draw.input_chunks)]
 

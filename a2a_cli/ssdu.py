@@ -209,6 +209,9 @@ class SSDULoss(nn.Module):
             raise SSDUError(f"frames_per_step must be a positive number of frames or None, got {frames_per_step!r}")
         self.frames_per_step = None if frames_per_step is None else int(frames_per_step)
 
+    def check_frames(self, n_frames: int) -> None:
+        """Any sequence length can be partitioned (the masks are checked at each split)."""
+
     def split(self, y: torch.Tensor, physics: MRIPhysics, generator: Optional[torch.Generator] = None,
               repeats: Optional[int] = None, window: bool = True) -> SSDUSplit:
         """Draw ``repeats`` (default: the configured number) partitions of every sample of ``y``.

@@ -80,7 +80,7 @@ def network_flops_per_step(run: Path, mode: str, frames: int, height: int, width
 
     from a2a_cli.models import build_model
     from a2a_cli.training import auto_split_size
-    from a2a_cli.training_data import auto_crop_rows
+    from a2a_cli.training.data import auto_crop_rows
 
     cfg = json.loads((run / "config.json").read_text())
     net = build_model(cfg["model"], **cfg["model_options"])

@@ -53,8 +53,8 @@ def install_hooks() -> None:
         batches.extend(order)
         return iter(order)
 
-    def recording_draw(self, batch, n_frames, device):
-        d = draw(self, batch, n_frames, device)
+    def recording_draw(self, batch, n_frames, device, *args, **kwargs):
+        d = draw(self, batch, n_frames, device, *args, **kwargs)
         draws.append(d.input_chunks.tolist())
         return d
 

@@ -24,6 +24,7 @@ from a2a_cli.cli import app
 from a2a_cli.data import write_a2a_file
 from a2a_cli.models import build_model
 from a2a_cli.simulate import write_case
+from a2a_cli.training import RunDir
 
 # one thread: the machine's cores are shared with the rest of the suite
 ENV = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "COLUMNS": "200"}
@@ -31,7 +32,7 @@ TRAIN_OPTIONS = [
     "--model", "cnn2dt", "--model-option", "channels=4", "--model-option", "depth=2",
     "--val-every", "1000", "--patience", "0", "--device", "cpu", "--save-every", "0", "--grad-clip", "1.0",
 ]
-RUN_FILES = {"last.pt", "best.pt", "config.json", "metrics.jsonl", "loss.png"}
+RUN_FILES = set(RunDir.FILES)  # names pinned in tests/test_trainer.py
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py

@@ -14,9 +14,10 @@ import torch
 from a2a_cli import cli
 from a2a_cli.data import ShapeBatchSampler
 from a2a_cli.simulate import write_case
+from a2a_cli.training import RunDir
 
 HERE = Path(__file__).parent
-RUN_FILES = {"best.pt", "last.pt", "config.json", "metrics.jsonl", "loss.png"}
+RUN_FILES = set(RunDir.FILES)  # names pinned in tests/test_trainer.py
 TINY = ["--model-option", "channels=8", "--model-option", "depth=3", "--model-option", "iterations=1"]
 
 

@@ -135,7 +135,7 @@ def test_input_and_target_chunks_are_disjoint_per_sample(split_size):
     seen_sizes, samples_differ = set(), False
     for _ in range(60):
         x_net = model(y, physics)
-        draw = model.draw
+        draw = model.last_split.draw
         s = draw.chunk_size
         seen_sizes.add(s)
         assert s in sizes and draw.n_chunks == t // s and draw.n_frames == t
@@ -147,7 +147,7 @@ def test_input_and_target_chunks_are_disjoint_per_sample(split_size):
         assert torch.equal(phys_in.mask, gather_time(mask, index))
         assert x_net.shape == (b, 2, s, 2, 4)
         loss(x_net, y, physics, model)
-        (targets,) = loss.last_target_chunks
+        (targets,) = model.last_split.targets
         target_index = draw.frames(targets)
         for row_in, row_t, c_in, c_t in zip(index, target_index, draw.input_chunks, targets):
             assert c_in != c_t
@@ -243,7 +243,7 @@ def test_loss_is_normalised_by_target_mask_mean():
     # by hand: the mean over all other frames of MSE / sampled fraction
     expected = []
     for shift in range(1, t):
-        idx = ((model.draw.input_chunks + shift) % t).reshape(b, 1)
+        idx = ((model.last_split.draw.input_chunks + shift) % t).reshape(b, 1)
         target = physics.split_time(idx)
         mse = nn.functional.mse_loss(target.A(x_net), gather_time(y, idx))
         expected.append(mse / target.mask.mean())
@@ -334,8 +334,8 @@ def test_phase2phase_pairs_frame_2k_with_2k_plus_1(t):
     y_in, phys_in = net.seen[-1]
     assert torch.equal(y_in, y[:, :, 0 : 2 * h : 2])  # even frames; with odd T the last is dropped
     assert torch.equal(phys_in.mask, mask[:, :, 0 : 2 * h : 2].expand(b, -1, -1, -1, -1))
-    assert model.draw.input_index[0].tolist() == list(range(0, 2 * h, 2))
-    assert loss.target_chunks(model.draw)[0].tolist() == [1] * b
+    assert model.last_split.draw.input_index[0].tolist() == list(range(0, 2 * h, 2))
+    assert loss.target_chunks(model.last_split.draw)[0].tolist() == [1] * b
     assert loss(x_net, y, physics, model).item() < 1e-10
     # any other pairing (even frames, or odd frames shifted by one pair) is penalised
     for wrong in (video[:, :, 0 : 2 * h : 2], video[:, :, 1 : 2 * h : 2].roll(1, dims=2)):
@@ -466,7 +466,7 @@ def test_split_size_is_checked_against_the_data():
     physics = DynamicMRI(mask=line_mask(6))
     y = physics(torch.randn(1, 2, 6, 4, 8))
     x_net = model(y, physics)
-    assert model.draw.n_chunks == 3
+    assert model.last_split.draw.n_chunks == 3
     assert loss(x_net, y, physics, model).item() >= 0
 
 
@@ -566,12 +566,12 @@ def test_property_split_is_valid_or_a_clear_error(t, split, b, seed):
     y = physics(torch.randn(b, 2, t, 2, 2))
     model = loss.adapt_model(Zerofill())
     x_net = model(y, physics)
-    draw = model.draw
+    draw = model.last_split.draw
     s = draw.chunk_size
     assert s in sizes and x_net.shape == (b, 2, s, 2, 2)
     value = loss(x_net, y, physics, model)
     assert math.isfinite(value.item())
-    (targets,) = loss.last_target_chunks
+    (targets,) = model.last_split.targets
     for row_in, row_t in zip(draw.input_index, draw.frames(targets)):
         assert len(row_in) == len(row_t) == s
         assert row_in.tolist() == list(range(row_in[0], row_in[0] + s))
@@ -667,3 +667,70 @@ def test_shuffled_chunks_are_disjoint_random_frame_sets():
     assert len(seen) > 5
     with pytest.raises(ValueError, match="neighbours_only"):
         Artifact2ArtifactLoss((2, 8, 4, 4), split_size=4, shuffle_frames=True, neighbours_only=True)
+
+
+# -- the value interface: split(y, physics, generator) -> TimeSplit, loss(x_net, split) ----------------
+
+
+def test_split_is_a_value_drawn_from_the_given_generator():
+    t, b = 8, 3
+    mask = line_mask(t)
+    physics = DynamicMRI(mask=mask)
+    y = physics(torch.randn(b, 2, t, 4, 8))
+    loss = Artifact2ArtifactLoss(split_size=(2, 4))
+    a = loss.split(y, physics, generator=torch.Generator().manual_seed(5))
+    torch.manual_seed(0)  # the global RNG plays no part
+    torch.rand(100)
+    b_ = loss.split(y, physics, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a.draw.input_chunks, b_.draw.input_chunks) and a.draw.chunk_size == b_.draw.chunk_size
+    assert all(torch.equal(p, q) for p, q in zip(a.targets, b_.targets))
+    # the input part is exactly the input chunk's frames of y and of the mask
+    index = a.draw.input_index
+    assert torch.equal(a.y_input, gather_time(y, index))
+    assert torch.equal(a.physics_input.mask, gather_time(mask, index))
+    assert a.y is y and a.physics is physics
+    # the value call scores the same as the reference call on the same split
+    net = Oracle(torch.randn(b, 2, t, 4, 8))
+    model = loss.adapt_model(net)
+    x_net = net(a.y_input, a.physics_input)
+    model.last_split = a
+    assert torch.equal(loss(x_net, a), loss(x_net, y, physics, model))
+    assert bool((a.targets[0] != a.draw.input_chunks).all())
+
+
+@pytest.mark.parametrize("t, chunk", [(4, 2), (6, 3), (9, 3), (3, 1)])
+def test_one_loss_serves_every_sequence_length(t, chunk):
+    loss = Artifact2ArtifactLoss(split_size=None)
+    physics = DynamicMRI(mask=line_mask(t))
+    y = physics(torch.randn(2, 2, t, 4, 8))
+    split = loss.split(y, physics, generator=torch.Generator().manual_seed(0))
+    assert split.draw.chunk_size == chunk and split.draw.n_chunks == t // chunk
+    assert split.y_input.shape == (2, 2, chunk, 4, 8)
+    with pytest.raises(SplittingError, match="cannot be split into two chunks"):
+        loss.check_frames(1)
+
+
+def test_static_split_hands_the_network_the_time_average():
+    t = 6
+    mask = line_mask(t)
+    physics = SequentialMRI(mask=mask)
+    x = torch.randn(2, 2, 4, 8)
+    y = physics(x)
+    loss = Artifact2ArtifactLoss(split_size=3, dynamic_model=False)
+    split = loss.split(y, physics, generator=torch.Generator().manual_seed(1))
+    index = split.draw.input_index
+    chunk_y, chunk_phys = gather_time(y, index), SequentialMRI(mask=gather_time(mask, index))
+    expected_y, expected_phys = chunk_phys.time_average(chunk_y)
+    assert torch.equal(split.y_input, expected_y) and torch.equal(split.physics_input.mask, expected_phys.mask)
+    assert loss(x, split).item() < 1e-10  # the truth scores zero on every target chunk
+    assert loss(x.flip(-1), split).item() > 1e-2
+
+
+def test_phase2phase_split_value():
+    t = 6
+    video = torch.randn(2, 2, t, 4, 8)
+    physics = DynamicMRI(mask=line_mask(t))
+    y = physics(video)
+    split = Phase2PhaseLoss().split(y, physics)
+    assert torch.equal(split.y_input, y[:, :, 0::2])
+    assert Phase2PhaseLoss()(video[:, :, 1::2], split).item() < 1e-10

@@ -24,7 +24,7 @@ from a2a_cli.training import (
     TrainConfig,
     apply_default_budget,
 )
-from a2a_cli.training_data import (
+from a2a_cli.training.data import (
     PreparedDataset,
     compress_item,
     mask_is_lines,

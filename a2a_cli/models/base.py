@@ -22,7 +22,8 @@ True
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, NamedTuple, Optional
+import contextlib
+from typing import Any, ClassVar, Iterator, NamedTuple, Optional
 
 import torch
 from torch import nn
@@ -167,6 +168,19 @@ class ReconstructionNet(nn.Module):
         s = mag.mean(dim=(2, 3)) if self.frame_wise else mag.mean(dim=(1, 2, 3)).unsqueeze(1)
         s = torch.where(s > torch.finfo(s.dtype).tiny, s, torch.ones_like(s))
         return s.reshape(s.shape[0], 1, s.shape[1], 1, 1)
+
+    @contextlib.contextmanager
+    def single_pass(self) -> Iterator["ReconstructionNet"]:
+        """Within the block, eval mode runs one pass instead of the reflection ensemble.
+
+        For scores that only rank checkpoints (training's validation): the ensemble
+        costs eight passes. ``flip_ensemble`` comes back on exit.
+        """
+        saved, self.flip_ensemble = self.flip_ensemble, False
+        try:
+            yield self
+        finally:
+            self.flip_ensemble = saved
 
     def forward(self, y: torch.Tensor, physics: MRIPhysics, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Reconstruct ``x`` from ``y``; layouts in the module docstring.

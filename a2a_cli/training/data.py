@@ -1,5 +1,6 @@
-"""Training-time data preparation for large scans: coil compression, an in-memory
-cache of prepared slices, and random crops along the fully sampled readout.
+"""Training data: the batches of a run (:func:`batches`, :func:`to_device`), and the
+preparation that makes large scans cheap: coil compression, an in-memory cache of
+prepared slices, and random crops along the fully sampled readout.
 
 None of these changes what a run reconstructs from: they make each training step
 cheaper while keeping the measurement model of the (smaller) data exact.
@@ -26,12 +27,16 @@ Item layout (as :class:`a2a_cli.data.KspaceDataset` gives it): ``kspace`` float
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 
-from .coils import compress_coils
-from .physics import fft1c, ifft1c, to_complex, to_real
+from ..coils import compress_coils
+from ..errors import InputError
+from ..data import KspaceDataset, ShapeBatchSampler, describe_layout, read_mask
+from ..masks import never_sampled_lines_by_width
+from ..physics import fft1c, ifft1c, normalise_measurement, to_complex, to_real
 
 __all__ = [
     "AUTO_CROP_ROWS",
@@ -39,6 +44,10 @@ __all__ = [
     "PreparedDataset",
     "auto_crop_rows",
     "auto_virtual_coils",
+    "batches",
+    "log_layouts",
+    "to_device",
+    "warn_unsampled",
     "compress_item",
     "mask_is_lines",
     "random_readout_crop",
@@ -187,3 +196,61 @@ class PreparedDataset(torch.utils.data.Dataset):
             self._cache[i] = item
             self._cached_bytes += size
         return item
+
+
+def batches(dataset: Any, sampler: ShapeBatchSampler, start_epoch: int, skip: int, loader_args: dict) -> Iterator[tuple[int, int, dict]]:
+    """Endless ``(epoch, index_in_epoch, batch)``; resumes ``skip`` batches into ``start_epoch``
+    without reading the skipped batches (the sampler's order is a function of seed and epoch)."""
+    epoch = start_epoch
+    while True:
+        sampler.set_epoch(epoch)
+        order = list(sampler)[skip:]
+        loader = torch.utils.data.DataLoader(dataset, batch_sampler=order, **loader_args)
+        for i, batch in enumerate(loader, start=skip):
+            yield epoch, i, batch
+        epoch += 1
+        skip = 0
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """The batch on ``device``, its k-space divided by each sample's :func:`~a2a_cli.physics.measurement_scale`.
+
+    The loss is computed in k-space units: without this, k-space stored at 1e13 gives
+    infinite gradients and at 1e-9 vanishing ones. The networks are scale-equivariant,
+    so training on unit-scale data learns the same weights for any stored scale.
+    """
+    batch = {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+    batch["kspace"], _ = normalise_measurement(batch["kspace"], batch["mask"])
+    return batch
+
+
+def log_layouts(infos: list, log: Callable[[str], None]) -> None:
+    """One line per file saying how it was read (``a2a inspect-mask`` also warns where a shape is ambiguous)."""
+    for info in infos:
+        log(describe_layout(info))
+
+
+def warn_unsampled(dataset: KspaceDataset, log: Callable[[str], None], mirrored: bool = False) -> None:
+    """Warn when no training file samples some phase-encode lines (they get no training signal).
+
+    With ``mirrored`` (training on reflected data) a line also gets signal through its
+    mirror image about the k-space centre, so only lines unsampled on both sides count.
+    """
+    masks = []
+    for path, index in dataset.items:
+        try:
+            masks.append(read_mask(path, split=getattr(dataset, "split", None), slice_index=index,
+                                   mask_file=getattr(dataset, "mask_file", None)))
+        except InputError:
+            continue
+    groups = never_sampled_lines_by_width(masks)
+    if mirrored:
+        groups = {w: idx[np.isin((2 * (w // 2) - idx) % w, idx)] for w, idx in groups.items()}
+    missing = np.unique(np.concatenate(list(groups.values()))) if groups else np.zeros(0, dtype=np.int64)
+    if len(missing):
+        shown = ", ".join(str(int(i)) for i in missing[:12]) + (" ..." if len(missing) > 12 else "")
+        where = "in any training file, nor their mirror lines" if mirrored else "in any training file"
+        log(
+            f"warning: {len(missing)} phase-encode line(s) are never sampled {where} ({shown}); "
+            "self-supervision gets no signal there. Train on files with varied sampling patterns."
+        )
