@@ -179,9 +179,9 @@ def test_validation_runs_without_the_reflection_ensemble(scan, monkeypatch):
     passes = []
     real_once = ReconstructionNet._forward_once
 
-    def counting(self, y, physics):
+    def counting(self, y, physics, scale=None):
         passes.append(1)
-        return real_once(self, y, physics)
+        return real_once(self, y, physics, scale)
 
     monkeypatch.setattr(ReconstructionNet, "_forward_once", counting)
     net = build_model("cnn2dt", flip_ensemble=True, **TINY)
