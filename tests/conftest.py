@@ -17,3 +17,9 @@ def one_thread():
 # an unexpected exception inside a command must fail its test, not turn into the
 # command line's one-line "internal error" report (a2a_cli.cli.user_errors)
 os.environ.setdefault("A2A_DEBUG", "1")
+
+# The tests' tensors are tiny: more threads only add overhead, and on a machine that is
+# busy with other work, OpenMP threads waiting on each other made single passes up to
+# 80 times slower. The commands the tests start inherit the setting.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))

@@ -390,7 +390,7 @@ def test_explicit_scale_replaces_the_input_scale(name):
     with torch.no_grad():  # away from the near-identity start, so that the scale matters
         for p in net.parameters():
             p.add_(0.1 * torch.randn_like(p))
-    y, physics = dynamic_data(b=2, t=4)
+    y, physics = dynamic_data(b=1, t=2)
     own = net.intensity_scale(net.initial_image(y, physics))
     with torch.no_grad():
         default = net(y, physics)
