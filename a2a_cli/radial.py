@@ -1,21 +1,6 @@
 """The a2a radial file: writing and simulating radial k-space (reading: :mod:`a2a_cli.data.radial_file`).
 
-Layout (HDF5; h5py axis order):
-
-* ``kspace``: complex ``(T, N, spokes, samples)`` for one slice or ``(S, T, N, spokes,
-  samples)``; single-coil without the N axis. The attribute ``coils = N`` marks the
-  coil axis, as for Cartesian files.
-* ``trajectory``: float ``(T, spokes, samples, 2)`` (shared by the slices) or ``(S, T,
-  spokes, samples, 2)``: the coordinates along image axes H and W in cycles per field
-  of view (k-space pixel units; ``+-H/2`` and ``+-W/2`` are the edges), as BART's
-  ``traj`` scaled to the image grid (its first coordinate runs along image axis 0).
-* attribute ``image_size = [H, W]``.
-* optional ``dcf``: float, the trajectory's shape without its last axis (density
-  compensation; computed by :func:`a2a_cli.nufft.density_compensation` when absent);
-  ``sensitivity_maps`` ``(N, H, W)``/``(S, N, H, W)`` (estimated from the gridded,
-  time-averaged centre when absent); ``reference`` ``(T, H, W)``/``(S, T, H, W)``
-  (dynamic) or ``(H, W)``/``(S, H, W)`` (static); attribute ``acquisition``
-  (``dynamic``, the default, or ``sequential``).
+The file's layout (datasets, shapes, attributes) is described in :mod:`a2a_cli.data.radial_file`.
 
 A slice is read as the tensors of :mod:`a2a_cli.nufft`: k-space ``(1, 2, T, N, spokes,
 samples)`` (N = 1 for one coil), the sampling tensor ``(1, 4, T, spokes, samples)``

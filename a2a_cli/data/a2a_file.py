@@ -102,7 +102,7 @@ import torch
 
 from ..errors import InputError
 from .hdf5 import (
-    attr_str, check_binary, check_finite, classify_complex, coil_attr, dataset, read_complex, read_slice_of, shape_str,
+    attr_str, check_binary, classify_complex, coil_attr, dataset, read_checked, read_slice_of, shape_str,
 )
 from .layout import (
     SINGLE_FRAME, FileInfo, Sample, SplitOptions, check_frames_sampled, dims_str, match_dims, split_lines, to_tensor,
@@ -298,11 +298,7 @@ def _stored_maps(f: h5py.File, path: Path, n_coils: int | None, slice_axis: bool
 def _read_kspace(f: h5py.File, info: FileInfo, index: int) -> np.ndarray:
     """complex64 ``(T, H, W)`` (a2a; ``(T, N, H, W)`` multi-coil) or ``(H, W)`` (fastMRI) of one slice, checked finite."""
     sel = index if info._kspace_slice_axis else ()
-    try:
-        k = read_complex(f["kspace"], info.complex_style, info._kspace_fields, sel)
-    except OSError as e:
-        raise InputError(info.path, f"slice {index}: cannot read 'kspace' (damaged file?): {e}") from None
-    check_finite(k, info.path, f"slice {index}: 'kspace'")
+    k = read_checked(f, "kspace", info.path, index, sel, info.complex_style, info._kspace_fields)
     if info._kspace_coil_axis and not info.coils:
         k = k[:, 0]  # a coil axis of size 1: single-coil data
     return k

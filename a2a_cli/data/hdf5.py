@@ -190,8 +190,14 @@ def read_slice_of(f: h5py.File, name: str, path: Path, index: int, dims: tuple[s
     ``dims`` names the dataset's axes; a leading ``"S"`` is the slice axis (else the one
     array is shared by all slices).
     """
+    return read_checked(f, name, path, index, index if dims[0] == "S" else (), style, fields)
+
+
+def read_checked(f: h5py.File, name: str, path: Path, index: int, sel: Any, style: str,
+                 fields: tuple[str, str] | None) -> np.ndarray:
+    """``f[name][sel]`` as complex64, checked finite; a damaged file or a NaN is an error naming slice ``index``."""
     try:
-        a = read_complex(f[name], style, fields, index if dims[0] == "S" else ())
+        a = read_complex(f[name], style, fields, sel)
     except OSError as e:
         raise InputError(path, f"slice {index}: cannot read {name!r} (damaged file?): {e}") from None
     check_finite(a, path, f"slice {index}: {name!r}")

@@ -33,7 +33,7 @@ import torch
 
 from ..errors import InputError
 from ..nufft import density_compensation, sampling_tensor
-from .hdf5 import attr_str, check_finite, classify_complex, coil_attr, dataset, read_complex, read_slice_of, shape_str
+from .hdf5 import attr_str, classify_complex, coil_attr, dataset, read_checked, read_slice_of, shape_str
 from .layout import FileInfo, Sample, SplitOptions, dims_str, match_dims, to_tensor
 
 __all__ = ["NAME", "detect", "inspect", "read_sample", "read_reference", "read_mask", "read_trajectory", "read_kspace"]
@@ -192,11 +192,7 @@ def read_trajectory(f: h5py.File, info: FileInfo, index: int) -> tuple[torch.Ten
 def read_kspace(f: h5py.File, info: FileInfo, index: int) -> np.ndarray:
     """complex64 ``(T, N, spokes, samples)`` of slice ``index`` (N = 1 for one coil), checked finite."""
     sel = index if info._kspace_slice_axis else ()
-    try:
-        k = read_complex(f["kspace"], info.complex_style, info._kspace_fields, sel)
-    except OSError as e:
-        raise InputError(info.path, f"slice {index}: cannot read 'kspace' (damaged file?): {e}") from None
-    check_finite(k, info.path, f"slice {index}: 'kspace'")
+    k = read_checked(f, "kspace", info.path, index, sel, info.complex_style, info._kspace_fields)
     return k if info.plan["coil_axis"] else k[:, None]
 
 
