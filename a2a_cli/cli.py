@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .errors import A2AError, InputError, Stopped, clear_stop, request_stop
+from .errors import A2AError, InputError, Stopped, clear_stop, quiet_swallowed_stops, request_stop
 from .training import Interrupted, RunDir, StopRequest, catching_stop_signals
 
 app = typer.Typer(
@@ -107,7 +107,7 @@ def user_errors(fn: Callable) -> Callable:
         clear_stop()
         STOP.clear()
         try:
-            with catching_stop_signals(STOP, then=_stop_now):
+            with quiet_swallowed_stops(), catching_stop_signals(STOP, then=_stop_now):
                 return fn(*args, **kwargs)
         except Interrupted as exc:
             err.print(f"[yellow]{escape(str(exc))}[/]", highlight=False, soft_wrap=True)

@@ -1,7 +1,10 @@
 """Errors that the command line reports as one clean message (exit code 2), and stop signals."""
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+from typing import Any, Iterator
 
 _WORKER_TRACEBACK = "Original Traceback (most recent call last)"
 
@@ -79,6 +82,26 @@ def request_stop(signum: int) -> None:
 def clear_stop() -> None:
     """Forget recorded stop requests (at the start and end of a command)."""
     _stop_signals.clear()
+
+
+@contextlib.contextmanager
+def quiet_swallowed_stops() -> Iterator[None]:
+    """Within the block, a :class:`Stopped` that Python swallows (raised by a signal handler
+    while a finalizer or weakref callback ran) prints nothing instead of "Exception ignored"
+    and a traceback: the stop is recorded (:func:`request_stop`) and acted on by
+    :func:`raise_if_stopped`. Other unraisable exceptions are reported as before.
+    """
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if not (isinstance(unraisable.exc_type, type) and issubclass(unraisable.exc_type, Stopped)):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
 
 
 def raise_if_stopped() -> None:

@@ -296,3 +296,25 @@ def test_resume_continues_exactly(tmp_path, scan):
         for name, tensor in value.items():
             assert torch.equal(torch.as_tensor(tensor), torch.as_tensor(b.training["optimizer"]["state"][key][name]))
     assert metrics_steps(split) == list(range(1, 9))
+
+
+def test_a_swallowed_stop_prints_no_traceback_but_other_swallowed_errors_do(monkeypatch):
+    from a2a_cli.errors import Stopped, quiet_swallowed_stops
+
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: reported.append(u.exc_type))
+
+    class RaisesWhenCollected:
+        def __init__(self, exc):
+            self.exc = exc
+
+        def __del__(self):
+            raise self.exc
+
+    with quiet_swallowed_stops():
+        RaisesWhenCollected(Stopped(signal.SIGTERM))  # as a signal handler raising inside a finalizer
+        assert reported == []
+        RaisesWhenCollected(ValueError("a real bug"))
+        assert reported == [ValueError]
+    RaisesWhenCollected(Stopped(signal.SIGTERM))  # outside the block, reported as usual
+    assert reported == [ValueError, Stopped]
