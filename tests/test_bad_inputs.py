@@ -14,10 +14,9 @@ import pytest
 import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
+from cli_runner import invoke
 from a2a_cli.checkpoints import save_checkpoint, sha256_of
-from a2a_cli.cli import app
 from a2a_cli.errors import InputError
 from a2a_cli.data import SplitOptions, inspect_file, read_mask, read_slice
 from a2a_cli.models import build_model
@@ -125,10 +124,6 @@ def checkpoint(tmp_path_factory) -> Path:
     save_checkpoint(path, build_model("cnn2dt", channels=4, depth=2), "dynamic")
     return path
 
-
-def invoke(args: list) -> tuple[int, str]:
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    return result.exit_code, result.stdout + result.stderr
 
 
 def assert_answered(code: int, text: str, path: Path, words: list[str]) -> None:

@@ -13,6 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from cli_runner import invoke
 from a2a_cli.checkpoints import load_checkpoint, sha256_of
 from a2a_cli.cli import app
 from a2a_cli.data import read_slice
@@ -24,10 +25,6 @@ runner = CliRunner()
 SMALL = ["--model-option", "channels=8", "--model-option", "depth=3", "--device", "cpu", "--val-every", "2"]
 ENV = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200")
 
-
-def invoke(args: list[str]) -> tuple[int, str]:
-    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
-    return result.exit_code, result.output
 
 
 @pytest.fixture(scope="module")

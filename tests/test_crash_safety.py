@@ -17,10 +17,9 @@ import numpy as np
 import pytest
 import typer
 import torch
-from typer.testing import CliRunner
 
+from cli_runner import invoke
 from a2a_cli.checkpoints import load_checkpoint, save_checkpoint, sha256_of
-from a2a_cli.cli import app
 from a2a_cli.data import write_a2a_file
 from a2a_cli.models import build_model
 from a2a_cli.simulate import write_case
@@ -83,10 +82,6 @@ def metrics_steps(run: Path) -> list[int]:
 
     return [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
 
-
-def invoke(args: list) -> tuple[int, str]:
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    return result.exit_code, result.stdout + result.stderr
 
 
 # what stops each process of one run, and how many steps after a fresh checkpoint it comes;

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from cli_runner import invoke
 from a2a_cli import export as ex
 from a2a_cli import data as a2a_data
 from a2a_cli.cli import app
@@ -36,10 +37,6 @@ runner = CliRunner()
 S, T, H, W = 2, 5, 6, 8
 SPACING, FRAME_TIME = [1.5, 2.0], 0.04
 
-
-def invoke(args: list) -> tuple[int, str]:
-    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
-    return result.exit_code, result.output
 
 
 def lines_of(text: str) -> list[str]:

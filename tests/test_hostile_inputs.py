@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from cli_runner import invoke
 from a2a_cli import config as cfgmod
 from a2a_cli.checkpoints import FORMAT, FORMAT_VERSION, save_checkpoint
 from a2a_cli.cli import app
@@ -37,13 +38,6 @@ FEW = settings(max_examples=12, deadline=None, suppress_health_check=[HealthChec
 # ----------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------
-def invoke(args: list, env: dict | None = None) -> tuple[int, str]:
-    args = [os.fspath(a) if isinstance(a, os.PathLike) else str(a) for a in args]
-    result = runner.invoke(app, args, env={"COLUMNS": "400", **(env or {})})
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception  # a bug, not an answer (A2A_DEBUG=1 lets it through): fail with its traceback
-    return result.exit_code, result.output
-
 
 def files_under(root: Path) -> dict[str, bytes]:
     """Every file under ``root`` (hidden ones too) with its contents: nothing may appear or change."""

@@ -10,7 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from a2a_cli.cli import app
+from cli_runner import invoke
 from a2a_cli.data import KspaceDataset, read_slice, write_a2a_file
 from a2a_cli.masks import mask_report, splitting_fitness
 from a2a_cli.models import build_model
@@ -22,10 +22,6 @@ from a2a_cli.training import TrainConfig, resolve_loss
 runner = CliRunner()
 SMALL = ["--model-option", "channels=8", "--model-option", "depth=3", "--device", "cpu", "--val-every", "2"]
 
-
-def invoke(args: list) -> tuple[int, str]:
-    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
-    return result.exit_code, result.output
 
 
 def fixed_lines(frames: int, width: int, every: int = 4, centre: int = 8) -> np.ndarray:
