@@ -330,7 +330,7 @@ def supervised_worker(run: Path, like: Path, steps: int, files: list[str]) -> No
     ds = KspaceDataset(files)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     run.mkdir(parents=True, exist_ok=True)
-    samples = [ds.read(i) for i in range(len(ds))]
+    samples = [_seen_by_estimated_maps(ds.read(i)) for i in range(len(ds))]
     start, step, log = time.monotonic(), 0, []
     while step < steps:
         smp = samples[int(torch.randint(len(samples), (1,)))]
@@ -347,6 +347,32 @@ def supervised_worker(run: Path, like: Path, steps: int, files: list[str]) -> No
         log.append({"step": step, "loss": loss.item(), "time": time.monotonic() - start})
     save_checkpoint(run / "best.pt", net, mode)
     (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in log) + "\n")
+
+
+def _seen_by_estimated_maps(smp):
+    """The sample with its reference as the estimated maps see it, ``x * sum_c conj(S_est_c) S_true_c``.
+
+    Estimated maps fix each slice's phase (and, outside the support, magnitude) their own way,
+    so the coil-combined image they model is the reference times that map; against the raw
+    reference a supervised loss would chase an unreachable phase (up to pi on some slices).
+    Single-coil samples, and files without ``true_sensitivity_maps``, are returned as they are.
+    Reference layout ``(1, 2, [T,] H, W)``; maps ``(N, H, W)``.
+    """
+    import dataclasses
+
+    import h5py
+    import torch
+
+    if smp.coil_maps is None or smp.reference is None:
+        return smp
+    with h5py.File(smp.file, "r") as f:
+        if "true_sensitivity_maps" not in f:
+            return smp
+        true = np.asarray(f["true_sensitivity_maps"][smp.slice_index])
+    gain = (np.conj(smp.coil_maps[0].numpy()) * true).sum(axis=0)  # (H, W)
+    ref = smp.reference[0].numpy()
+    seen = (ref[0] + 1j * ref[1]) * gain
+    return dataclasses.replace(smp, reference=torch.from_numpy(np.stack([seen.real, seen.imag])[None].astype(np.float32)))
 
 
 # ----------------------------------------------------------------------------- report
