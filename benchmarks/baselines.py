@@ -26,6 +26,7 @@ Usage::
 
 Regularisers (``Setting.regulariser``): ``"tv"`` spatial total variation; ``"wavelet"``
 spatial l1-wavelet (Daubechies, BART's default, with random cycle spinning);
+``"l2"`` a Tikhonov weight only (with coil maps: plain SENSE; BART only, not in the default lists);
 dynamic only: ``"tv-t"`` TV along time, ``"tv-xyt"`` TV along time and space,
 ``"wavelet+tv-t"`` spatial wavelet plus TV along time (one weight for both).
 Weights refer to data scaled so that the coil-combined zero-filled image of the
@@ -73,6 +74,8 @@ _BART_TERMS = {
     "tv-t": ("T:1024:0:{w}",),
     "tv-xyt": ("T:1027:0:{w}",),
     "wavelet+tv-t": ("W:3:0:{w}", "T:1024:0:{w}"),
+    # plain SENSE: a small Tikhonov (l2) weight only; BART's ``-R Q`` (not tuned by default)
+    "l2": ("Q:{w}",),
 }
 _TIME_DIM = 10
 
@@ -189,7 +192,7 @@ def _to_bart(a: np.ndarray, time_axis: bool) -> np.ndarray:
 
 def _bart(k: np.ndarray, m: np.ndarray, s: np.ndarray, mode: Mode, regulariser: str, weight: float, iterations: int) -> np.ndarray:
     terms = _BART_TERMS[regulariser]
-    if mode == "sequential" and regulariser not in ("tv", "wavelet"):
+    if mode == "sequential" and regulariser not in ("tv", "wavelet", "l2"):
         raise ValueError(f"regulariser {regulariser!r} needs dynamic data")
     with tempfile.TemporaryDirectory(prefix="a2a-bart-") as tmp:
         d = Path(tmp)
