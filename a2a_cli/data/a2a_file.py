@@ -105,7 +105,7 @@ from .hdf5 import (
     attr_str, check_binary, classify_complex, coil_attr, dataset, read_checked, read_slice_of, shape_str,
 )
 from .layout import (
-    SINGLE_FRAME, FileInfo, Sample, SplitOptions, check_frames_sampled, dims_str, match_dims, split_lines, to_tensor,
+    SINGLE_FRAME, FileInfo, Sample, SplitOptions, check_frames_sampled, dims_str, match_dims, split_lines, stored_reference, to_tensor,
 )
 
 __all__ = ["NAME", "detect", "inspect", "read_sample", "read_reference", "read_mask"]
@@ -250,30 +250,13 @@ def _mask_dims(f: h5py.File, path: Path, layout: str, slice_axis: bool, sizes: d
 def _reference(f: h5py.File, path: Path, layout: str, slice_axis: bool, sizes: dict[str, int],
                shape: tuple[int, ...]) -> tuple[Any, Any, Any]:
     """``(axes, style, compound fields)`` of the stored ``reference``; Nones without one."""
-    if "reference" not in f:
-        return None, None, None
-    rds = dataset(f, "reference", path)
     if layout == "fastmri":
         candidates = [("S", "H", "W")]
     elif slice_axis:
         candidates = [("S", "T", "H", "W"), ("S", "H", "W")]
     else:
         candidates = [("T", "H", "W"), ("H", "W")]
-    rshape = tuple(rds.shape)
-    ref_fields = None
-    if rds.dtype.kind in "fiu" and not rds.dtype.names:
-        # float (..., 2): real/imaginary parts; otherwise a real-valued (magnitude) image
-        if rds.dtype.kind == "f" and rshape and rshape[-1] == 2 and match_dims(rshape[:-1], candidates, sizes):
-            ref_style, ref_dims = "float2", match_dims(rshape[:-1], candidates, sizes)
-        else:
-            ref_style, ref_dims = "real", match_dims(rshape, candidates, sizes)
-    else:
-        ref_style, logical, ref_fields = classify_complex(rds, "reference", path)
-        ref_dims = match_dims(logical, candidates, sizes)
-    if ref_dims is None:
-        expected = " or ".join(dims_str(c, sizes) for c in candidates)
-        raise InputError(path, f"'reference' has shape {shape_str(rshape)}, which does not fit 'kspace' {shape_str(shape)}: expected {expected}")
-    return ref_dims, ref_style, ref_fields
+    return stored_reference(f, path, candidates, sizes, f"'kspace' {shape_str(shape)}")
 
 
 def _stored_maps(f: h5py.File, path: Path, n_coils: int | None, slice_axis: bool, sizes: dict[str, int]) -> tuple[Any, Any, Any]:

@@ -18,7 +18,7 @@ import torch
 
 from ..errors import A2AError, InputError
 from ..headers import _DEFAULT_MAX_SLICE_SAMPLES, _DEFAULT_MAX_SLICES, MAX_SLICE_SAMPLES_ENV, MAX_SLICES_ENV, _limit
-from .hdf5 import check_finite, shape_str
+from .hdf5 import check_finite, classify_complex, dataset, shape_str
 
 __all__ = [
     "SplitOptions", "SINGLE_FRAME", "centre_line_indices", "split_lines", "FileInfo", "Sample", "SensitivityChoice",
@@ -357,3 +357,30 @@ def format_sample(info: FileInfo, index: int, k: np.ndarray, m: np.ndarray, allo
         mask=torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None],
         reference=None, file=str(info.path), slice_index=index,
     )
+
+
+def stored_reference(f: Any, path: Path, candidates: Sequence[tuple[str, ...]], sizes: Mapping[str, int],
+                     fits: str) -> tuple[Any, Any, Any]:
+    """``(axes, style, compound fields)`` of a file's ``reference`` dataset; Nones without one.
+
+    A complex reference in any stored style, a float ``(..., 2)`` one (real and imaginary
+    parts) or a real-valued (magnitude) image; its axes must match one of ``candidates``
+    (``fits`` says what they were derived from, for the message).
+    """
+    if "reference" not in f:
+        return None, None, None
+    rds = dataset(f, "reference", path)
+    rshape = tuple(rds.shape)
+    ref_fields = None
+    if rds.dtype.kind in "fiu" and not rds.dtype.names:
+        if rds.dtype.kind == "f" and rshape and rshape[-1] == 2 and match_dims(rshape[:-1], candidates, sizes):
+            ref_style, ref_dims = "float2", match_dims(rshape[:-1], candidates, sizes)
+        else:
+            ref_style, ref_dims = "real", match_dims(rshape, candidates, sizes)
+    else:
+        ref_style, logical, ref_fields = classify_complex(rds, "reference", path)
+        ref_dims = match_dims(logical, candidates, sizes)
+    if ref_dims is None:
+        expected = " or ".join(dims_str(c, sizes) for c in candidates)
+        raise InputError(path, f"'reference' has shape {shape_str(rshape)}, which does not fit {fits}: expected {expected}")
+    return ref_dims, ref_style, ref_fields

@@ -34,7 +34,7 @@ import torch
 from ..errors import InputError
 from ..nufft import density_compensation, sampling_tensor
 from .hdf5 import attr_str, classify_complex, coil_attr, dataset, read_checked, read_slice_of, shape_str
-from .layout import FileInfo, Sample, SplitOptions, dims_str, match_dims, to_tensor
+from .layout import FileInfo, Sample, SplitOptions, match_dims, stored_reference, to_tensor
 
 __all__ = ["NAME", "detect", "inspect", "read_sample", "read_reference", "read_mask", "read_trajectory", "read_kspace"]
 
@@ -162,20 +162,8 @@ def _check_dcf(f: h5py.File, path: Path, allowed: list[tuple[int, ...]]) -> bool
 
 def _reference(f: h5py.File, path: Path, slice_axis: bool, sizes: dict[str, int]) -> tuple[Any, Any, Any]:
     """``(axes, style, compound fields)`` of the stored ``reference``; Nones without one."""
-    if "reference" not in f:
-        return None, None, None
-    rds = dataset(f, "reference", path)
     candidates = [("S", "T", "H", "W"), ("S", "H", "W")] if slice_axis else [("T", "H", "W"), ("H", "W")]
-    ref_fields = None
-    if rds.dtype.kind in "fiu" and not rds.dtype.names:
-        ref_style, ref_dims = "real", match_dims(tuple(rds.shape), candidates, sizes)
-    else:
-        ref_style, logical, ref_fields = classify_complex(rds, "reference", path)
-        ref_dims = match_dims(logical, candidates, sizes)
-    if ref_dims is None:
-        expected = " or ".join(dims_str(c, sizes) for c in candidates)
-        raise InputError(path, f"'reference' has shape {shape_str(rds.shape)}, which does not fit image_size {[sizes['H'], sizes['W']]}: expected {expected}")
-    return ref_dims, ref_style, ref_fields
+    return stored_reference(f, path, candidates, sizes, f"image_size {[sizes['H'], sizes['W']]}")
 
 
 def read_trajectory(f: h5py.File, info: FileInfo, index: int) -> tuple[torch.Tensor, torch.Tensor]:
