@@ -230,3 +230,31 @@ def test_train_warns_about_lines_no_training_file_samples(tmp_path, flags, missi
     assert code == 0, text
     assert f"warning: {len(missing.split(','))} phase-encode line(s) are never sampled" in text
     assert f"({missing})" in text
+
+
+def test_train_help_defaults_are_the_config_defaults():
+    # the command line passes on only what the user gave (TrainConfig holds the defaults);
+    # the defaults `a2a train --help` shows must be the same values
+    import dataclasses
+    import enum
+    import inspect
+
+    import typer
+
+    from a2a_cli import cli
+    from a2a_cli.config import TrainConfig
+
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    compared = 0
+    for name, param in inspect.signature(cli.train).parameters.items():
+        option = param.default
+        if not isinstance(option, typer.models.OptionInfo) or name not in fields:
+            continue
+        field = fields[name]
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        shown = option.default.value if isinstance(option.default, enum.Enum) else option.default
+        if isinstance(shown, list):
+            shown, default = tuple(shown), tuple(default)
+        assert shown == default, (name, shown, default)
+        compared += 1
+    assert compared >= 20
