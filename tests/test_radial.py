@@ -145,6 +145,8 @@ def test_coil_maps_estimated_from_the_radial_data_match_the_true_maps(tmp_path):
     (dict(trajectory=np.full((FRAMES, SPOKES, SIZE, 2), np.nan, np.float32)), "NaN"),
     (dict(dcf=np.ones((FRAMES, SPOKES, SIZE + 1), np.float32)), "'dcf' has shape"),
     (dict(dcf=-np.ones((FRAMES, SPOKES, SIZE), np.float32)), "finite weights"),
+    (dict(sensitivity_maps=np.ones((2, 2, SIZE, SIZE), np.complex64)), "'sensitivity_maps' has shape"),
+    (dict(reference=np.ones((2, FRAMES, SIZE, SIZE + 1), np.complex64)), "'reference' has shape"),
 ])
 def test_bad_radial_files_are_refused_with_one_line(radial_file, tmp_path, change, message):
     bad = _copy_with(radial_file, tmp_path / "bad.h5", **change)

@@ -105,7 +105,8 @@ from .hdf5 import (
     attr_str, check_binary, classify_complex, coil_attr, dataset, read_checked, read_slice_of, shape_str,
 )
 from .layout import (
-    SINGLE_FRAME, FileInfo, Sample, SplitOptions, check_frames_sampled, dims_str, match_dims, split_lines, stored_reference, to_tensor,
+    SINGLE_FRAME, FileInfo, Sample, SplitOptions, check_frames_sampled, dims_str, match_dims, split_lines, stored_maps,
+    stored_reference, to_tensor,
 )
 
 __all__ = ["NAME", "detect", "inspect", "read_sample", "read_reference", "read_mask"]
@@ -148,7 +149,7 @@ def inspect(f: h5py.File, path: Path, split: SplitOptions | None, mask_file: Any
     sizes = {"S": s, "T": t, "H": h, "W": w}
     mask_dims = _mask_dims(f, path, layout, slice_axis, sizes, shape)
     ref_dims, ref_style, ref_fields = _reference(f, path, layout, slice_axis, sizes, shape)
-    maps_dims, maps_style, maps_fields = _stored_maps(f, path, n_coils, slice_axis, sizes)
+    maps_dims, maps_style, maps_fields = stored_maps(f, path, n_coils, slice_axis, sizes, "'kspace'")
     # a coil axis of size 1 is plain single-coil data (its maps, if any, are not needed)
     multi = n_coils is not None and n_coils > 1
     return FileInfo(
@@ -257,22 +258,6 @@ def _reference(f: h5py.File, path: Path, layout: str, slice_axis: bool, sizes: d
     else:
         candidates = [("T", "H", "W"), ("H", "W")]
     return stored_reference(f, path, candidates, sizes, f"'kspace' {shape_str(shape)}")
-
-
-def _stored_maps(f: h5py.File, path: Path, n_coils: int | None, slice_axis: bool, sizes: dict[str, int]) -> tuple[Any, Any, Any]:
-    """``(axes, style, compound fields)`` of the stored ``sensitivity_maps``; Nones without them."""
-    if "sensitivity_maps" not in f:
-        return None, None, None
-    if n_coils is None:
-        raise InputError(path, "the file holds 'sensitivity_maps' but 'kspace' has no coil axis (set the attribute coils = N)")
-    sds = dataset(f, "sensitivity_maps", path)
-    maps_style, logical, maps_fields = classify_complex(sds, "sensitivity_maps", path)
-    candidates = [("S", "N", "H", "W"), ("N", "H", "W")] if slice_axis else [("N", "H", "W")]
-    maps_dims = match_dims(logical, candidates, {**sizes, "N": n_coils})
-    if maps_dims is None:
-        expected = " or ".join(dims_str(c, {**sizes, "N": n_coils}) for c in candidates)
-        raise InputError(path, f"'sensitivity_maps' has shape {shape_str(logical)}, which does not fit 'kspace': expected {expected}")
-    return maps_dims, maps_style, maps_fields
 
 
 # ----------------------------------------------------------------------------------

@@ -384,3 +384,21 @@ def stored_reference(f: Any, path: Path, candidates: Sequence[tuple[str, ...]], 
         expected = " or ".join(dims_str(c, sizes) for c in candidates)
         raise InputError(path, f"'reference' has shape {shape_str(rshape)}, which does not fit {fits}: expected {expected}")
     return ref_dims, ref_style, ref_fields
+
+
+def stored_maps(f: Any, path: Path, n_coils: int | None, slice_axis: bool, sizes: Mapping[str, int],
+                fits: str) -> tuple[Any, Any, Any]:
+    """``(axes, style, compound fields)`` of a file's ``sensitivity_maps`` ``(N, H, W)`` or
+    ``(S, N, H, W)``; Nones without them. ``fits`` says what the sizes came from, for the message."""
+    if "sensitivity_maps" not in f:
+        return None, None, None
+    if n_coils is None:
+        raise InputError(path, "the file holds 'sensitivity_maps' but 'kspace' has no coil axis (set the attribute coils = N)")
+    sds = dataset(f, "sensitivity_maps", path)
+    maps_style, logical, maps_fields = classify_complex(sds, "sensitivity_maps", path)
+    candidates = [("S", "N", "H", "W"), ("N", "H", "W")] if slice_axis else [("N", "H", "W")]
+    maps_dims = match_dims(logical, candidates, {**sizes, "N": n_coils})
+    if maps_dims is None:
+        expected = " or ".join(dims_str(c, {**sizes, "N": n_coils}) for c in candidates)
+        raise InputError(path, f"'sensitivity_maps' has shape {shape_str(logical)}, which does not fit {fits}: expected {expected}")
+    return maps_dims, maps_style, maps_fields

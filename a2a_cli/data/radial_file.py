@@ -34,7 +34,7 @@ import torch
 from ..errors import InputError
 from ..nufft import density_compensation, sampling_tensor
 from .hdf5 import attr_str, classify_complex, coil_attr, dataset, read_checked, read_slice_of, shape_str
-from .layout import FileInfo, Sample, SplitOptions, match_dims, stored_reference, to_tensor
+from .layout import FileInfo, Sample, SplitOptions, stored_maps, stored_reference, to_tensor
 
 __all__ = ["NAME", "detect", "inspect", "read_sample", "read_reference", "read_mask", "read_trajectory", "read_kspace"]
 
@@ -78,16 +78,7 @@ def inspect(f: h5py.File, path: Path, split: SplitOptions | None = None, mask_fi
         raise InputError(path, f"a radial file's acquisition must be 'dynamic' or 'sequential', not {acq_raw!r}")
     sizes = {"S": s, "T": t, "H": h, "W": w}
     ref_dims, ref_style, ref_fields = _reference(f, path, slice_axis, sizes)
-    maps_dims = maps_style = maps_fields = None
-    if "sensitivity_maps" in f:
-        if n_coils is None:
-            raise InputError(path, "the file holds 'sensitivity_maps' but 'kspace' has no coil axis (set the attribute coils = N)")
-        sds = dataset(f, "sensitivity_maps", path)
-        maps_style, logical, maps_fields = classify_complex(sds, "sensitivity_maps", path)
-        candidates = [("S", "N", "H", "W"), ("N", "H", "W")] if slice_axis else [("N", "H", "W")]
-        maps_dims = match_dims(logical, candidates, {**sizes, "N": n_coils})
-        if maps_dims is None:
-            raise InputError(path, f"'sensitivity_maps' has shape {shape_str(logical)}; expected (N, H, W) = ({n_coils}, {h}, {w}) or with a leading slice axis")
+    maps_dims, maps_style, maps_fields = stored_maps(f, path, n_coils, slice_axis, sizes, f"image_size {[h, w]}")
     multi = n_coils is not None and n_coils > 1
     plan = {
         "spokes": int(spokes), "samples": int(samples), "traj_shared": len(tshape) == 4, "dcf_shared": dcf_shared,
