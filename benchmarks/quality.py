@@ -260,28 +260,38 @@ def supervised_worker(run: Path, mode: str, budget: float, files: list[str]) -> 
     """
     import torch
 
-    from a2a_cli.checkpoints import save_checkpoint
     from a2a_cli.data import KspaceDataset
     from a2a_cli.models import build_model
-    from a2a_cli.physics import Reflection
-    from a2a_cli.training import auto_split_size, make_physics
+    from a2a_cli.training import auto_split_size
 
     torch.manual_seed(0)
     ds = KspaceDataset(files)
     augment = mode == "sequential"
     net = build_model("unrolled", share_window=2 * auto_split_size(ds.shapes[0][0]), flip_ensemble=augment)
+    fit_supervised(net, [ds.read(i) for i in range(len(ds))], mode, run, budget=budget, augment=augment)
+
+
+def fit_supervised(net, samples: list, mode: str, run: Path, steps: int | None = None, budget: float | None = None,
+                   augment: bool = False) -> None:
+    """Train ``net`` on the ground truth (MSE to each sample's reference) until ``steps`` steps or
+    ``budget`` seconds, on randomly reflected data with ``augment``; write ``best.pt`` and
+    ``metrics.jsonl`` to ``run``, as an a2a run does (the supervised ceiling of the benchmarks)."""
+    import torch
+
+    from a2a_cli.checkpoints import save_checkpoint
+    from a2a_cli.physics import Reflection
+    from a2a_cli.training import make_physics
+
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     run.mkdir(parents=True, exist_ok=True)
-    samples = [ds.read(i) for i in range(len(ds))]
     start, step, log = time.monotonic(), 0, []
-    while time.monotonic() - start < budget:
+    while (steps is None or step < steps) and (budget is None or time.monotonic() - start < budget):
         smp = samples[int(torch.randint(len(samples), (1,)))]
-        phys, y, ref = make_physics(mode, smp.mask), smp.kspace, smp.reference
+        phys, y, ref = make_physics(mode, smp.mask, smp.coil_maps), smp.kspace, smp.reference
         if augment:
             g = Reflection.random()
             phys, y, ref = g.physics_of(phys), g.kspace(y), g.image(ref)
-        x = net(y, phys)
-        loss = torch.nn.functional.mse_loss(x, ref)
+        loss = torch.nn.functional.mse_loss(net(y, phys), ref)
         opt.zero_grad()
         loss.backward()
         opt.step()

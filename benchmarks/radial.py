@@ -190,29 +190,16 @@ def supervised_worker(run: Path, mode: str, budget: float, files: list[str]) -> 
     """The default network (and options) trained on the ground truth for ``budget`` seconds."""
     import torch
 
-    from a2a_cli.checkpoints import save_checkpoint
     from a2a_cli.data import KspaceDataset
     from a2a_cli.models import build_model
-    from a2a_cli.training import auto_split_size, make_physics
+    from a2a_cli.training import auto_split_size
+
+    from quality import fit_supervised  # noqa: E402 (benchmarks/ is on the path when run as a script)
 
     torch.manual_seed(0)
     ds = KspaceDataset(files)
     net = build_model("unrolled", share_window=2 * auto_split_size(ds.shapes[0][0]))
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    run.mkdir(parents=True, exist_ok=True)
-    samples = [ds.read(i) for i in range(len(ds))]
-    start, step, log = time.monotonic(), 0, []
-    while time.monotonic() - start < budget:
-        smp = samples[int(torch.randint(len(samples), (1,)))]
-        x = net(smp.kspace, make_physics(mode, smp.mask, smp.coil_maps))
-        loss = torch.nn.functional.mse_loss(x, smp.reference)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        step += 1
-        log.append({"step": step, "loss": loss.item(), "time": time.monotonic() - start})
-    save_checkpoint(run / "best.pt", net, mode)
-    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in log) + "\n")
+    fit_supervised(net, [ds.read(i) for i in range(len(ds))], mode, run, budget=budget)
 
 
 def run_case(mode: str, root: Path, supervised_budget: float, skip: set[str]) -> list[dict]:

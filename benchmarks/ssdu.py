@@ -51,7 +51,6 @@ import os
 import platform
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +61,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from a2a_cli.data import inspect_file, read_slice, write_a2a_file  # noqa: E402
 from a2a_cli.simulate import add_noise, coil_sensitivities, fft2c, phantom_dynamic, phantom_static  # noqa: E402
-from quality import cs_reconstruct, results_table, run_measured, score, tune_cs  # noqa: E402
+from quality import cs_reconstruct, fit_supervised, results_table, run_measured, score, tune_cs  # noqa: E402
 
 SIZE, FRAMES, EVERY, CENTRE, SNR = 64, 16, 4, 8, 30.0
 CASES = {
@@ -316,11 +315,9 @@ def supervised_worker(run: Path, like: Path, steps: int, files: list[str]) -> No
     for as many steps as that run took (a count of steps does not depend on the machine's load)."""
     import torch
 
-    from a2a_cli.checkpoints import load_checkpoint, save_checkpoint
+    from a2a_cli.checkpoints import load_checkpoint
     from a2a_cli.data import KspaceDataset
     from a2a_cli.models import build_model
-    from a2a_cli.physics import Reflection
-    from a2a_cli.training import make_physics
 
     torch.manual_seed(0)
     ckpt = load_checkpoint(like / "best.pt")
@@ -328,25 +325,7 @@ def supervised_worker(run: Path, like: Path, steps: int, files: list[str]) -> No
     net = build_model(ckpt.model_name, **ckpt.model_config)  # fresh weights, the default's architecture and options
     augment = bool(getattr(net, "flip_ensemble", False))
     ds = KspaceDataset(files)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    run.mkdir(parents=True, exist_ok=True)
-    samples = [_seen_by_estimated_maps(ds.read(i)) for i in range(len(ds))]
-    start, step, log = time.monotonic(), 0, []
-    while step < steps:
-        smp = samples[int(torch.randint(len(samples), (1,)))]
-        phys, y, ref = make_physics(mode, smp.mask, smp.coil_maps), smp.kspace, smp.reference
-        if augment:
-            g = Reflection.random()
-            phys, y, ref = g.physics_of(phys), g.kspace(y), g.image(ref)
-        x = net(y, phys)
-        loss = torch.nn.functional.mse_loss(x, ref)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        step += 1
-        log.append({"step": step, "loss": loss.item(), "time": time.monotonic() - start})
-    save_checkpoint(run / "best.pt", net, mode)
-    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in log) + "\n")
+    fit_supervised(net, [_seen_by_estimated_maps(ds.read(i)) for i in range(len(ds))], mode, run, steps=steps, augment=augment)
 
 
 def _seen_by_estimated_maps(smp):
