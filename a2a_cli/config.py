@@ -79,7 +79,7 @@ class TrainConfig:
     # "auto": resolved from the masks when training starts (Artifact2Artifact, or SSDU where time splitting is unfit)
     loss: str = _f("auto", Check("str", choices=("a2a", "p2p", "ssdu", "auto"), flag="--loss"))
     # SSDU: fraction of the measured samples held out for the loss
-    ssdu_fraction: float = _f(0.4, Check("float", low=0, low_open=True, high=0.95, flag="--ssdu-fraction"))
+    ssdu_fraction: float = _f(0.2, Check("float", low=0, low_open=True, high=0.95, flag="--ssdu-fraction"))
     # SSDU: partitions per sample and step (multi-mask SSDU when > 1)
     ssdu_masks: int = _f(1, Check("int", low=1, high=64, flag="--ssdu-masks"))
     # empty: automatic (T // 2 when T is even)

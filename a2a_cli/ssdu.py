@@ -11,7 +11,14 @@ sample.
 The partition is drawn per sample of the batch and shared by its frames: a k-space
 location (a whole phase-encode line for a line mask, a point for a 2D mask) is either
 held out in every frame that measures it or in none, so the loss set cannot reach the
-network through view sharing between frames either. About ``loss_fraction`` of the
+network through view sharing between frames either. One exception: a dynamic sequence
+whose frames sample different locations is partitioned frame by frame, and a location
+that several frames measure is never held out in all of them. There another frame's
+sample of a held-out location is another state of the moving object, not the loss set's
+data, and a location held out in every frame would never reach the network's
+(view-shared) input in training while it always does at reconstruction: a network
+trained that way overwrites it (16.3 dB against 25.3 dB with this rule,
+benchmarks/SSDU.md). About ``loss_fraction`` of the
 measured locations are held out, drawn with a Gaussian density around the k-space
 centre (``selection="gaussian"``, as in the paper; ``"uniform"`` draws them evenly);
 the centre itself (``centre_keep`` of the width and height) always stays in the input.
@@ -45,7 +52,7 @@ import torch
 from torch import nn
 
 from .errors import A2AError
-from .physics import DynamicMRI, MRIPhysics
+from .physics import DynamicMRI, MRIPhysics, is_sequential
 
 __all__ = ["SSDUError", "SSDUSplit", "SSDULoss", "partition_masks", "SELECTIONS"]
 
@@ -112,6 +119,7 @@ def partition_masks(
     selection: str = "gaussian",
     centre_keep: float = 0.08,
     generator: Optional[torch.Generator] = None,
+    per_frame: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Split a sampling mask into ``(input_mask, loss_mask)``, both float 0/1 ``(B, 1, T, H, W)``.
 
@@ -121,7 +129,8 @@ def partition_masks(
     the kept centre (``|k_w| <= centre_keep * W/2``, for points the ellipse of that
     radius in both axes) are candidates; ``round(loss_fraction * measured)`` of them are
     drawn without replacement (``selection`` weights) and held out in every frame that
-    measures them. The two masks are disjoint and sum to the measured mask.
+    measures them. With ``per_frame`` every frame's own locations are partitioned
+    independently instead. The two masks are disjoint and sum to the measured mask.
 
     >>> m = torch.zeros(1, 1, 2, 4, 20); m[..., ::2] = 1; m[..., 9:12] = 1
     >>> inp, out = partition_masks(m, 0.4, centre_keep=0.1, generator=torch.Generator().manual_seed(0))
@@ -139,23 +148,56 @@ def partition_masks(
     for i in range(b):
         m = measured[i, 0]  # (T, H, W)
         lines = bool((m == m[:, :1, :]).all())
-        units = m.any(dim=(0, 1)) if lines else m.any(dim=0).reshape(-1)  # (W,) or (H*W,)
-        n_units = int(units.sum())
-        weights = _centre_weights(h, w, lines, selection, centre_keep, mask.device) * units
-        candidates = int((weights > 0).sum())
-        n_loss = min(int(round(loss_fraction * n_units)), candidates)
-        if n_loss < 1 or n_loss >= n_units:
-            raise SSDUError(
-                f"the mask measures {n_units} {'lines' if lines else 'points'} ({candidates} outside the kept centre): "
-                f"too few to hold out {loss_fraction:.0%} of them for the loss and keep the rest as the input"
-            )
-        pick = torch.multinomial(weights.cpu(), n_loss, replacement=False, generator=generator).to(mask.device)
-        held = torch.zeros(units.shape, dtype=torch.bool, device=mask.device)
-        held[pick] = True
-        held = held.reshape(1, 1, w) if lines else held.reshape(1, h, w)
-        loss_mask[i, 0] = (m & held).float()
+        groups = [m[j:j + 1] for j in range(t)] if per_frame else [m]
+        held = torch.cat([_hold_out(g, lines, loss_fraction, selection, centre_keep, generator) for g in groups])
+        if per_frame:
+            held = _keep_one_occurrence(m, held, generator)
+        loss_mask[i, 0] = held
     input_mask = measured.float() - loss_mask
     return input_mask, loss_mask
+
+
+def _keep_one_occurrence(m: torch.Tensor, held: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+    """Return to the input one random occurrence of every location that several frames measure and all of them hold out.
+
+    ``m`` bool and ``held`` float ``(T, H, W)``. The view-shared input then covers every such
+    location in training, as it does at reconstruction.
+    """
+    count = m.sum(dim=0)
+    lost = (held.sum(dim=0) == count) & (count > 1)  # (H, W)
+    if not lost.any():
+        return held
+    score = torch.rand(m.shape, generator=generator).to(m.device) * m  # a random measuring frame per location
+    pick = torch.zeros_like(m)
+    pick.scatter_(0, score.argmax(dim=0, keepdim=True), True)
+    return held * ~(pick & lost)
+
+
+def _hold_out(m: torch.Tensor, lines: bool, loss_fraction: float, selection: str, centre_keep: float,
+              generator: Optional[torch.Generator]) -> torch.Tensor:
+    """The loss set of the frames ``m`` (bool ``(T, H, W)``): locations drawn among their union, held out in all of them."""
+    _, h, w = m.shape
+    units = m.any(dim=(0, 1)) if lines else m.any(dim=0).reshape(-1)  # (W,) or (H*W,)
+    n_units = int(units.sum())
+    weights = _centre_weights(h, w, lines, selection, centre_keep, m.device) * units
+    candidates = int((weights > 0).sum())
+    n_loss = min(int(round(loss_fraction * n_units)), candidates)
+    if n_loss < 1 or n_loss >= n_units:
+        raise SSDUError(
+            f"the mask measures {n_units} {'lines' if lines else 'points'} ({candidates} outside the kept centre): "
+            f"too few to hold out {loss_fraction:.0%} of them for the loss and keep the rest as the input"
+        )
+    pick = torch.multinomial(weights.cpu(), n_loss, replacement=False, generator=generator).to(m.device)
+    held = torch.zeros(units.shape, dtype=torch.bool, device=m.device)
+    held[pick] = True
+    held = held.reshape(1, 1, w) if lines else held.reshape(1, h, w)
+    return (m & held).float()
+
+
+def _varies_in_time(mask: torch.Tensor) -> bool:
+    """Whether any sample's frames of a ``(B, C, T, H, W)`` mask measure different locations."""
+    measured = mask != 0
+    return bool((measured != measured[:, :, :1]).any())
 
 
 def _on_mask(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -237,7 +279,9 @@ class SSDULoss(nn.Module):
             if mask.shape[2] == t:
                 mask = mask[:, :, start:start + self.frames_per_step]
         mask_k = _repeat(mask, k)
-        input_mask, loss_mask = partition_masks(mask_k, self.loss_fraction, self.selection, self.centre_keep, generator)
+        per_frame = isinstance(physics, DynamicMRI) and not is_sequential(physics) and _varies_in_time(mask_k)
+        input_mask, loss_mask = partition_masks(mask_k, self.loss_fraction, self.selection, self.centre_keep, generator,
+                                                per_frame=per_frame)
         y_k = _repeat(y, k)
         maps = _repeat(physics.coil_maps, k)
         kind = type(physics)

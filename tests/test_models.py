@@ -17,6 +17,7 @@ from a2a_cli.models import (
     build_model,
     count_parameters,
 )
+from a2a_cli.models.base import window_geometry
 from a2a_cli.models.cnn import stack_neighbours
 from a2a_cli.physics import DynamicMRI, SequentialMRI
 
@@ -283,6 +284,23 @@ def test_cnn2dt_sees_only_neighbouring_frames():
         change = (net(y2, physics) - net(y, physics)).abs().amax(dim=(0, 1, 3, 4))
     assert (change[[0, 1, 5]] == 0).all()
     assert (change[[2, 3, 4]] > 1e-4).all()
+
+
+def test_unrolled_with_neighbours_reaches_k_frames_per_iteration():
+    net = small("unrolled", init="adjoint", neighbours=1, iterations=2)
+    assert window_geometry(net).context == 2 and net.frame_wise is False
+    net.intensity_scale = lambda x0: torch.ones(x0.shape[0], 1, 1, 1, 1)
+    y, physics = dynamic_data(b=1, t=8)
+    y2 = y.clone()
+    y2[:, :, 4] += torch.randn_like(y2[:, :, 4]) * physics.mask[:, 0, 4]
+    with torch.no_grad():
+        x = net(y, physics)
+        change = (net(y2, physics) - x).abs().amax(dim=(0, 1, 3, 4))
+    assert (change[[0, 1, 7]] == 0).all()  # beyond 2 frames (1 per iteration): untouched
+    assert (change[[2, 3, 4, 5, 6]] > 1e-5).all()
+    torch.testing.assert_close(physics(x), y, rtol=1e-4, atol=1e-4)  # still exact data consistency
+    rebuilt = build_model("unrolled", **net.config)
+    assert rebuilt.neighbours == 1 and rebuilt.prior[0].in_channels == 6
 
 
 def test_stack_neighbours_repeats_the_ends():

@@ -85,6 +85,32 @@ def test_partition_is_shared_by_the_frames():
     assert not (inp * held).any()
 
 
+def test_dynamic_masks_that_change_in_time_are_partitioned_frame_by_frame():
+    # a moving object: another frame's sample of a held-out line is another state, not the
+    # loss set's data; a line held out in every frame would never reach the (view-shared)
+    # input in training while it always does at reconstruction
+    lines = varying_lines(8, 32)
+    y = torch.randn(2, 2, 8, 16, 32)
+    g = torch.Generator().manual_seed(5)
+    split = SSDULoss(0.4).split(y, DynamicMRI(mask=as_physics_mask(lines, 2)), generator=g)
+    inp, out = split.input_mask, split.loss_mask
+    measured = as_physics_mask(lines, 2).expand_as(inp)
+    assert torch.equal(inp + out, measured) and not (inp * out).any()
+    per_frame = out[:, 0, :, 0].sum(-1) / measured[:, 0, :, 0].sum(-1)  # (B, T): each frame's own share
+    assert ((per_frame > 0.05) & (per_frame < 0.55)).all(), per_frame
+    assert out.sum() / measured.sum() > 0.15
+    # frames that measure the same line hold it out independently...
+    both = measured[:, 0, :, 0].sum(1) > 1  # (B, W): lines measured in several frames
+    mixed = (out[:, 0, :, 0].amax(1) > 0) & (inp[:, 0, :, 0].amax(1) > 0) & both
+    assert mixed.any()
+    # ...but never all of them: such a line always reaches some frame's input
+    assert (inp[:, 0, :, 0].amax(1) >= both.float()).all()
+    # a static object (sequential) keeps one partition for all frames
+    split = SSDULoss(0.4).split(y, SequentialMRI(mask=as_physics_mask(lines, 2)), generator=g)
+    held = split.loss_mask.amax(dim=2, keepdim=True)
+    assert not (split.input_mask * held).any()
+
+
 def test_centre_stays_in_the_input():
     mask = as_physics_mask(fixed_lines(1, 64, every=4, centre=8), batch=1)
     centre = slice(28, 36)  # the 8 centre lines
@@ -276,10 +302,13 @@ def test_static_file_trains_with_ssdu_and_reconstructs(tmp_path, one_thread):
     with h5py.File(tmp_path / "recon" / "knee_recon.h5") as f:
         recon = f["reconstruction"][()]
     assert recon.shape == (2, 24, 24) and np.isfinite(recon).all()
-    # data consistency: the reconstruction keeps the measured lines
+    # SSDU's default network: 5 iterations with a learnt (soft) data-consistency weight, which
+    # starts near hard consistency: the measured lines stay close to the measurement
+    assert {k: config["model_options"][k] for k in ("iterations", "learn_lambda")} == {"iterations": 5, "learn_lambda": True}
     lines = fixed_lines(1, 24, every=3, centre=4)[0]
     measured = sample.kspace[0, 0, 0].numpy() + 1j * sample.kspace[0, 1, 0].numpy()
-    assert np.allclose(fft2c(recon[0])[:, lines], measured[:, lines], atol=1e-3 * np.abs(measured).max())
+    error = np.linalg.norm(fft2c(recon[0])[:, lines] - measured[:, lines]) / np.linalg.norm(measured[:, lines])
+    assert error < 0.1, error
 
 
 @pytest.mark.slow
@@ -314,3 +343,18 @@ def test_dynamic_window_of_frames(one_thread):
     # validation scores every frame
     net = build_model("unrolled", channels=4, depth=2)
     assert torch.isfinite(loss.evaluate(net, y, physics))
+
+
+def test_ssdu_defaults_of_the_unrolled_network():
+    from a2a_cli.training import default_model_options
+
+    cfg = TrainConfig(train=["a.h5"], out="run", loss="ssdu")
+    assert cfg.ssdu_fraction == 0.2
+    assert default_model_options(cfg, None, "sequential") == {"iterations": 5, "learn_lambda": True}
+    # what the user gives wins; other losses and networks keep their own defaults
+    cfg = TrainConfig(train=["a.h5"], out="run", loss="ssdu", model_options={"iterations": 2})
+    assert default_model_options(cfg, None, "sequential") == {"iterations": 2, "learn_lambda": True}
+    cfg = TrainConfig(train=["a.h5"], out="run", loss="ssdu", model="unet")
+    assert default_model_options(cfg, None, "sequential") == {}
+    cfg = TrainConfig(train=["a.h5"], out="run", loss="p2p")
+    assert "iterations" not in default_model_options(cfg, None, "dynamic")

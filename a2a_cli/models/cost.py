@@ -100,7 +100,7 @@ def _conv_stack(cin: int, cout: int, channels: int, depth: int) -> tuple[int, in
 
 
 def _unrolled(o: Mapping[str, Any]) -> tuple[int, int, int]:
-    p, macs, kept = _conv_stack(2, 2, o.get("channels", 32), o.get("depth", 5))
+    p, macs, kept = _conv_stack(2 * (2 * o.get("neighbours", 0) + 1), 2, o.get("channels", 32), o.get("depth", 5))
     it = o.get("iterations", 2)
     return p + (1 if o.get("learn_lambda") else 0), macs * it, (kept + 4) * it
 

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..physics import MRIPhysics
 from .base import ConvStack, ReconstructionNet, fold_time, unfold_time
+from .cnn import stack_neighbours
 
 __all__ = ["UnrolledNet"]
 
@@ -36,8 +37,10 @@ DEFAULT_LEARNT_LAMBDA = 0.05
 class UnrolledNet(ReconstructionNet):
     """``x <- prox_l2(x + cnn(x), y, lam)``, repeated ``iterations`` times from ``x0``.
 
-    The prior is a frame-wise residual CNN (``depth`` 3x3 layers of ``channels`` features,
-    ReLU), shared by all iterations; all frames go through it in one batch. The data
+    The prior is a residual CNN (``depth`` 3x3 layers of ``channels`` features, ReLU),
+    shared by all iterations; all frames go through it in one batch. It is frame-wise by
+    default; with ``neighbours = k`` it sees frames ``t-k .. t+k`` as extra input channels
+    (as ``cnn2dt`` does) and refines frame ``t`` from them. The data
     consistency step solves ``argmin_x ||A x - y||^2 + lam ||x - z||^2``: ``lam = 0`` (default)
     keeps the measured samples exactly. With ``learn_lambda`` lam is a learnt positive scalar
     (softplus-parametrised) starting at ``lam`` (or 0.05 if ``lam`` is 0). Lam is
@@ -57,16 +60,24 @@ class UnrolledNet(ReconstructionNet):
         init: str = "view_sharing",
         share_window: Optional[int] = None,
         flip_ensemble: bool = False,
+        neighbours: int = 0,
     ):
         super().__init__(init=init, share_window=share_window, flip_ensemble=flip_ensemble)
-        iterations, lam = int(iterations), float(lam)
+        iterations, lam, neighbours = int(iterations), float(lam), int(neighbours)
         if iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {iterations}")
         if lam < 0 or not math.isfinite(lam):
             raise ValueError(f"lam must be a finite number >= 0, got {lam}")
+        if neighbours < 0:
+            raise ValueError(f"neighbours must be >= 0, got {neighbours}")
         self.iterations = iterations
         self.learn_lambda = bool(learn_lambda)
-        self.prior = ConvStack(2, 2, channels=int(channels), depth=int(depth))
+        self.neighbours = neighbours
+        if neighbours:
+            # frames are mixed: one scale per sample, and each iteration reaches k frames further
+            self.frame_wise = False
+            self.temporal_context = neighbours * iterations
+        self.prior = ConvStack(2 * (2 * neighbours + 1), 2, channels=int(channels), depth=int(depth))
         if self.learn_lambda:
             start = lam if lam > 0 else DEFAULT_LEARNT_LAMBDA
             # inverse softplus, written to stay finite for large starting values
@@ -85,6 +96,8 @@ class UnrolledNet(ReconstructionNet):
             share_window=self.share_window,
             flip_ensemble=self.flip_ensemble,
         )
+        if neighbours:
+            self.config["neighbours"] = neighbours
 
     @property
     def lam(self) -> float | torch.Tensor:
@@ -95,7 +108,10 @@ class UnrolledNet(ReconstructionNet):
         lam = self.lam
         x = x0
         for _ in range(self.iterations):
-            z = fold_time(x)
-            x = unfold_time(z + self.prior(z), x.shape[0])
+            if self.neighbours:
+                x = x + unfold_time(self.prior(stack_neighbours(x, self.neighbours)), x.shape[0])
+            else:
+                z = fold_time(x)
+                x = unfold_time(z + self.prior(z), x.shape[0])
             x = physics.prox_l2(x, y, lam)
         return x
