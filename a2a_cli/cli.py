@@ -606,6 +606,7 @@ def inspect_mask(
     from .data import describe_layout, inspect_file, layout_warning, read_mask
     from .masks import mask_report, render_text, save_mask_png
     from .paths import check_output_folder, make_output_folder, refuse_outputs_over_inputs
+    from .training.options import SEQUENTIAL_LOSS_REASON
 
     check_options(split_size=list(split_size), slice_index=slice_index, frames=frames, centre_lines=centre_lines, seed=seed)
     if png is not None:  # checked before any work
@@ -640,6 +641,10 @@ def inspect_mask(
     report["coils"] = getattr(info, "coils", None)
     # where the coil maps will come from: "stored", "espirit" (low-resolution fallback per slice) or "lowres"
     report["sensitivity"] = getattr(info, "sensitivity", None) or ("estimated" if (getattr(info, "coils", None) or 1) > 1 else None)
+    if info.mode == "sequential" and report["temporal_splitting"]["fit"]:
+        # what `train --loss auto` does (training.options.resolve_loss)
+        report["recommended_loss"] = "ssdu"
+        report["loss_reason"] = SEQUENTIAL_LOSS_REASON
     if png is not None:
         make_output_folder(png)
         save_mask_png(mask, png)
@@ -684,10 +689,12 @@ def _print_mask_report(r: dict, picture: str) -> None:
         out.print(f"[yellow]warning:[/] {w}", highlight=False)
     rec = r.get("recommended_split_size")
     fitness = r.get("temporal_splitting") or {}
-    if r.get("recommended_loss") == "ssdu":
+    if r.get("recommended_loss") == "ssdu" and not fitness.get("fit"):
         out.print(f"[bold red]verdict: unfit for temporal splitting[/] ({fitness.get('reason')}); recommended --loss ssdu", highlight=False)
         return
     out.print(f"[bold {colour}]verdict: {r.get('verdict')}[/]" + (f" (recommended --split-size {rec})" if rec else ""), highlight=False)
+    if r.get("loss_reason"):
+        out.print(f"recommended --loss {r['recommended_loss']}: {r['loss_reason']}", highlight=False)
 
 
 CONVERT_EPILOG = """

@@ -178,7 +178,8 @@ def test_real_subprocess_and_module_entry_point(data, tmp_path):
 
 
 @pytest.mark.parametrize("mode_key, flags, expect_augment, expect_steps",
-                         [("seq_train", [], True, 3), ("seq_train", ["--no-augment"], False, 3),
+                         [("seq_train", ["--loss", "a2a"], True, 3), ("seq_train", ["--loss", "a2a", "--no-augment"], False, 3),
+                          ("seq_train", [], False, 3),  # --loss auto: SSDU for sequential data, without reflections
                           ("dyn_train", [], False, 2), ("dyn_train", ["--augment"], True, 2)])
 def test_reflection_augmentation_and_default_steps_follow_the_mode(data, tmp_path, monkeypatch, mode_key, flags,
                                                                     expect_augment, expect_steps):
@@ -212,7 +213,7 @@ def test_reflection_augmentation_and_default_steps_follow_the_mode(data, tmp_pat
     assert json.loads((tmp_path / "run2" / "config.json").read_text())["steps"] is None
 
 
-@pytest.mark.parametrize("flags, missing", [(["--no-augment"], "1, 3, 5"), ([], "3, 5")])
+@pytest.mark.parametrize("flags, missing", [(["--no-augment"], "1, 3, 5"), ([], "1, 3, 5"), (["--loss", "a2a"], "3, 5")])
 def test_train_warns_about_lines_no_training_file_samples(tmp_path, flags, missing):
     from a2a_cli.data import write_a2a_file
 

@@ -238,6 +238,25 @@ def test_auto_picks_ssdu_for_a_time_invariant_mask_and_a2a_for_a_varying_one(tmp
     assert resolve_loss(TrainConfig(train=[], out="", loss="p2p"), KspaceDataset([fixed]), log=said.append) == "p2p"
 
 
+def test_auto_picks_ssdu_for_sequential_data_and_inspect_mask_says_so(tmp_path):
+    # a static object: temporal splitting is fit, but any split of its lines is valid and SSDU measured better
+    seq = _write(tmp_path / "seq.h5", varying_lines(8, 32), slices=1, acquisition="sequential")
+    said = []
+    cfg = TrainConfig(train=[str(seq)], out=str(tmp_path / "run"))
+    assert resolve_loss(cfg, KspaceDataset([seq]), log=said.append, mode="sequential") == "ssdu"
+    assert len(said) == 1 and "sequential" in said[0] and "static" in said[0]
+    # radial sequential data stay with temporal splitting (SSDU over spokes is not built)
+    assert resolve_loss(cfg, KspaceDataset([seq]), log=said.append, mode="sequential", radial=True) == "a2a"
+    assert resolve_loss(cfg, KspaceDataset([seq]), log=said.append, mode="dynamic") == "a2a"
+    code, text = invoke(["inspect-mask", seq, "--json"])
+    assert code == 0, text
+    report = json.loads(text)
+    assert report["recommended_loss"] == "ssdu" and report["temporal_splitting"]["fit"] is True
+    assert "static" in report["loss_reason"]
+    code, text = invoke(["inspect-mask", seq])
+    assert "recommended --loss ssdu" in text and "unfit" not in text
+
+
 def test_splitting_fitness_values():
     assert splitting_fitness(fixed_lines(8, 32)) == {
         "fit": False, "own_fraction": 0.0, "recommended_loss": "ssdu",

@@ -24,6 +24,7 @@ __all__ = [
     "RADIAL_TIME_LIMIT",
     "SSDU_FRAMES_PER_STEP",
     "SSDU_UNROLLED_OPTIONS",
+    "SEQUENTIAL_LOSS_REASON",
     "apply_default_budget",
     "apply_radial_defaults",
     "augment_enabled",
@@ -127,13 +128,22 @@ def check_model_options(model: str, options: dict, origin: Optional[Path] = None
         raise TrainingError(f"--model-option: {exc}") from None
 
 
-def resolve_loss(cfg: TrainConfig, dataset: KspaceDataset, log: Callable[[str], None] = print, limit: int = 32) -> str:
-    """The loss to train with: ``cfg.loss``, or for ``auto`` the one the masks call for.
+#: Why ``--loss auto`` trains Cartesian sequential data with SSDU (logged by ``train``, printed by ``inspect-mask``).
+SEQUENTIAL_LOSS_REASON = ("the object is static, so any split of its measured lines is a valid input/target pair, "
+                          "and k-space splitting measured better than temporal splitting on sequential data "
+                          "(benchmarks/RESULTS.md)")
 
-    ``auto`` picks Artifact2Artifact when temporal splitting is fit for most of the (first
-    ``limit``) training slices' masks, k-space splitting (SSDU) when it is not (the same
-    k-space in every frame, or a single frame; :func:`a2a_cli.masks.splitting_fitness`),
-    and logs one line saying which and why.
+
+def resolve_loss(cfg: TrainConfig, dataset: KspaceDataset, log: Callable[[str], None] = print, limit: int = 32,
+                 mode: Optional[str] = None, radial: bool = False) -> str:
+    """The loss to train with: ``cfg.loss``, or for ``auto`` the one the data call for.
+
+    ``auto`` picks k-space splitting (SSDU) for Cartesian sequential data (a static object:
+    any split of its measured lines between input and target is valid, and SSDU measured
+    better there than temporal splitting). Otherwise it picks Artifact2Artifact when temporal
+    splitting is fit for most of the (first ``limit``) training slices' masks, SSDU when it
+    is not (the same k-space in every frame, or a single frame;
+    :func:`a2a_cli.masks.splitting_fitness`). It logs one line saying which and why.
     """
     if cfg.loss != "auto":
         return cfg.loss
@@ -147,6 +157,9 @@ def resolve_loss(cfg: TrainConfig, dataset: KspaceDataset, log: Callable[[str], 
         reason = unfit[0]["reason"]
         log(f"loss: ssdu (k-space splitting), as --loss auto found {len(unfit)} of {len(verdicts)} slice masks "
             f"unfit for temporal splitting: {reason}")
+        return "ssdu"
+    if mode == "sequential" and not radial:
+        log(f"loss: ssdu (k-space splitting), as --loss auto found sequential data: {SEQUENTIAL_LOSS_REASON}")
         return "ssdu"
     fit = [v for v in verdicts if v["fit"]]
     own = min(v["own_fraction"] for v in fit)
