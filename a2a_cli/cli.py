@@ -606,7 +606,7 @@ def inspect_mask(
     from .data import describe_layout, inspect_file, layout_warning, read_mask
     from .masks import mask_report, render_text, save_mask_png
     from .paths import check_output_folder, make_output_folder, refuse_outputs_over_inputs
-    from .training.options import SEQUENTIAL_LOSS_REASON
+    from .training.options import SEQUENTIAL_LOSS_REASON, ssdu_for_sequential
 
     check_options(split_size=list(split_size), slice_index=slice_index, frames=frames, centre_lines=centre_lines, seed=seed)
     if png is not None:  # checked before any work
@@ -641,7 +641,7 @@ def inspect_mask(
     report["coils"] = getattr(info, "coils", None)
     # where the coil maps will come from: "stored", "espirit" (low-resolution fallback per slice) or "lowres"
     report["sensitivity"] = getattr(info, "sensitivity", None) or ("estimated" if (getattr(info, "coils", None) or 1) > 1 else None)
-    if info.mode == "sequential" and report["temporal_splitting"]["fit"]:
+    if report["temporal_splitting"]["fit"] and ssdu_for_sequential(info.mode, radial=info.layout == "radial"):
         # what `train --loss auto` does (training.options.resolve_loss)
         report["recommended_loss"] = "ssdu"
         report["loss_reason"] = SEQUENTIAL_LOSS_REASON

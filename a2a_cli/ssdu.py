@@ -129,8 +129,10 @@ def partition_masks(
     the kept centre (``|k_w| <= centre_keep * W/2``, for points the ellipse of that
     radius in both axes) are candidates; ``round(loss_fraction * measured)`` of them are
     drawn without replacement (``selection`` weights) and held out in every frame that
-    measures them. With ``per_frame`` every frame's own locations are partitioned
-    independently instead. The two masks are disjoint and sum to the measured mask.
+    measures them. With ``per_frame`` (a moving object) a sample whose frames measure
+    different locations is partitioned frame by frame instead, and a location that several
+    of its frames measure is never held out in all of them. The two masks are disjoint and
+    sum to the measured mask.
 
     >>> m = torch.zeros(1, 1, 2, 4, 20); m[..., ::2] = 1; m[..., 9:12] = 1
     >>> inp, out = partition_masks(m, 0.4, centre_keep=0.1, generator=torch.Generator().manual_seed(0))
@@ -148,9 +150,10 @@ def partition_masks(
     for i in range(b):
         m = measured[i, 0]  # (T, H, W)
         lines = bool((m == m[:, :1, :]).all())
-        groups = [m[j:j + 1] for j in range(t)] if per_frame else [m]
+        frame_by_frame = per_frame and bool((m != m[:1]).any())
+        groups = [m[j:j + 1] for j in range(t)] if frame_by_frame else [m]
         held = torch.cat([_hold_out(g, lines, loss_fraction, selection, centre_keep, generator) for g in groups])
-        if per_frame:
+        if frame_by_frame:
             held = _keep_one_occurrence(m, held, generator)
         loss_mask[i, 0] = held
     input_mask = measured.float() - loss_mask
@@ -192,12 +195,6 @@ def _hold_out(m: torch.Tensor, lines: bool, loss_fraction: float, selection: str
     held[pick] = True
     held = held.reshape(1, 1, w) if lines else held.reshape(1, h, w)
     return (m & held).float()
-
-
-def _varies_in_time(mask: torch.Tensor) -> bool:
-    """Whether any sample's frames of a ``(B, C, T, H, W)`` mask measure different locations."""
-    measured = mask != 0
-    return bool((measured != measured[:, :, :1]).any())
 
 
 def _on_mask(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -279,7 +276,7 @@ class SSDULoss(nn.Module):
             if mask.shape[2] == t:
                 mask = mask[:, :, start:start + self.frames_per_step]
         mask_k = _repeat(mask, k)
-        per_frame = isinstance(physics, DynamicMRI) and not is_sequential(physics) and _varies_in_time(mask_k)
+        per_frame = isinstance(physics, DynamicMRI) and not is_sequential(physics)  # a moving object
         input_mask, loss_mask = partition_masks(mask_k, self.loss_fraction, self.selection, self.centre_keep, generator,
                                                 per_frame=per_frame)
         y_k = _repeat(y, k)

@@ -105,6 +105,11 @@ def test_dynamic_masks_that_change_in_time_are_partitioned_frame_by_frame():
     assert mixed.any()
     # ...but never all of them: such a line always reaches some frame's input
     assert (inp[:, 0, :, 0].amax(1) >= both.float()).all()
+    # in a batch, a sample whose frames measure the same lines keeps one partition for its frames
+    mixed_mask = torch.cat([as_physics_mask(lines), as_physics_mask(fixed_lines(8, 32))])
+    split = SSDULoss(0.4).split(y, DynamicMRI(mask=mixed_mask), generator=g)
+    fixed_held = split.loss_mask[1:].amax(dim=2, keepdim=True)
+    assert not (split.input_mask[1:] * fixed_held).any()
     # a static object (sequential) keeps one partition for all frames
     split = SSDULoss(0.4).split(y, SequentialMRI(mask=as_physics_mask(lines, 2)), generator=g)
     held = split.loss_mask.amax(dim=2, keepdim=True)

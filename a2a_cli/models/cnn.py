@@ -22,7 +22,7 @@ from typing import Optional
 import torch
 
 from ..physics import MRIPhysics
-from .base import ConvStack, ReconstructionNet, unfold_time
+from .base import ConvStack, ReconstructionNet, fold_time, unfold_time
 
 __all__ = ["Conv2dtNet", "stack_neighbours"]
 
@@ -31,8 +31,10 @@ def stack_neighbours(x: torch.Tensor, k: int) -> torch.Tensor:
     """``(B, C, T, H, W)`` -> ``(B*T, C*(2k+1), H, W)``: frames ``t-k .. t+k`` of each frame as channels.
 
     The sequence ends are padded by repeating the first and last frames. Channels are
-    ordered ``(c, offset)``: all offsets of channel 0 first.
+    ordered ``(c, offset)``: all offsets of channel 0 first. ``k = 0`` is :func:`fold_time`.
     """
+    if k == 0:
+        return fold_time(x)
     b, c, t, h, w = x.shape
     offsets = torch.arange(-k, k + 1, device=x.device)
     idx = (torch.arange(t, device=x.device)[:, None] + offsets[None, :]).clamp_(0, t - 1)  # (T, 2k+1)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..physics import MRIPhysics
-from .base import ConvStack, ReconstructionNet, fold_time, unfold_time
+from .base import ConvStack, ReconstructionNet, unfold_time
 from .cnn import stack_neighbours
 
 __all__ = ["UnrolledNet"]
@@ -108,10 +108,6 @@ class UnrolledNet(ReconstructionNet):
         lam = self.lam
         x = x0
         for _ in range(self.iterations):
-            if self.neighbours:
-                x = x + unfold_time(self.prior(stack_neighbours(x, self.neighbours)), x.shape[0])
-            else:
-                z = fold_time(x)
-                x = unfold_time(z + self.prior(z), x.shape[0])
+            x = x + unfold_time(self.prior(stack_neighbours(x, self.neighbours)), x.shape[0])
             x = physics.prox_l2(x, y, lam)
         return x

@@ -34,6 +34,7 @@ __all__ = [
     "pick_device",
     "resolve_loss",
     "resolve_mode",
+    "ssdu_for_sequential",
 ]
 
 #: Steps when nothing else bounds the run. A sequential step handles one image, not a
@@ -54,8 +55,9 @@ SSDU_FRAMES_PER_STEP = 8
 
 
 #: The unrolled network's options under SSDU unless given: five iterations and a learnt
-#: data-consistency weight (with ``--ssdu-fraction`` 0.2) gained 0.5 to 1.7 dB on the
-#: validation files of every SSDU case, single- and multi-coil (benchmarks/SSDU.md).
+#: data-consistency weight (with ``--ssdu-fraction`` 0.2) gained 0.0 to 1.7 dB on the
+#: validation files of the four SSDU cases, single- and multi-coil, and lost on none
+#: (benchmarks/SSDU.md).
 SSDU_UNROLLED_OPTIONS = {"iterations": 5, "learn_lambda": True}
 
 
@@ -134,6 +136,17 @@ SEQUENTIAL_LOSS_REASON = ("the object is static, so any split of its measured li
                           "(benchmarks/RESULTS.md)")
 
 
+def ssdu_for_sequential(mode: Optional[str], radial: bool = False) -> bool:
+    """Whether ``--loss auto`` trains data of ``mode`` with SSDU even where temporal splitting
+    is fit: Cartesian sequential data (:data:`SEQUENTIAL_LOSS_REASON`; SSDU over radial spokes
+    is not built).
+
+    >>> ssdu_for_sequential("sequential"), ssdu_for_sequential("sequential", radial=True), ssdu_for_sequential("dynamic")
+    (True, False, False)
+    """
+    return mode == "sequential" and not radial
+
+
 def resolve_loss(cfg: TrainConfig, dataset: KspaceDataset, log: Callable[[str], None] = print, limit: int = 32,
                  mode: Optional[str] = None, radial: bool = False) -> str:
     """The loss to train with: ``cfg.loss``, or for ``auto`` the one the data call for.
@@ -158,7 +171,7 @@ def resolve_loss(cfg: TrainConfig, dataset: KspaceDataset, log: Callable[[str], 
         log(f"loss: ssdu (k-space splitting), as --loss auto found {len(unfit)} of {len(verdicts)} slice masks "
             f"unfit for temporal splitting: {reason}")
         return "ssdu"
-    if mode == "sequential" and not radial:
+    if ssdu_for_sequential(mode, radial):
         log(f"loss: ssdu (k-space splitting), as --loss auto found sequential data: {SEQUENTIAL_LOSS_REASON}")
         return "ssdu"
     fit = [v for v in verdicts if v["fit"]]
