@@ -10,6 +10,10 @@ belong to the same frame, so the target is consistent as well. The network keeps
 input samples (data consistency), so only the lines the input lacks carry signal.
 Each step also draws a random exact reflection of the data (as ``--augment`` does).
 
+Radial data (a sampling tensor ``(1, 4, T, spokes, samples)`` as the mask) are split by
+whole spokes instead (:func:`a2a_cli.ssdu.partition_spokes`), without reflections, which
+would embed new Toeplitz kernels at every step.
+
 Layouts (:mod:`a2a_cli.physics`): ``kspace`` ``(1, 2, T, H, W)`` or ``(1, 2, T, N, H, W)``,
 ``mask`` ``(1, 1, T, H, W)``, ``coil_maps`` complex ``(1, N, H, W)`` or None.
 
@@ -31,6 +35,7 @@ from collections.abc import Callable
 
 import torch
 
+from .nufft import RadialMRI, is_radial_mask
 from .physics import DynamicMRI, Reflection, SequentialMRI, to_complex
 
 __all__ = [
@@ -42,13 +47,16 @@ __all__ = [
     "scan_loss",
     "split_loss",
     "split_measurements",
+    "spoke_split_loss",
 ]
 
 #: Fine-tuning steps per slice when ``--adapt`` is not given, by mode. Sequential: 200 steps
-#: gained +0.3 to +3.5 dB (mean +1.3) on the held-out files of five varied cases
+#: gained +0.3 to +3.5 dB (mean +1.3) on the held-out files of five varied Cartesian cases
 #: (benchmarks/RESULTS.md), at the cost of 200 training steps per slice. Dynamic: +0.67 dB on a
 #: validation file, but 85 s per 16-frame 64x64 slice on 2 CPU cores, so off unless asked.
 DEFAULT_ADAPT_STEPS = {"dynamic": 0, "sequential": 200}
+#: Radial files: off unless asked (a NUFFT-based step costs about a second at 128 x 128 on 2 CPU cores).
+DEFAULT_RADIAL_ADAPT_STEPS = 0
 
 #: Share of the measurements given to the network's input at each step (the rest are targets).
 DEFAULT_INPUT_FRACTION = 0.8
@@ -57,13 +65,13 @@ DEFAULT_INPUT_FRACTION = 0.8
 DEFAULT_ADAPT_LR = 3e-4
 
 
-def default_adapt_steps(mode: str) -> int:
+def default_adapt_steps(mode: str, radial: bool = False) -> int:
     """Fine-tuning steps per slice that ``a2a reconstruct`` uses without ``--adapt``.
 
-    >>> default_adapt_steps("dynamic")
-    0
+    >>> default_adapt_steps("dynamic"), default_adapt_steps("sequential"), default_adapt_steps("sequential", radial=True)
+    (0, 200, 0)
     """
-    return DEFAULT_ADAPT_STEPS.get(mode, 0)
+    return DEFAULT_RADIAL_ADAPT_STEPS if radial else DEFAULT_ADAPT_STEPS.get(mode, 0)
 
 
 def split_measurements(mask: torch.Tensor, fraction: float, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,6 +121,21 @@ def split_loss(
     return to_complex(phys_tg.A(x) - y_tg).abs().pow(2).sum() / energy
 
 
+def spoke_split_loss(
+    net: torch.nn.Module, mode: str, kspace: torch.Tensor, mask: torch.Tensor, coil_maps: torch.Tensor,
+    fraction: float = DEFAULT_INPUT_FRACTION, generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """:func:`split_loss` of radial data ``(B, 2, T, N, spokes, samples)``: ``fraction`` of the spokes
+    (of every frame; of the whole set for a static object) form the input, the rest the target."""
+    from .ssdu import SSDULoss
+
+    physics = RadialMRI(mask, coil_maps, sequential=mode == "sequential")
+    split = SSDULoss(loss_fraction=1.0 - fraction).split(kspace, physics, generator=generator)
+    x = net(split.y_input, split.physics_input)
+    energy = to_complex(split.y_loss).abs().pow(2).sum()
+    return to_complex(split.physics_loss.A(x) - split.y_loss).abs().pow(2).sum() / torch.clamp(energy, min=1e-30)
+
+
 @torch.no_grad()
 def scan_loss(
     net: torch.nn.Module, mode: str, kspace: torch.Tensor, mask: torch.Tensor, coil_maps: torch.Tensor | None = None,
@@ -150,11 +173,15 @@ def adapt_network(
     generator = torch.Generator().manual_seed(seed)
     optimiser = torch.optim.Adam(tuned.parameters(), lr=lr)
     tuned.train()
+    radial = is_radial_mask(mask)
     with torch.enable_grad():
         for step in range(steps):
-            m_in, m_tg = split_measurements(mask, fraction, generator)
-            g = Reflection.random(generator) if reflections else Reflection()
-            loss = split_loss(tuned, mode, kspace, m_in, m_tg, coil_maps, g)
+            if radial:
+                loss = spoke_split_loss(tuned, mode, kspace, mask, coil_maps, fraction, generator)
+            else:
+                m_in, m_tg = split_measurements(mask, fraction, generator)
+                g = Reflection.random(generator) if reflections else Reflection()
+                loss = split_loss(tuned, mode, kspace, m_in, m_tg, coil_maps, g)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()

@@ -414,7 +414,7 @@ def reconstruct(
     mask_file: Optional[Path] = typer.Option(None, "--mask", help="CMRxRecon: sampling mask file (`*_mask*.mat`) for every input; default: the mask file beside each input."),
     json_out: bool = typer.Option(False, "--json", help="Print the quality table as JSON on stdout."),
     export_suffix: Optional[str] = typer.Option(None, "--export", help="Also export each output beside it: a suffix of `a2a export` (.nii.gz, .cfl, .gif, .png, ...) or dicom (a folder NAME_recon_dicom).", show_default=False),
-    adapt: Optional[int] = typer.Option(None, "--adapt", metavar="STEPS", help="Fine-tune a copy of the network on each slice for STEPS self-supervised steps before reconstructing it (scan-specific; 0: off). Default: 200 in sequential mode, 0 in dynamic mode."),
+    adapt: Optional[int] = typer.Option(None, "--adapt", metavar="STEPS", help="Fine-tune a copy of the network on each slice for STEPS self-supervised steps before reconstructing it (scan-specific; 0: off). Default: 200 in sequential mode, 0 in dynamic mode and for radial files."),
 ) -> None:
     """Reconstruct full sequences (no splitting) with a trained network; report quality when a reference is stored."""
     from .config import check_options
@@ -483,14 +483,16 @@ def _reconstruct_all(ckpt, net, inputs: list, out_dir: Path, dev, overwrite: boo
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .adapt import default_adapt_steps
+    from .data import inspect_file
     from .reconstruction import overall, reconstruct_file
 
     results = []
     with Progress(TextColumn("[bold]reconstruct {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("slices"), TimeElapsedColumn(), console=err) as bar:
-        steps = default_adapt_steps(ckpt.mode) if adapt is None else adapt
-        tuning = bar.add_task("fine-tuning on the slice", total=steps, visible=False) if steps else None
+        tuning = bar.add_task("fine-tuning on the slice", total=None, visible=False)
         for i, source in enumerate(inputs):
+            radial = inspect_file(source, split=split, mask_file=mask_file).layout == "radial"
+            steps = default_adapt_steps(ckpt.mode, radial=radial) if adapt is None else adapt
             task = bar.add_task(escape(_shown(source.name)), total=None)
             res = reconstruct_file(
                 ckpt, net, source, out_dir, dev, overwrite=overwrite, frames_per_batch=frames_per_batch,
@@ -498,8 +500,7 @@ def _reconstruct_all(ckpt, net, inputs: list, out_dir: Path, dev, overwrite: boo
                 keep=keep if i == 0 else None, mask_file=mask_file,
                 log=lambda m: bar.console.print(escape(m), style="dim", highlight=False, soft_wrap=True),
                 adapt_steps=steps,
-                on_adapt_step=None if tuning is None else (
-                    lambda k, n: bar.update(tuning, completed=k % n, visible=k < n)),
+                on_adapt_step=lambda k, n: bar.update(tuning, completed=k % n, total=n, visible=k < n),
             )
             results.append(res)
             if exports:

@@ -69,6 +69,7 @@ __all__ = [
     "nufft_adjoint",
     "RadialMRI",
     "is_radial_mask",
+    "select_spokes",
     "estimate_radial_maps",
 ]
 
@@ -541,6 +542,34 @@ def _block_dcf(m: torch.Tensor) -> torch.Tensor:
     else:
         w = m[:, 3].reshape(b, f * spokes, samples) / f
     return w.reshape(b, 1, 1, f * spokes, samples)
+
+
+def select_spokes(mask: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """The sampling tensor of some spokes of every frame, with their own density compensation.
+
+    ``mask`` ``(B, 4, T, spokes, samples)``, ``index`` long ``(B, T, k)``: spoke numbers
+    within each frame. Returns ``(B, 4, T, k, samples)``. The density compensation is
+    recomputed for the kept spokes (the angular gaps grow where spokes were left out):
+    geometric for straight spokes through the centre, else the frame's own weights
+    times ``spokes / k``.
+
+    >>> m = sampling_tensor(golden_angle_trajectory(1, 8, 16, 16), radial_dcf(golden_angle_trajectory(1, 8, 16, 16)))[None]
+    >>> kept = select_spokes(m, torch.tensor([[[0, 2, 5]]]))
+    >>> kept.shape, bool(torch.equal(kept[0, 1:3, 0, 1], m[0, 1:3, 0, 2]))
+    (torch.Size([1, 4, 1, 3, 16]), True)
+    >>> round(float(kept[0, 3].sum() / m[0, 3].sum()), 2)   # the same disc, fewer spokes
+    1.0
+    """
+    b, _, t, spokes, samples = mask.shape
+    gather = index[:, None, :, :, None].expand(b, 4, t, index.shape[-1], samples)
+    kept = torch.gather(mask.expand(b, *mask.shape[1:]), 3, gather)
+    traj = torch.stack((kept[:, 1], kept[:, 2]), -1)  # (B, T, k, samples, 2)
+    _, radial = spoke_angles(traj.detach().cpu())
+    if bool(np.all(radial)):
+        dcf = radial_dcf(traj.detach().cpu()).to(mask.device)
+    else:
+        dcf = kept[:, 3] * (spokes / index.shape[-1])
+    return torch.cat((kept[:, :3], dcf.unsqueeze(1)), 1)
 
 
 def estimate_radial_maps(kspace: torch.Tensor, traj: torch.Tensor, size: tuple[int, int],

@@ -23,6 +23,13 @@ measured locations are held out, drawn with a Gaussian density around the k-spac
 centre (``selection="gaussian"``, as in the paper; ``"uniform"`` draws them evenly);
 the centre itself (``centre_keep`` of the width and height) always stays in the input.
 
+Radial data (:class:`~a2a_cli.nufft.RadialMRI`) are split by whole spokes
+(:func:`partition_spokes`): every spoke crosses the centre, so there is no centre to
+keep, and a spoke of another frame never coincides with a held-out one. Each frame
+holds out the same number of spokes, drawn uniformly; a sequential (static) scan joins
+all its spokes into one set first, so any of them may be held out. The input and loss
+sets are sampling tensors of their own spokes, with their own density compensation.
+
 The draw is a value (:class:`SSDUSplit`), returned by :meth:`SSDULoss.split` and
 passed back to the loss; nothing is stored on the network:
 
@@ -52,9 +59,10 @@ import torch
 from torch import nn
 
 from .errors import A2AError
+from .nufft import RadialMRI, select_spokes
 from .physics import DynamicMRI, MRIPhysics, is_sequential
 
-__all__ = ["SSDUError", "SSDUSplit", "SSDULoss", "partition_masks", "SELECTIONS"]
+__all__ = ["SSDUError", "SSDUSplit", "SSDULoss", "partition_masks", "partition_spokes", "SELECTIONS"]
 
 Metric = Union[nn.Module, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
 
@@ -75,7 +83,9 @@ class SSDUSplit:
 
     Every tensor has ``repeats * B`` samples (the ``repeats`` partitions of one sample
     are consecutive: ``b * repeats + k``). Masks are float 0/1 ``(B*K, 1, T, H, W)``;
-    k-space ``(B*K, 2, T, H, W)`` (``(B*K, 2, T, N, H, W)`` with N coils).
+    k-space ``(B*K, 2, T, H, W)`` (``(B*K, 2, T, N, H, W)`` with N coils). Radial: the
+    masks are the sampling tensors of the input and loss spokes ``(B*K, 4, T, k, samples)``
+    and the k-space holds those spokes only (a sequential scan: one static set, no T axis).
     """
 
     y_input: torch.Tensor  # the input-set samples (zero elsewhere)
@@ -197,6 +207,39 @@ def _hold_out(m: torch.Tensor, lines: bool, loss_fraction: float, selection: str
     return (m & held).float()
 
 
+def partition_spokes(mask: torch.Tensor, loss_fraction: float = 0.4,
+                     generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split every frame's spokes into ``(input_index, loss_index)``, long ``(B, T, k_in)`` and ``(B, T, k_loss)``.
+
+    ``mask`` is a radial sampling tensor ``(B, 4, T, spokes, samples)``. Each frame holds out
+    ``round(loss_fraction * spokes)`` spokes (at least one, and at least one stays in the
+    input), drawn uniformly; the indices come sorted.
+
+    >>> from a2a_cli.nufft import golden_angle_trajectory, radial_dcf, sampling_tensor
+    >>> t = golden_angle_trajectory(2, 10, 8, 8)
+    >>> m = sampling_tensor(t, radial_dcf(t))[None]
+    >>> inp, out = partition_spokes(m, 0.2, torch.Generator().manual_seed(0))
+    >>> inp.shape, out.shape
+    (torch.Size([1, 2, 8]), torch.Size([1, 2, 2]))
+    >>> sorted(inp[0, 0].tolist() + out[0, 0].tolist()) == list(range(10))   # disjoint, and they cover the frame
+    True
+    """
+    _check_fraction(loss_fraction, "loss_fraction", 1.0)
+    b, _, t, spokes, _ = mask.shape
+    if spokes < 2:
+        raise SSDUError(f"SSDU over spokes needs at least 2 spokes per frame to hold some out, got {spokes}")
+    n_loss = min(max(int(round(loss_fraction * spokes)), 1), spokes - 1)
+    order = torch.rand(b, t, spokes, generator=generator).argsort(-1).to(mask.device)
+    return order[..., n_loss:].sort(-1).values, order[..., :n_loss].sort(-1).values
+
+
+def _gather_spokes(y: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Spokes ``index`` ``(B, T, k)`` of radial k-space ``(B, 2, T, N, spokes, samples)``."""
+    b, c, t, n, _, samples = y.shape
+    gather = index[:, None, :, None, :, None].expand(b, c, t, n, index.shape[-1], samples)
+    return torch.gather(y, 4, gather)
+
+
 def _on_mask(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``y`` ``(B, 2, T, [N], H, W)`` times a ``(B, 1, T, H, W)`` mask (coil axis broadcast)."""
     return y * (mask.unsqueeze(3) if y.ndim == 6 else mask)
@@ -270,11 +313,15 @@ class SSDULoss(nn.Module):
             raise SSDUError(f"the mask batch ({mask.shape[0]}) must be 1 or the batch of y ({b})")
         mask = mask.expand(b, *mask.shape[1:])
         t = y.shape[2]
-        if window and self.frames_per_step is not None and isinstance(physics, DynamicMRI) and t > self.frames_per_step:
+        radial = bool(getattr(physics, "radial", False))
+        moving = isinstance(physics, DynamicMRI) or (radial and not is_sequential(physics))
+        if window and self.frames_per_step is not None and moving and t > self.frames_per_step:
             start = int(torch.randint(t - self.frames_per_step + 1, (), generator=generator))
             y = y[:, :, start:start + self.frames_per_step]
             if mask.shape[2] == t:
                 mask = mask[:, :, start:start + self.frames_per_step]
+        if radial:
+            return self._split_spokes(y, physics, mask, generator, k)
         mask_k = _repeat(mask, k)
         per_frame = isinstance(physics, DynamicMRI) and not is_sequential(physics)  # a moving object
         input_mask, loss_mask = partition_masks(mask_k, self.loss_fraction, self.selection, self.centre_keep, generator,
@@ -293,6 +340,24 @@ class SSDULoss(nn.Module):
             repeats=k,
         )
 
+    def _split_spokes(self, y: torch.Tensor, physics: MRIPhysics, mask: torch.Tensor,
+                      generator: Optional[torch.Generator], k: int) -> SSDUSplit:
+        """:meth:`split` of radial data ``(B, 2, T, N, spokes, samples)`` by whole spokes (:func:`partition_spokes`)."""
+        sequential = is_sequential(physics)
+        if sequential:  # a static object: all its spokes form one set, any of them may be held out
+            y, joined = physics.with_mask(mask).time_average(y)  # type: ignore[attr-defined]
+            y, mask = y.unsqueeze(2), joined.mask.unsqueeze(2)
+        y_k, mask_k = _repeat(y, k), _repeat(mask, k)
+        inp, out = partition_spokes(mask_k, self.loss_fraction, generator)
+        m_in, m_out = select_spokes(mask_k, inp), select_spokes(mask_k, out)
+        y_in, y_out = _gather_spokes(y_k, inp), _gather_spokes(y_k, out)
+        if sequential:  # static operators: the network's output is one image
+            m_in, m_out, y_in, y_out = m_in[:, :, 0], m_out[:, :, 0], y_in[:, :, 0], y_out[:, :, 0]
+        maps = _repeat(physics.coil_maps, k)
+        cg = getattr(physics, "cg_iterations", 2)
+        return SSDUSplit(y_input=y_in, physics_input=RadialMRI(m_in, maps, cg), y_loss=y_out,
+                         physics_loss=RadialMRI(m_out, maps, cg), input_mask=m_in, loss_mask=m_out, repeats=k)
+
     def forward(self, x_net: torch.Tensor, split: SSDUSplit) -> torch.Tensor:
         """The loss of ``x_net = net(split.y_input, split.physics_input)``."""
         if x_net.shape[0] != split.y_loss.shape[0]:
@@ -303,7 +368,7 @@ class SSDULoss(nn.Module):
         value = self.metric(split.physics_loss.A(x_net), split.y_loss)
         if value.ndim > 0:  # per-sample metrics
             value = value.mean()
-        return value / torch.clamp(split.loss_mask.mean(), min=1e-12)
+        return value / torch.clamp(split.loss_mask[:, :1].mean(), min=1e-12)  # channel 0: sampled (radial too)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, y: torch.Tensor, physics: MRIPhysics, **kwargs) -> torch.Tensor:

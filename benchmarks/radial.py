@@ -16,7 +16,8 @@ Rows, all scored on a held-out file (magnitude PSNR/SSIM against the simulated i
 * a2a default: ``a2a train TRAIN_FILES --out RUN`` exactly as a user runs it (it stops by itself);
 * supervised ceiling: the same network trained on the ground truth for a fixed budget.
 
-Usage: ``python benchmarks/radial.py --out bench_radial [--case dynamic] [--supervised-budget 300]``.
+Usage: ``python benchmarks/radial.py --out bench_radial [--case dynamic] [--supervised-budget 300]
+[--skip cs] [--variant ssdu="--loss ssdu"]``.
 Results go to ``OUT/radial_results.json`` (merged across runs) and are printed as markdown.
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -43,8 +45,8 @@ CASES = {
     "dynamic": {"train": [1, 2], "test": 9},
     "sequential": {"train": [3, 4], "test": 10},
 }
-LAMBDAS = (0.001, 0.003, 0.01, 0.03, 0.1)
-CS_ITERATIONS = 50
+LAMBDAS = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
+CS_ITERATIONS = 100
 
 
 def _env() -> dict:
@@ -202,7 +204,8 @@ def supervised_worker(run: Path, mode: str, budget: float, files: list[str]) -> 
     fit_supervised(net, [ds.read(i) for i in range(len(ds))], mode, run, budget=budget)
 
 
-def run_case(mode: str, root: Path, supervised_budget: float, skip: set[str]) -> list[dict]:
+def run_case(mode: str, root: Path, supervised_budget: float, skip: set[str],
+             variants: list[tuple[str, str]] = ()) -> list[dict]:
     files = make_files(root, mode)
     test = files["test"][0]
     rows = []
@@ -226,6 +229,13 @@ def run_case(mode: str, root: Path, supervised_budget: float, skip: set[str]) ->
         run = root / "runs" / mode / "default"
         cmd = [sys.executable, "-m", "a2a_cli", "train", *map(str, files["train"]), "--out", str(run), "--overwrite", "--device", "cpu"]
         r = learned(mode, files, run, "a2a default (`a2a train FILES --out RUN`)", cmd)
+        print(json.dumps(r), flush=True)
+        rows.append(r)
+    for label, extra in variants:
+        run = root / "runs" / mode / label
+        cmd = [sys.executable, "-m", "a2a_cli", "train", *map(str, files["train"]), "--out", str(run), "--overwrite",
+               "--device", "cpu", *shlex.split(extra)]
+        r = learned(mode, files, run, f"a2a `{extra}`", cmd)
         print(json.dumps(r), flush=True)
         rows.append(r)
     if "supervised" not in skip:
@@ -259,6 +269,8 @@ def main() -> None:
     ap.add_argument("--case", choices=sorted(CASES), action="append")
     ap.add_argument("--supervised-budget", type=float, default=300.0)
     ap.add_argument("--skip", action="append", default=[], choices=["cs", "a2a", "supervised"])
+    ap.add_argument("--variant", action="append", default=[], metavar="LABEL=ARGS",
+                    help="also train with these extra `a2a train` arguments (row label LABEL)")
     ap.add_argument("--supervised-worker", type=Path)
     ap.add_argument("files", nargs="*")
     args = ap.parse_args()
@@ -269,7 +281,11 @@ def main() -> None:
     store = args.out / "radial_results.json"
     results = json.loads(store.read_text()) if store.exists() else {}
     for mode in args.case or sorted(CASES):
-        results[mode] = run_case(mode, args.out, args.supervised_budget, set(args.skip))
+        variants = [tuple(v.split("=", 1)) for v in args.variant]
+        rows = run_case(mode, args.out, args.supervised_budget, set(args.skip), variants)
+        # rows of other methods measured by earlier runs are kept
+        kept = [r for r in results.get(mode, []) if r["method"] not in {x["method"] for x in rows}]
+        results[mode] = kept + rows
         store.write_text(json.dumps(results, indent=1))
     print(markdown(results))
 

@@ -171,7 +171,7 @@ def test_nan_kspace_is_refused_when_read(radial_file, tmp_path):
 def test_train_and_reconstruct_a_radial_file(radial_file, tmp_path):
     run, out = tmp_path / "run", tmp_path / "rec"
     opts = ["--steps", "2", "--model-option", "channels=4", "--model-option", "depth=2", "--device", "cpu", "--val-every", "2"]
-    for loss in ("a2a", "p2p"):
+    for loss in ("a2a", "p2p", "ssdu"):
         result = runner.invoke(app, ["train", str(radial_file), "--out", str(run), "--loss", loss, "--overwrite", *opts])
         assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["reconstruct", str(run / "best.pt"), str(radial_file), "--out", str(out), "--json"])

@@ -382,3 +382,84 @@ def test_ssdu_defaults_of_the_unrolled_network():
     assert default_model_options(cfg, None, "sequential") == {}
     cfg = TrainConfig(train=["a.h5"], out="run", loss="p2p")
     assert "iterations" not in default_model_options(cfg, None, "dynamic")
+
+
+# -- radial data: whole spokes ---------------------------------------------------------------
+
+
+def _radial(sequential: bool, frames: int = 4, spokes: int = 6, size: int = 16, coils: int = 2, batch: int = 2):
+    from a2a_cli.nufft import RadialMRI, golden_angle_trajectory, radial_dcf, sampling_tensor
+
+    g = torch.Generator().manual_seed(3)
+    masks = []
+    for b in range(batch):  # every sample starts at its own point of the golden-angle sequence
+        traj = golden_angle_trajectory(frames, spokes, size, size, first=b * frames * spokes)
+        masks.append(sampling_tensor(traj, radial_dcf(traj)))
+    maps = torch.randn(batch, coils, size, size, dtype=torch.complex64, generator=g)
+    maps = maps / maps.abs().pow(2).sum(1, keepdim=True).sqrt()
+    physics = RadialMRI(torch.stack(masks), maps, sequential=sequential)
+    shape = (batch, 2, size, size) if sequential else (batch, 2, frames, size, size)
+    x = torch.randn(*shape, generator=g)
+    return x, physics(x), physics
+
+
+def _spoke_coordinates(m: torch.Tensor) -> torch.Tensor:
+    """Every spoke's coordinates ``(B, spokes, 2 * samples)`` of a sampling tensor (4D or 5D)."""
+    return m[:, 1:3].movedim(1, -2).reshape(m.shape[0], -1, 2 * m.shape[-1])
+
+
+def _disc_area(m: torch.Tensor) -> torch.Tensor:
+    """Sum of the density compensation per set of spokes: ``(B, T)`` or ``(B,)``."""
+    return m[:, 3].sum(dim=(-1, -2))
+
+
+@pytest.mark.parametrize("sequential", [False, True])
+def test_radial_spokes_are_split_into_disjoint_sets_that_cover_them(sequential, one_thread):
+    from a2a_cli.ssdu import partition_spokes
+
+    _, y, physics = _radial(sequential)
+    split = SSDULoss(loss_fraction=0.25).split(y, physics, generator=torch.Generator().manual_seed(1))
+    if sequential:  # one static set of all 4 x 6 spokes: 6 held out, any of them
+        assert split.input_mask.shape == (2, 4, 18, 16) and split.loss_mask.shape == (2, 4, 6, 16)
+        assert split.y_input.shape == (2, 2, 2, 18, 16) and split.y_loss.shape == (2, 2, 2, 6, 16)
+    else:  # each frame holds out round(0.25 * 6) = 2 of its 6 spokes
+        assert split.input_mask.shape == (2, 4, 4, 4, 16) and split.loss_mask.shape == (2, 4, 4, 2, 16)
+    traj, every = _spoke_coordinates, _spoke_coordinates(physics.mask)
+    for b in range(2):  # every spoke lands in exactly one of the two sets
+        both = torch.cat((traj(split.input_mask)[b], traj(split.loss_mask)[b]))
+        assert both.shape == every[b].shape
+        matches = (both[:, None] == every[b][None]).all(-1)
+        assert bool((matches.sum(0) == 1).all()) and bool((matches.sum(1) == 1).all())
+    # the input set carries its own density compensation: the same disc (per frame, or once) from fewer spokes
+    whole = _disc_area(physics.mask) if not sequential else _disc_area(physics.mask).mean(-1)
+    assert torch.allclose(_disc_area(split.input_mask), whole, rtol=0.05)
+    with pytest.raises(SSDUError, match="2 spokes"):
+        partition_spokes(physics.mask[:, :, :, :1], 0.4)
+
+
+@pytest.mark.parametrize("sequential", [False, True])
+def test_radial_loss_spokes_never_reach_the_network_and_score_the_truth_at_zero(sequential, one_thread):
+    torch.manual_seed(0)
+    x_true, y, physics = _radial(sequential)
+    net = build_model("unrolled", channels=4, depth=2, iterations=2)
+    loss = SSDULoss(loss_fraction=0.3, repeats=2)
+    y = y.clone().requires_grad_(True)
+    split = loss.split(y, physics, generator=torch.Generator().manual_seed(5))
+    x_net = net(split.y_input, split.physics_input)
+    assert x_net.shape == (4, *x_true.shape[1:])
+    # the network's input holds exactly the input spokes of y: a gradient reaches those, none other
+    (grad_in,) = torch.autograd.grad(x_net.square().sum(), y, retain_graph=True)
+    (grad_loss,) = torch.autograd.grad(split.y_loss.square().sum(), y, retain_graph=True)
+    held = grad_loss != 0  # the loss spokes (of either partition)
+    kept = torch.autograd.grad(split.y_input.square().sum(), y, retain_graph=True)[0] != 0
+    assert bool(held.any()) and bool(kept.any())
+    only_loss = held & ~kept  # held out by both partitions
+    assert bool(only_loss.any()) and float(grad_in[only_loss].abs().sum()) == 0.0
+    assert float(grad_in.abs().sum()) > 0
+    # the loss operator scores the loss spokes: the true image costs nothing (noise-free data)
+    value = loss(x_true.repeat_interleave(2, 0), split).detach()
+    assert float(value) < 1e-8 * float(y.detach().square().mean())
+    value = loss(x_net, split)
+    value.backward()
+    assert torch.isfinite(value) and value > 0
+    assert all(p.grad is not None for p in net.parameters())
