@@ -202,7 +202,7 @@ def train(
     mode: Optional[Mode] = typer.Option(None, help="dynamic (video) or sequential (static image); default: the files' `acquisition` attribute."),
     model: str = typer.Option("unrolled", help="Network: unrolled, unet or cnn2dt."),
     model_option: List[str] = typer.Option([], "--model-option", help="Network setting KEY=VALUE, e.g. iterations=3 (repeatable)."),
-    loss: str = typer.Option("auto", help="a2a (Artifact2Artifact: split in time), p2p (Phase2Phase), ssdu (split k-space: for the same lines in every frame, or one frame) or auto (ssdu for Cartesian sequential data; otherwise a2a where the masks allow temporal splitting, else ssdu)."),
+    loss: str = typer.Option("auto", help="a2a (Artifact2Artifact: split in time), p2p (Phase2Phase), ssdu (split k-space: for the same lines in every frame, or one frame) or auto (ssdu for sequential data; otherwise a2a where the masks allow temporal splitting, else ssdu)."),
     ssdu_fraction: float = typer.Option(0.2, "--ssdu-fraction", help="ssdu: fraction of the measured samples held out for the loss at each step (0.2 measured better than the paper's 0.4: benchmarks/SSDU.md)."),
     ssdu_masks: int = typer.Option(1, "--ssdu-masks", help="ssdu: partitions per slice and step (multi-mask SSDU when > 1)."),
     split_size: List[int] = typer.Option([], "--split-size", help="Frames per chunk (repeat for a random choice per step); default: T/2."),
@@ -625,6 +625,8 @@ def inspect_mask(
         from .radial import spoke_report_of
 
         report = spoke_report_of(data, info, slice_index, list(split_size) or None, png, overwrite)
+        if ssdu_for_sequential(info.mode):  # what `train --loss auto` does (training.options.resolve_loss)
+            report["recommended_loss"], report["loss_reason"] = "ssdu", SEQUENTIAL_LOSS_REASON
         if json_out:
             out.print_json(json.dumps(report))
         else:
@@ -642,7 +644,7 @@ def inspect_mask(
     report["coils"] = getattr(info, "coils", None)
     # where the coil maps will come from: "stored", "espirit" (low-resolution fallback per slice) or "lowres"
     report["sensitivity"] = getattr(info, "sensitivity", None) or ("estimated" if (getattr(info, "coils", None) or 1) > 1 else None)
-    if report["temporal_splitting"]["fit"] and ssdu_for_sequential(info.mode, radial=info.layout == "radial"):
+    if report["temporal_splitting"]["fit"] and ssdu_for_sequential(info.mode):
         # what `train --loss auto` does (training.options.resolve_loss)
         report["recommended_loss"] = "ssdu"
         report["loss_reason"] = SEQUENTIAL_LOSS_REASON

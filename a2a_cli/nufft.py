@@ -70,6 +70,7 @@ __all__ = [
     "RadialMRI",
     "is_radial_mask",
     "select_spokes",
+    "density_weighted_mse",
     "estimate_radial_maps",
 ]
 
@@ -501,16 +502,30 @@ class RadialMRI:
         out = (toeplitz_normal(coil, kernels) * maps.conj()).sum(1).reshape(b, t, *self.image_size)
         return out[:, 0] if static else out
 
-    def residual_mse(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def residual_mse(self, x: torch.Tensor, y: torch.Tensor, weighted: bool = False) -> torch.Tensor:
         """``mean((A x - y)^2)`` over the real k-space tensor (as ``nn.MSELoss()(self.A(x), y)``),
         computed as ``<x, A^H A x> - 2 Re <x, A^H y> + ||y||^2`` by Toeplitz embedding: FFTs only,
-        no interpolation (``y`` is measured data, ``x`` may carry gradients)."""
+        no interpolation (``y`` is measured data, ``x`` may carry gradients).
+
+        ``weighted``: every sample's squared residual times its density compensation, divided by
+        the mean compensation of the measured samples (:func:`density_weighted_mse`)."""
         z = to_complex(x)
         yc = to_complex(y)
-        ahy = self._adjoint_complex(yc)
-        ahax = self.normal(z, weighted=False)
-        value = (z.conj() * ahax).real.sum() - 2 * (z.conj() * ahy).real.sum() + (yc.abs() ** 2).sum()
-        return value / y.numel()
+        b = y.shape[0]
+        w = None
+        if weighted:
+            _, dcf, sampled, _ = self._frames(b)
+            w = dcf * sampled
+        ahy = self._adjoint_complex(yc, weights=w)
+        ahax = self.normal(z, weighted=weighted)
+        energy = yc.abs() ** 2
+        if w is not None:
+            energy = energy * w.reshape(*yc.shape[:-3], 1, *yc.shape[-2:])
+        value = (z.conj() * ahax).real.sum() - 2 * (z.conj() * ahy).real.sum() + energy.sum()
+        value = value / y.numel()
+        if w is not None:
+            value = value / torch.clamp(w.sum() / torch.clamp(sampled.sum(), min=1.0), min=1e-30)
+        return value
 
     def prox_l2(self, z: Optional[torch.Tensor], y: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
         """Data consistency: ``argmin_x ||D^(1/2) (A x - y)||^2 + lam ||x - z||^2`` by conjugate gradient.
@@ -528,6 +543,22 @@ class RadialMRI:
     def A_dagger(self, y: torch.Tensor) -> torch.Tensor:
         """Density-weighted least-squares (iterative SENSE) from a zero start."""
         return self.prox_l2(None, y, 0.0)
+
+
+def density_weighted_mse(residual: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared radial k-space residual, each sample weighted by its density compensation.
+
+    ``residual`` ``(B, 2, [T], N, spokes, samples)``, ``mask`` the sampling tensor
+    ``(B, 4, [T], spokes, samples)``. Divided by the mean compensation of the measured
+    samples, so that it equals the plain mean where the density is uniform. Weighted so,
+    the k-space error approximates the image-domain error on the sampled disc (Parseval):
+    unweighted, the densely sampled centre of a radial set dominates and errors at high
+    spatial frequency (edges, noise) barely count.
+    """
+    w = mask[:, 3] * (mask[:, 0] != 0)  # (B, [T], spokes, samples)
+    w = w.unsqueeze(1).unsqueeze(-3)  # channel and coil axes
+    mean_w = w.sum() / torch.clamp((mask[:, 0] != 0).sum(), min=1)
+    return (residual.square() * w).mean() / torch.clamp(mean_w, min=1e-30)
 
 
 def _block_dcf(m: torch.Tensor) -> torch.Tensor:

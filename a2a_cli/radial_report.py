@@ -181,3 +181,5 @@ def print_spoke_report(r: dict, console) -> None:
         console.print(f"[yellow]warning:[/] {w}", highlight=False)
     rec = r.get("recommended_split_size")
     console.print(f"[bold {colour}]verdict: {r['verdict']}[/]" + (f" (recommended --split-size {rec})" if rec else ""), highlight=False)
+    if r.get("recommended_loss"):
+        console.print(f"recommended --loss {r['recommended_loss']}: {r['loss_reason']}", highlight=False, soft_wrap=True)

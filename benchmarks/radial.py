@@ -188,8 +188,9 @@ def learned(mode: str, files: dict, run: Path, label: str, train_cmd: list[str])
             "recon_s_per_frame": f["seconds_per_frame"]}
 
 
-def supervised_worker(run: Path, mode: str, budget: float, files: list[str]) -> None:
-    """The default network (and options) trained on the ground truth for ``budget`` seconds."""
+def supervised_worker(run: Path, mode: str, budget: float, files: list[str], options: dict | None = None) -> None:
+    """The default network (``options``: the default run's; None: the Artifact2Artifact ones)
+    trained on the ground truth for ``budget`` seconds."""
     import torch
 
     from a2a_cli.data import KspaceDataset
@@ -200,7 +201,9 @@ def supervised_worker(run: Path, mode: str, budget: float, files: list[str]) -> 
 
     torch.manual_seed(0)
     ds = KspaceDataset(files)
-    net = build_model("unrolled", share_window=2 * auto_split_size(ds.shapes[0][0]))
+    if options is None:
+        options = {"share_window": 2 * auto_split_size(ds.shapes[0][0])}
+    net = build_model("unrolled", **options)
     fit_supervised(net, [ds.read(i) for i in range(len(ds))], mode, run, budget=budget)
 
 
@@ -242,6 +245,9 @@ def run_case(mode: str, root: Path, supervised_budget: float, skip: set[str],
         run = root / "runs" / mode / "supervised"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--supervised-worker", str(run), "--case", mode,
                "--supervised-budget", str(supervised_budget), *map(str, files["train"])]
+        default_config = root / "runs" / mode / "default" / "config.json"
+        if default_config.exists():  # the very network the default trained
+            cmd += ["--model-options", json.dumps(json.loads(default_config.read_text())["model_options"])]
         r = learned(mode, files, run, f"supervised ceiling (ground truth, {supervised_budget:g} s)", cmd)
         print(json.dumps(r), flush=True)
         rows.append(r)
@@ -272,10 +278,11 @@ def main() -> None:
     ap.add_argument("--variant", action="append", default=[], metavar="LABEL=ARGS",
                     help="also train with these extra `a2a train` arguments (row label LABEL)")
     ap.add_argument("--supervised-worker", type=Path)
+    ap.add_argument("--model-options", type=json.loads, default=None)
     ap.add_argument("files", nargs="*")
     args = ap.parse_args()
     if args.supervised_worker is not None:
-        supervised_worker(args.supervised_worker, args.case[0], args.supervised_budget, args.files)
+        supervised_worker(args.supervised_worker, args.case[0], args.supervised_budget, args.files, args.model_options)
         return
     args.out.mkdir(parents=True, exist_ok=True)
     store = args.out / "radial_results.json"

@@ -47,6 +47,30 @@ def test_toeplitz_normal_operator_matches_adjoint_of_forward():
     assert float((physics.normal(z) - direct).norm() / direct.norm()) < 1e-3
 
 
+@pytest.mark.parametrize("sequential", [False, True])
+def test_residual_by_toeplitz_equals_the_explicit_residual_weighted_or_not(sequential):
+    from a2a_cli.nufft import density_weighted_mse
+
+    physics, g = _operator(sequential=sequential)
+    shape = (1, 2, H, W) if sequential else (1, 2, 3, H, W)
+    x, truth = torch.randn(*shape, generator=g), torch.randn(*shape, generator=g)
+    y = physics.A(truth)
+    r = physics.A(x) - y
+    assert float(physics.residual_mse(x, y)) == pytest.approx(float(r.square().mean()), rel=1e-3)
+    weighted = float(density_weighted_mse(r, physics.mask.expand(1, 4, 3, 5, H)))
+    assert float(physics.residual_mse(x, y, weighted=True)) == pytest.approx(weighted, rel=1e-3)
+    # the weighting counts high spatial frequencies as the image does: a smooth image's k-space,
+    # all near the densely sampled centre, weighs far less than unweighted; a uniform weight changes nothing
+    yy, xx = torch.meshgrid(torch.arange(H) - H / 2, torch.arange(W) - W / 2, indexing="ij")
+    blob = torch.exp(-(yy**2 + xx**2) / 20).expand(*shape[:1], 1, *shape[2:]).repeat_interleave(2, 1)
+    smooth = RadialMRI(physics.mask, torch.ones(1, 1, H, W, dtype=torch.complex64), sequential=sequential).A(blob)
+    mask = physics.mask.expand(1, 4, 3, 5, H)
+    assert float(density_weighted_mse(smooth, mask)) < 0.5 * float(smooth.square().mean())
+    flat = physics.mask.clone()
+    flat[:, 3] = 7.0
+    assert float(density_weighted_mse(r, flat)) == pytest.approx(float(r.square().mean()), rel=1e-5)
+
+
 def test_dcf_of_a_uniform_radial_set_is_the_ramp():
     spokes, samples = 50, 32  # pi/2 * 32: Nyquist at the edge
     angle = torch.arange(spokes) * math.pi / spokes

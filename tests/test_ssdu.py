@@ -250,8 +250,6 @@ def test_auto_picks_ssdu_for_sequential_data_and_inspect_mask_says_so(tmp_path):
     cfg = TrainConfig(train=[str(seq)], out=str(tmp_path / "run"))
     assert resolve_loss(cfg, KspaceDataset([seq]), log=said.append, mode="sequential") == "ssdu"
     assert len(said) == 1 and "sequential" in said[0] and "static" in said[0]
-    # radial sequential data stay with temporal splitting (SSDU over spokes is not built)
-    assert resolve_loss(cfg, KspaceDataset([seq]), log=said.append, mode="sequential", radial=True) == "a2a"
     assert resolve_loss(cfg, KspaceDataset([seq]), log=said.append, mode="dynamic") == "a2a"
     code, text = invoke(["inspect-mask", seq, "--json"])
     assert code == 0, text
@@ -463,3 +461,22 @@ def test_radial_loss_spokes_never_reach_the_network_and_score_the_truth_at_zero(
     value.backward()
     assert torch.isfinite(value) and value > 0
     assert all(p.grad is not None for p in net.parameters())
+
+
+def test_auto_picks_ssdu_for_radial_sequential_data_and_a2a_for_radial_dynamic_data(tmp_path):
+    from a2a_cli.radial import simulate_radial
+
+    files = {mode: simulate_radial(tmp_path / f"{mode}.h5", mode=mode, slices=1, frames=4, size=16, spokes=6, coils=2, seed=1)
+             for mode in ("sequential", "dynamic")}
+    said = []
+    for mode, loss in (("sequential", "ssdu"), ("dynamic", "a2a")):
+        cfg = TrainConfig(train=[str(files[mode])], out=str(tmp_path / "run"))
+        assert resolve_loss(cfg, KspaceDataset([files[mode]]), log=said.append, mode=mode) == loss
+    assert "static" in said[0] and "a2a" in said[1]
+    code, text = invoke(["inspect-mask", files["sequential"], "--json"])
+    assert code == 0, text
+    assert json.loads(text)["recommended_loss"] == "ssdu"
+    code, text = invoke(["inspect-mask", files["sequential"]])
+    assert code == 0 and "recommended --loss ssdu" in text
+    code, text = invoke(["inspect-mask", files["dynamic"], "--json"])
+    assert code == 0 and "recommended_loss" not in json.loads(text)

@@ -130,30 +130,29 @@ def check_model_options(model: str, options: dict, origin: Optional[Path] = None
         raise TrainingError(f"--model-option: {exc}") from None
 
 
-#: Why ``--loss auto`` trains Cartesian sequential data with SSDU (logged by ``train``, printed by ``inspect-mask``).
-SEQUENTIAL_LOSS_REASON = ("the object is static, so any split of its measured lines is a valid input/target pair, "
-                          "and k-space splitting measured better than temporal splitting on sequential data "
-                          "(benchmarks/RESULTS.md)")
+#: Why ``--loss auto`` trains sequential data with SSDU (logged by ``train``, printed by ``inspect-mask``).
+SEQUENTIAL_LOSS_REASON = ("the object is static, so any split of its measured lines or spokes is a valid input/target "
+                          "pair, and k-space splitting measured better than temporal splitting on sequential data "
+                          "(benchmarks/RESULTS.md, benchmarks/RADIAL.md)")
 
 
-def ssdu_for_sequential(mode: Optional[str], radial: bool = False) -> bool:
+def ssdu_for_sequential(mode: Optional[str]) -> bool:
     """Whether ``--loss auto`` trains data of ``mode`` with SSDU even where temporal splitting
-    is fit: Cartesian sequential data (:data:`SEQUENTIAL_LOSS_REASON`; SSDU over radial spokes
-    is not built).
+    is fit: sequential data, Cartesian or radial (:data:`SEQUENTIAL_LOSS_REASON`).
 
-    >>> ssdu_for_sequential("sequential"), ssdu_for_sequential("sequential", radial=True), ssdu_for_sequential("dynamic")
-    (True, False, False)
+    >>> ssdu_for_sequential("sequential"), ssdu_for_sequential("dynamic")
+    (True, False)
     """
-    return mode == "sequential" and not radial
+    return mode == "sequential"
 
 
 def resolve_loss(cfg: TrainConfig, dataset: KspaceDataset, log: Callable[[str], None] = print, limit: int = 32,
-                 mode: Optional[str] = None, radial: bool = False) -> str:
+                 mode: Optional[str] = None) -> str:
     """The loss to train with: ``cfg.loss``, or for ``auto`` the one the data call for.
 
-    ``auto`` picks k-space splitting (SSDU) for Cartesian sequential data (a static object:
-    any split of its measured lines between input and target is valid, and SSDU measured
-    better there than temporal splitting). Otherwise it picks Artifact2Artifact when temporal
+    ``auto`` picks k-space splitting (SSDU) for sequential data (a static object: any split
+    of its measured lines or spokes between input and target is valid, and SSDU measured
+    better there than temporal splitting, Cartesian and radial). Otherwise it picks Artifact2Artifact when temporal
     splitting is fit for most of the (first ``limit``) training slices' masks, SSDU when it
     is not (the same k-space in every frame, or a single frame;
     :func:`a2a_cli.masks.splitting_fitness`). It logs one line saying which and why.
@@ -171,7 +170,7 @@ def resolve_loss(cfg: TrainConfig, dataset: KspaceDataset, log: Callable[[str], 
         log(f"loss: ssdu (k-space splitting), as --loss auto found {len(unfit)} of {len(verdicts)} slice masks "
             f"unfit for temporal splitting: {reason}")
         return "ssdu"
-    if ssdu_for_sequential(mode, radial):
+    if ssdu_for_sequential(mode):
         log(f"loss: ssdu (k-space splitting), as --loss auto found sequential data: {SEQUENTIAL_LOSS_REASON}")
         return "ssdu"
     fit = [v for v in verdicts if v["fit"]]

@@ -113,7 +113,7 @@ class Trainer:
             auto_crop_rows(max(s[1] for s in dataset.shapes), cfg.crop_rows)
         except (ValueError, TypeError) as exc:
             raise TrainingError(f"virtual_coils / crop_rows: {exc}") from None
-        cfg.loss = resolve_loss(cfg, dataset, self.log, mode=self.mode, radial=radial)
+        cfg.loss = resolve_loss(cfg, dataset, self.log, mode=self.mode)
         self.dataset = PreparedDataset(dataset, self.virtual)
         self.val_set = PreparedDataset(val_set, self.virtual) if val_set is not None else None
         apply_default_budget(cfg, self.mode)
