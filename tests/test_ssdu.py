@@ -373,6 +373,8 @@ def test_ssdu_defaults_of_the_unrolled_network():
     cfg = TrainConfig(train=["a.h5"], out="run", loss="ssdu")
     assert cfg.ssdu_fraction == 0.2
     assert default_model_options(cfg, None, "sequential") == {"iterations": 5, "learn_lambda": True}
+    # radial data: the learnt weight starts higher
+    assert default_model_options(cfg, None, "sequential", radial=True) == {"iterations": 5, "learn_lambda": True, "lam": 0.5}
     # what the user gives wins; other losses and networks keep their own defaults
     cfg = TrainConfig(train=["a.h5"], out="run", loss="ssdu", model_options={"iterations": 2})
     assert default_model_options(cfg, None, "sequential") == {"iterations": 2, "learn_lambda": True}

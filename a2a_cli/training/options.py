@@ -31,6 +31,7 @@ __all__ = [
     "auto_split_size",
     "check_model_options",
     "default_model_options",
+    "RADIAL_SSDU_UNROLLED_OPTIONS",
     "pick_device",
     "resolve_loss",
     "resolve_mode",
@@ -59,6 +60,10 @@ SSDU_FRAMES_PER_STEP = 8
 #: validation files of the four SSDU cases, single- and multi-coil, and lost on none
 #: (benchmarks/SSDU.md).
 SSDU_UNROLLED_OPTIONS = {"iterations": 5, "learn_lambda": True}
+#: The same for radial data, with the learnt weight starting at LAM: the data of a radial set is
+#: noisy at high spatial frequency once density-compensated, and a weight started at 0.05 rose
+#: too slowly to smooth it (benchmarks/RADIAL.md).
+RADIAL_SSDU_UNROLLED_OPTIONS = {**SSDU_UNROLLED_OPTIONS, "lam": 0.5}
 
 
 def apply_default_budget(cfg: TrainConfig, mode: str) -> None:
@@ -180,13 +185,14 @@ def resolve_loss(cfg: TrainConfig, dataset: KspaceDataset, log: Callable[[str], 
     return "a2a"
 
 
-def default_model_options(cfg: TrainConfig, dataset: KspaceDataset, mode: str = "dynamic") -> dict:
+def default_model_options(cfg: TrainConfig, dataset: KspaceDataset, mode: str = "dynamic", radial: bool = False) -> dict:
     """The network's options: the view-sharing block tied to the training chunk length,
     the reflection ensemble at reconstruction when training sees reflected data, and
-    :data:`SSDU_UNROLLED_OPTIONS` for the unrolled network trained with SSDU."""
+    :data:`SSDU_UNROLLED_OPTIONS` (radial: :data:`RADIAL_SSDU_UNROLLED_OPTIONS`) for the
+    unrolled network trained with SSDU."""
     options = dict(cfg.model_options)
     if cfg.loss == "ssdu" and cfg.model == "unrolled":
-        options = {**SSDU_UNROLLED_OPTIONS, **options}
+        options = {**(RADIAL_SSDU_UNROLLED_OPTIONS if radial else SSDU_UNROLLED_OPTIONS), **options}
     if augment_enabled(cfg, mode) and "flip_ensemble" not in options:
         options["flip_ensemble"] = True
     if cfg.loss == "a2a" and options.get("init", "view_sharing") == "view_sharing" and "share_window" not in options:

@@ -102,7 +102,7 @@ class Trainer:
         self.mode = resolve_mode(cfg, dataset)
         val_set = KspaceDataset(cfg.val, split=split, mask_file=cfg.mask) if cfg.val else None
         log_layouts([*dataset.infos, *(val_set.infos if val_set is not None else [])], self.log)
-        radial = any(info.layout == "radial" for info in dataset.infos)
+        self.radial = radial = any(info.layout == "radial" for info in dataset.infos)
         unbounded = cfg.steps is None and cfg.epochs is None and cfg.time_limit is None
         if radial:
             apply_radial_defaults(cfg)
@@ -138,7 +138,7 @@ class Trainer:
         cfg, fresh = self.cfg, self.state is None
         torch.manual_seed(cfg.seed + 1000 * self.ranks.rank)  # the weights' initialisation
         if fresh:
-            cfg.model_options = default_model_options(cfg, self.dataset, self.mode)
+            cfg.model_options = default_model_options(cfg, self.dataset, self.mode, radial=self.radial)
             check_model_options(cfg.model, cfg.model_options)
         try:
             net = build_model(cfg.model, **cfg.model_options) if fresh else self.state.build_model()
