@@ -325,10 +325,10 @@ def supervised_worker(run: Path, like: Path, steps: int, files: list[str]) -> No
     net = build_model(ckpt.model_name, **ckpt.model_config)  # fresh weights, the default's architecture and options
     augment = bool(getattr(net, "flip_ensemble", False))
     ds = KspaceDataset(files)
-    fit_supervised(net, [_seen_by_estimated_maps(ds.read(i)) for i in range(len(ds))], mode, run, steps=steps, augment=augment)
+    fit_supervised(net, [seen_by_estimated_maps(ds.read(i)) for i in range(len(ds))], mode, run, steps=steps, augment=augment)
 
 
-def _seen_by_estimated_maps(smp):
+def seen_by_estimated_maps(smp):
     """The sample with its reference as the estimated maps see it, ``x * sum_c conj(S_est_c) S_true_c``.
 
     Estimated maps fix each slice's phase (and, outside the support, magnitude) their own way,
