@@ -37,6 +37,7 @@ import torch
 
 from .nufft import RadialMRI, is_radial_mask
 from .physics import DynamicMRI, Reflection, SequentialMRI, to_complex
+from .ssdu import SSDULoss
 
 __all__ = [
     "DEFAULT_ADAPT_LR",
@@ -127,8 +128,6 @@ def spoke_split_loss(
 ) -> torch.Tensor:
     """:func:`split_loss` of radial data ``(B, 2, T, N, spokes, samples)``: ``fraction`` of the spokes
     (of every frame; of the whole set for a static object) form the input, the rest the target."""
-    from .ssdu import SSDULoss
-
     physics = RadialMRI(mask, coil_maps, sequential=mode == "sequential")
     split = SSDULoss(loss_fraction=1.0 - fraction).split(kspace, physics, generator=generator)
     x = net(split.y_input, split.physics_input)
