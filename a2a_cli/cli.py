@@ -482,8 +482,6 @@ def _reconstruct_all(ckpt, net, inputs: list, out_dir: Path, dev, overwrite: boo
     """Reconstruct every input with a progress bar; the quality table (``_keep``: the preview's images)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .adapt import default_adapt_steps
-    from .data import inspect_file
     from .reconstruction import overall, reconstruct_file
 
     results = []
@@ -491,15 +489,13 @@ def _reconstruct_all(ckpt, net, inputs: list, out_dir: Path, dev, overwrite: boo
                   TextColumn("slices"), TimeElapsedColumn(), console=err) as bar:
         tuning = bar.add_task("fine-tuning on the slice", total=None, visible=False)
         for i, source in enumerate(inputs):
-            radial = inspect_file(source, split=split, mask_file=mask_file).layout == "radial"
-            steps = default_adapt_steps(ckpt.mode, radial=radial) if adapt is None else adapt
             task = bar.add_task(escape(_shown(source.name)), total=None)
             res = reconstruct_file(
                 ckpt, net, source, out_dir, dev, overwrite=overwrite, frames_per_batch=frames_per_batch,
                 split=split, on_slice=lambda d, n, t=task: bar.update(t, completed=d, total=n),
                 keep=keep if i == 0 else None, mask_file=mask_file,
                 log=lambda m: bar.console.print(escape(m), style="dim", highlight=False, soft_wrap=True),
-                adapt_steps=steps,
+                adapt_steps=adapt,  # None: the default for the file (reconstruct_file)
                 on_adapt_step=lambda k, n: bar.update(tuning, completed=k % n, total=n, visible=k < n),
             )
             results.append(res)

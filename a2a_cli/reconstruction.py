@@ -231,7 +231,7 @@ def reconstruct_file(
     keep: Optional[dict] = None,
     mask_file: Optional[str | Path] = None,
     log: Optional[Callable[[str], None]] = None,
-    adapt_steps: int = 0,
+    adapt_steps: Optional[int] = 0,
     on_adapt_step: Optional[Callable[[int, int], None]] = None,
 ) -> FileResult:
     """Reconstruct every slice of ``source`` into ``OUT_DIR/<stem>_recon.h5`` (atomically).
@@ -245,6 +245,8 @@ def reconstruct_file(
     reference, zero-filled and network images of slice ``keep["slice"]``.
     ``adapt_steps`` > 0: each slice is reconstructed by a copy of ``net`` fine-tuned on
     it (:func:`a2a_cli.adapt.adapt_network`); the time counts as reconstruction time.
+    None: the default for this checkpoint's mode and this file's layout
+    (:func:`a2a_cli.adapt.default_adapt_steps`).
     ``on_adapt_step(step, steps)`` is called after every fine-tuning step.
     """
     source = Path(source)
@@ -258,6 +260,10 @@ def reconstruct_file(
     if info.mode != mode and info.layout != "fastmri":  # only static fastMRI slices read either way
         raise InputError(source, f"the file's acquisition is {info.mode!r} but the checkpoint was trained for {mode!r}")
     frame_shape = (info.frames, info.height, info.width) if mode == "dynamic" else (info.height, info.width)
+    if adapt_steps is None:
+        from .adapt import default_adapt_steps
+
+        adapt_steps = default_adapt_steps(mode, radial=info.layout == "radial")
     run = _SliceRun(net, mode, device, frames_per_batch, adapt_steps, on_adapt_step)
     methods: set[str] = set()
     result = FileResult(source=str(source), output=str(target), slices=info.n_slices, seconds=0.0, frames=0)
