@@ -567,12 +567,17 @@ def _block_dcf(m: torch.Tensor) -> torch.Tensor:
     compensation divided by F."""
     b, _, f, spokes, samples = m.shape
     traj = torch.stack((m[:, 1], m[:, 2]), -1).reshape(b, f * spokes, samples, 2)
+    w = _geometric_dcf_or(traj, m[:, 3].reshape(b, f * spokes, samples) / f)
+    return w.reshape(b, 1, 1, f * spokes, samples)
+
+
+def _geometric_dcf_or(traj: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """:func:`radial_dcf` of ``traj`` ``(..., spokes, samples, 2)`` when every spoke is a straight line
+    through the centre, else ``fallback`` (``(..., spokes, samples)``, on ``traj``'s device)."""
     _, radial = spoke_angles(traj.detach().cpu())
     if bool(np.all(radial)):
-        w = radial_dcf(traj.detach().cpu()).to(m.device)
-    else:
-        w = m[:, 3].reshape(b, f * spokes, samples) / f
-    return w.reshape(b, 1, 1, f * spokes, samples)
+        return radial_dcf(traj.detach().cpu()).to(traj.device)
+    return fallback
 
 
 def select_spokes(mask: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -595,11 +600,7 @@ def select_spokes(mask: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     gather = index[:, None, :, :, None].expand(b, 4, t, index.shape[-1], samples)
     kept = torch.gather(mask.expand(b, *mask.shape[1:]), 3, gather)
     traj = torch.stack((kept[:, 1], kept[:, 2]), -1)  # (B, T, k, samples, 2)
-    _, radial = spoke_angles(traj.detach().cpu())
-    if bool(np.all(radial)):
-        dcf = radial_dcf(traj.detach().cpu()).to(mask.device)
-    else:
-        dcf = kept[:, 3] * (spokes / index.shape[-1])
+    dcf = _geometric_dcf_or(traj, kept[:, 3] * (spokes / index.shape[-1]))
     return torch.cat((kept[:, :3], dcf.unsqueeze(1)), 1)
 
 
