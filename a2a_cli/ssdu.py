@@ -59,7 +59,7 @@ import torch
 from torch import nn
 
 from .errors import A2AError
-from .nufft import RadialMRI, density_weighted_mse, select_spokes
+from .nufft import RadialMRI, density_weighted_mse, is_radial_mask, select_spokes
 from .physics import DynamicMRI, MRIPhysics, is_sequential
 
 __all__ = ["SSDUError", "SSDUSplit", "SSDULoss", "partition_masks", "partition_spokes", "SELECTIONS"]
@@ -365,7 +365,7 @@ class SSDULoss(nn.Module):
                 f"the network output has batch {x_net.shape[0]} but the split has {split.y_loss.shape[0]} samples; "
                 "run the network on split.y_input"
             )
-        if split.loss_mask.shape[1] == 4 and isinstance(self.metric, nn.MSELoss) and self.metric.reduction == "mean":
+        if is_radial_mask(split.loss_mask) and isinstance(self.metric, nn.MSELoss) and self.metric.reduction == "mean":
             # radial spokes: each sample weighted by its density compensation (+3.6 dB on the sequential radial case)
             return density_weighted_mse(split.physics_loss.A(x_net) - split.y_loss, split.loss_mask)
         value = self.metric(split.physics_loss.A(x_net), split.y_loss)
