@@ -10,6 +10,11 @@ belong to the same frame, so the target is consistent as well. The network keeps
 input samples (data consistency), so only the lines the input lacks carry signal.
 Each step also draws a random exact reflection of the data (as ``--augment`` does).
 
+Like training, the fine-tuning compresses more than six coils to six virtual coils
+(:mod:`a2a_cli.training.data`); the tuned network then reconstructs the slice with every
+coil. Unlike training, it sees the whole image: on a 180 x 230 8-coil study slice, bands of
+64 readout rows made 200 steps 2.7 times cheaper but lost 0.6 dB (benchmarks/REALSIZE.md).
+
 Radial data (a sampling tensor ``(1, 4, T, spokes, samples)`` as the mask) are split by
 whole spokes instead (:func:`a2a_cli.ssdu.partition_spokes`), without reflections, which
 would embed new Toeplitz kernels at every step.
@@ -38,6 +43,7 @@ import torch
 from .nufft import RadialMRI, is_radial_mask
 from .physics import DynamicMRI, Reflection, SequentialMRI, to_complex
 from .ssdu import SSDULoss
+from .training.data import auto_crop_rows, auto_virtual_coils, compress_item, random_readout_crop
 
 __all__ = [
     "DEFAULT_ADAPT_LR",
@@ -152,15 +158,33 @@ def scan_loss(
     return total / splits
 
 
+def _cheap_view(
+    kspace: torch.Tensor, mask: torch.Tensor, coil_maps: torch.Tensor | None, virtual_coils: int | None,
+    crop_rows: int | None,
+) -> tuple[torch.Tensor, torch.Tensor | None, int | None]:
+    """The slice as training sees it: coils compressed (multi-coil ``(1, 2, T, N, H, W)``) and
+    the readout rows of a band (None: no band); see :func:`adapt_network`."""
+    rows = auto_crop_rows(mask.shape[-2], crop_rows or 0)
+    if kspace.ndim == 6 and coil_maps is not None:
+        n = auto_virtual_coils(kspace.shape[3], virtual_coils)
+        if n is not None:
+            item = compress_item({"kspace": kspace[0], "coil_maps": coil_maps[0]}, n)
+            kspace, coil_maps = item["kspace"].unsqueeze(0), item["coil_maps"].unsqueeze(0)
+    return kspace, coil_maps, rows
+
+
 def adapt_network(
     net: torch.nn.Module, mode: str, kspace: torch.Tensor, mask: torch.Tensor, coil_maps: torch.Tensor | None = None,
     steps: int = 100, lr: float = DEFAULT_ADAPT_LR, fraction: float = DEFAULT_INPUT_FRACTION, seed: int = 0,
     reflections: bool = True, on_step: Callable[[int, float], None] | None = None,
+    virtual_coils: int | None = None, crop_rows: int | None = None,
 ) -> tuple[torch.nn.Module, list[float]]:
     """A copy of ``net`` fine-tuned on one slice; returns ``(network in eval mode, loss per step)``.
 
     Each step draws a split (:func:`split_measurements`) and a reflection and takes one
-    Adam step on :func:`split_loss`.
+    Adam step on :func:`split_loss`. ``virtual_coils`` as in training (None: its default,
+    :func:`a2a_cli.training.data.auto_virtual_coils`; 0: every coil); ``crop_rows``: bands of
+    that many readout rows (None or 0: the whole image). Cartesian data only.
     ``net`` itself is left untouched. ``steps`` 0 returns an unchanged copy.
     """
     if steps < 0:
@@ -173,14 +197,19 @@ def adapt_network(
     optimiser = torch.optim.Adam(tuned.parameters(), lr=lr)
     tuned.train()
     radial = is_radial_mask(mask)
+    if not radial:
+        kspace, coil_maps, crop_rows = _cheap_view(kspace, mask, coil_maps, virtual_coils, crop_rows)
     with torch.enable_grad():
         for step in range(steps):
             if radial:
                 loss = spoke_split_loss(tuned, mode, kspace, mask, coil_maps, fraction, generator)
             else:
-                m_in, m_tg = split_measurements(mask, fraction, generator)
+                batch = {"kspace": kspace, "mask": mask, "coil_maps": coil_maps}
+                if crop_rows:
+                    batch = random_readout_crop(batch, crop_rows, generator)
+                m_in, m_tg = split_measurements(batch["mask"], fraction, generator)
                 g = Reflection.random(generator) if reflections else Reflection()
-                loss = split_loss(tuned, mode, kspace, m_in, m_tg, coil_maps, g)
+                loss = split_loss(tuned, mode, batch["kspace"], m_in, m_tg, batch["coil_maps"], g)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()

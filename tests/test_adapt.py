@@ -130,3 +130,30 @@ def test_adapt_on_a_radial_scan_splits_spokes_and_lowers_its_loss(tmp_path, one_
         assert result.exit_code == 0, result.output
         with h5py.File(tmp_path / "rec" / "rad_recon.h5") as f:
             assert f.attrs["adapt_steps"] == steps and np.isfinite(f["reconstruction"][()]).all()
+
+
+class _CoilCounter(torch.nn.Module):
+    """A network that records the coil count of the k-space it is given (then acts as the unrolled net)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = _small_net()
+        self.coils: list[int] = []
+
+    def forward(self, y, physics):
+        self.coils.append(physics.coil_maps.shape[1])
+        return self.inner(y, physics)
+
+
+def test_adapt_fine_tunes_many_coils_on_virtual_coils_and_keeps_the_whole_image(tmp_path, one_thread):
+    path = write_case(tmp_path / "mc.h5", mode="sequential", slices=1, frames=4, height=24, width=24,
+                      acceleration=3.0, coils=8, seed=5)
+    smp = read_slice(path, 0)
+    assert smp.kspace.shape[3] == 8
+    tuned, losses = adapt_network(_CoilCounter(), "sequential", smp.kspace, smp.mask, smp.coil_maps, steps=3)
+    assert tuned.coils == [6, 6, 6] and len(losses) == 3  # compressed as in training (more than 6 coils)
+    tuned, _ = adapt_network(_CoilCounter(), "sequential", smp.kspace, smp.mask, smp.coil_maps, steps=2, virtual_coils=0)
+    assert tuned.coils == [8, 8]
+    # the tuned network still reconstructs the slice from every coil, at full size
+    out = run_network(tuned, "sequential", smp.kspace, smp.mask, smp.coil_maps)
+    assert tuned.coils[-1] == 8 and out.shape[-2:] == (24, 24)
