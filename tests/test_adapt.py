@@ -157,3 +157,18 @@ def test_adapt_fine_tunes_many_coils_on_virtual_coils_and_keeps_the_whole_image(
     # the tuned network still reconstructs the slice from every coil, at full size
     out = run_network(tuned, "sequential", smp.kspace, smp.mask, smp.coil_maps)
     assert tuned.coils[-1] == 8 and out.shape[-2:] == (24, 24)
+
+
+def test_split_of_the_same_lines_in_every_frame_is_shared_by_the_frames():
+    mask = torch.zeros(2, 1, 6, 4, 32)
+    mask[0, ..., ::3] = 1  # sample 0: the same lines in every frame
+    for t in range(6):  # sample 1: its own lines in every frame
+        mask[1, :, t, :, t::6] = 1
+    inp, tgt = split_measurements(mask, 0.5, torch.Generator().manual_seed(2))
+    assert torch.equal(inp + tgt, mask) and float((inp * tgt).sum()) == 0
+    # no target line of sample 0 is in any frame's input (view sharing would hand it over)
+    assert float((inp[0].amax(dim=1, keepdim=True) * tgt[0]).sum()) == 0
+    assert 0 < float(tgt[0].sum()) < float(mask[0].sum())
+    # sample 1 is still split frame by frame: its frames' draws differ
+    per_frame = inp[1, 0, :, 0] / mask[1, 0, :, 0].clamp(min=1)
+    assert len({tuple(r[mask[1, 0, t, 0] > 0].tolist()) for t, r in enumerate(per_frame)}) > 1
