@@ -43,7 +43,7 @@ import torch
 from .nufft import RadialMRI, is_radial_mask
 from .physics import DynamicMRI, Reflection, SequentialMRI, to_complex
 from .ssdu import SSDULoss
-from .training.data import auto_crop_rows, auto_virtual_coils, compress_item, random_readout_crop
+from .training.data import auto_virtual_coils, compress_item
 
 __all__ = [
     "DEFAULT_ADAPT_LR",
@@ -163,33 +163,32 @@ def scan_loss(
     return total / splits
 
 
-def _cheap_view(
-    kspace: torch.Tensor, mask: torch.Tensor, coil_maps: torch.Tensor | None, virtual_coils: int | None,
-    crop_rows: int | None,
-) -> tuple[torch.Tensor, torch.Tensor | None, int | None]:
-    """The slice as training sees it: coils compressed (multi-coil ``(1, 2, T, N, H, W)``) and
-    the readout rows of a band (None: no band); see :func:`adapt_network`."""
-    rows = auto_crop_rows(mask.shape[-2], crop_rows or 0)
-    if kspace.ndim == 6 and coil_maps is not None:
-        n = auto_virtual_coils(kspace.shape[3], virtual_coils)
-        if n is not None:
-            item = compress_item({"kspace": kspace[0], "coil_maps": coil_maps[0]}, n)
-            kspace, coil_maps = item["kspace"].unsqueeze(0), item["coil_maps"].unsqueeze(0)
-    return kspace, coil_maps, rows
+def _virtual_coils(
+    kspace: torch.Tensor, coil_maps: torch.Tensor | None, virtual_coils: int | None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Multi-coil ``(1, 2, T, N, H, W)`` k-space and its maps compressed as training compresses them
+    (:func:`a2a_cli.training.data.auto_virtual_coils`); anything else unchanged."""
+    if kspace.ndim != 6 or coil_maps is None:
+        return kspace, coil_maps
+    n = auto_virtual_coils(kspace.shape[3], virtual_coils)
+    if n is None:
+        return kspace, coil_maps
+    item = compress_item({"kspace": kspace[0], "coil_maps": coil_maps[0]}, n)
+    return item["kspace"].unsqueeze(0), item["coil_maps"].unsqueeze(0)
 
 
 def adapt_network(
     net: torch.nn.Module, mode: str, kspace: torch.Tensor, mask: torch.Tensor, coil_maps: torch.Tensor | None = None,
     steps: int = 100, lr: float = DEFAULT_ADAPT_LR, fraction: float = DEFAULT_INPUT_FRACTION, seed: int = 0,
     reflections: bool = True, on_step: Callable[[int, float], None] | None = None,
-    virtual_coils: int | None = None, crop_rows: int | None = None,
+    virtual_coils: int | None = None,
 ) -> tuple[torch.nn.Module, list[float]]:
     """A copy of ``net`` fine-tuned on one slice; returns ``(network in eval mode, loss per step)``.
 
     Each step draws a split (:func:`split_measurements`) and a reflection and takes one
-    Adam step on :func:`split_loss`. ``virtual_coils`` as in training (None: its default,
-    :func:`a2a_cli.training.data.auto_virtual_coils`; 0: every coil); ``crop_rows``: bands of
-    that many readout rows (None or 0: the whole image). Cartesian data only.
+    Adam step on :func:`split_loss`. ``virtual_coils``: the coils to fine-tune on, as in
+    training (None: its default, :func:`a2a_cli.training.data.auto_virtual_coils`; 0: every
+    coil; Cartesian data only).
     ``net`` itself is left untouched. ``steps`` 0 returns an unchanged copy.
     """
     if steps < 0:
@@ -203,18 +202,15 @@ def adapt_network(
     tuned.train()
     radial = is_radial_mask(mask)
     if not radial:
-        kspace, coil_maps, crop_rows = _cheap_view(kspace, mask, coil_maps, virtual_coils, crop_rows)
+        kspace, coil_maps = _virtual_coils(kspace, coil_maps, virtual_coils)
     with torch.enable_grad():
         for step in range(steps):
             if radial:
                 loss = spoke_split_loss(tuned, mode, kspace, mask, coil_maps, fraction, generator)
             else:
-                batch = {"kspace": kspace, "mask": mask, "coil_maps": coil_maps}
-                if crop_rows:
-                    batch = random_readout_crop(batch, crop_rows, generator)
-                m_in, m_tg = split_measurements(batch["mask"], fraction, generator)
+                m_in, m_tg = split_measurements(mask, fraction, generator)
                 g = Reflection.random(generator) if reflections else Reflection()
-                loss = split_loss(tuned, mode, batch["kspace"], m_in, m_tg, batch["coil_maps"], g)
+                loss = split_loss(tuned, mode, kspace, m_in, m_tg, coil_maps, g)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
