@@ -375,17 +375,58 @@ class DynamicMRI(MRIPhysics):
         """
         if self.mask.ndim != 5:
             return self.A_adjoint(y)
+        filled, _ = self._view_shared_complex(y, window)
+        z = ifft2c(filled)
+        return to_real(self._coil_combine(z) if self.multicoil else z)
+
+    def view_shared(self, y: torch.Tensor, window: Optional[int] = None) -> tuple[torch.Tensor, "DynamicMRI"]:
+        """The view-shared k-space as a measurement of its own: ``(y_shared, operator)``.
+
+        Each frame keeps its own samples; a location it did not sample but another frame
+        of its block (``window`` frames, see :meth:`view_sharing`) did holds the block's
+        average there. The operator's mask is, for every frame, the union of its block's
+        masks, so a network's exact data consistency with it keeps both the frame's own
+        samples and the shared ones and changes only what no frame of the block measured.
+        ``A_adjoint`` of the pair is :meth:`view_sharing` of ``(y, self)``. Where every frame
+        measured all of its block's locations (the same lines in every frame) there is
+        nothing to share and ``(y, self)`` comes back unchanged.
+
+        >>> mask = torch.zeros(1, 1, 2, 1, 4); mask[..., 0, :, 0] = 1; mask[..., 1, :, 1] = 1
+        >>> physics = DynamicMRI(mask=mask)
+        >>> y = physics(torch.randn(1, 2, 2, 3, 4))
+        >>> y_shared, shared = physics.view_shared(y)
+        >>> shared.mask[0, 0, :, 0].tolist()           # both frames: the lines that either measured
+        [[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]]
+        >>> bool(torch.allclose(shared.A_adjoint(y_shared), physics.view_sharing(y), atol=1e-6))
+        True
+        """
+        if self.mask.ndim != 5:
+            return y, self
+        filled, union = self._view_shared_complex(y, window)
+        if bool((union == (self.mask[:, 0] != 0).to(union.dtype)).all()):
+            return y, self
+        mask = union.unsqueeze(1).expand(-1, self.mask.shape[1], -1, -1, -1).to(self.mask.dtype)
+        if self.multicoil:
+            union = union.unsqueeze(-3)
+        return to_real(filled * union), self.with_mask(mask)  # type: ignore[return-value]
+
+    def _view_shared_complex(self, y: torch.Tensor, window: Optional[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Complex view-shared k-space ``(B, T, [N], H, W)`` and the block-union mask ``(B, T, H, W)`` (0/1 float)."""
         m = self._kmask()
         yc = to_complex(y) * m
         t = yc.shape[1]
         w = t if window is None or window <= 0 else min(window, t)
-        filled = []
+        filled, unions = [], []
         for start in range(0, t, w):
             mb, yb = m[:, start:start + w], yc[:, start:start + w]
-            avg = yb.sum(1, keepdim=True) / torch.clamp(mb.sum(1, keepdim=True), min=1.0)
+            count = mb.sum(1, keepdim=True)
+            avg = yb.sum(1, keepdim=True) / torch.clamp(count, min=1.0)
             filled.append(yb + (1 - mb) * avg)
-        z = ifft2c(torch.cat(filled, dim=1))
-        return to_real(self._coil_combine(z) if self.multicoil else z)
+            unions.append((count > 0).to(m.dtype).expand_as(mb))
+        union = torch.cat(unions, dim=1)
+        if self.multicoil:
+            union = union.squeeze(-3)
+        return torch.cat(filled, dim=1), union
 
 
 class SequentialMRI(MRIPhysics):

@@ -430,3 +430,80 @@ def test_networks_declare_their_window_geometry(tmp_path):
     assert window_geometry(TimeAgnosticNet(AutoEncoder(32, 2, 2))) == (1, 0)  # not a ReconstructionNet: frame by frame
     save_checkpoint(tmp_path / "net.pt", net, "dynamic")  # the geometry comes back from the stored options
     assert load_checkpoint(tmp_path / "net.pt").build_model().window == (4, 2)
+
+
+# -- data consistency with the view-shared samples (shared_dc) -----------------------------
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_shared_dc_changes_only_what_no_frame_of_the_block_measured(name):
+    y, physics = dynamic_data(t=4)
+    shared_y, shared = physics.view_shared(y)
+    union = shared.mask[:, :1] != 0  # (B, 1, T, 1, W): what some frame measured
+    assert (~union).any() and union.any()  # the data leave holes to fill
+    x = small(name, shared_dc=True)(y, physics)
+    assert dc_error(x, y, physics) < 1e-5  # the frame's own samples
+    # every location that another frame measured holds the block's average, as view sharing gives it
+    assert (shared(x) - shared_y).abs().max().item() < 1e-5
+    # the holes were filled by the network, and without shared_dc the shared samples are changed
+    k = DynamicMRI(mask=(~union).float())(x)
+    assert k.abs().max() > 1e-3
+    assert (shared(small(name)(y, physics)) - shared_y).abs().max() > 1e-3
+
+
+def test_shared_dc_respects_the_view_sharing_block():
+    y, physics = dynamic_data(t=4, seed=3)
+    shared_y, shared = physics.view_shared(y, window=2)
+    m = physics.mask[:, 0] != 0  # (B, T, 1, W)
+    for start in (0, 2):
+        union = m[:, start:start + 2].any(dim=1)  # (B, 1, W)
+        assert torch.equal(shared.mask[:, 0, start] != 0, union) and torch.equal(shared.mask[:, 0, start + 1] != 0, union)
+    x = small("unrolled", shared_dc=True, share_window=2)(y, physics)
+    assert (shared(x) - shared_y).abs().max().item() < 1e-5
+    assert small("unrolled", shared_dc=True, share_window=2).window.block == 2
+
+
+def test_shared_dc_multicoil_keeps_the_shared_samples():
+    maps = coil_maps(2, 16, 16)
+    y, physics = dynamic_data(coil_maps=maps)
+    shared_y, shared = physics.view_shared(y)
+    assert shared_y.shape == y.shape
+    # the view-shared measurement's adjoint is the view-sharing image of the original one
+    assert torch.allclose(shared.A_adjoint(shared_y), physics.view_sharing(y), atol=1e-5)
+    # frames of independent random images: the shared samples contradict the frame's own,
+    # which the last step fits (by conjugate gradient: approximately)
+    x = small("unrolled", shared_dc=True)(y, physics)
+    assert ((physics(x) - y).norm() / y.norm()).item() < 0.05
+    # on a static object the shared samples agree with the frame's own, and both are kept
+    obj = torch.randn(2, 2, 1, 16, 16).expand(2, 2, 4, 16, 16)
+    y = physics(obj)
+    shared_y, shared = physics.view_shared(y)
+    x = small("unrolled", shared_dc=True)(y, physics)
+    assert ((shared(x) - shared_y).norm() / shared_y.norm()).item() < 0.05
+
+
+def test_shared_dc_is_stored_only_when_set_and_rebuilds():
+    net = small("unrolled", shared_dc=True)
+    assert net.config["shared_dc"] is True
+    assert build_model("unrolled", **net.config).shared_dc
+    # a configuration written before the option existed rebuilds without it
+    assert "shared_dc" not in small("unrolled").config and not build_model("unrolled").shared_dc
+    # static and sequential data have nothing to share: the option changes nothing there
+    ys, physics_s = static_data()
+    torch.manual_seed(0)
+    a = small("unrolled", shared_dc=True)(ys, physics_s)
+    b = small("unrolled")(ys, physics_s)
+    assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_shared_dc_is_a_no_op_where_every_frame_measures_the_same_lines():
+    mask = line_mask(2, 1, 16).expand(2, 1, 4, 1, 16).contiguous()
+    physics = DynamicMRI(mask=mask, coil_maps=coil_maps(2, 16, 16))
+    y = physics(torch.randn(2, 2, 4, 16, 16))
+    shared_y, shared = physics.view_shared(y)
+    assert shared is physics and shared_y is y
+    torch.manual_seed(0)
+    a = small("unrolled", shared_dc=True)(y, physics)
+    torch.manual_seed(0)
+    b = small("unrolled")(y, physics)
+    assert torch.equal(a, b)

@@ -384,6 +384,20 @@ def test_ssdu_defaults_of_the_unrolled_network():
     assert "iterations" not in default_model_options(cfg, None, "dynamic")
 
 
+def test_dynamic_cartesian_networks_keep_the_view_shared_samples_by_default():
+    from a2a_cli.training import default_model_options
+
+    cfg = TrainConfig(train=["a.h5"], out="run", loss="ssdu")
+    assert default_model_options(cfg, None, "dynamic")["shared_dc"] is True
+    assert "shared_dc" not in default_model_options(cfg, None, "sequential")
+    assert "shared_dc" not in default_model_options(cfg, None, "dynamic", radial=True)
+    # the user's choice wins, and a start without view sharing has nothing to keep
+    cfg = TrainConfig(train=["a.h5"], out="run", loss="ssdu", model_options={"shared_dc": False})
+    assert default_model_options(cfg, None, "dynamic")["shared_dc"] is False
+    cfg = TrainConfig(train=["a.h5"], out="run", loss="ssdu", model_options={"init": "adjoint"})
+    assert "shared_dc" not in default_model_options(cfg, None, "dynamic")
+
+
 # -- radial data: whole spokes ---------------------------------------------------------------
 
 

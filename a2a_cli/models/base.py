@@ -126,6 +126,15 @@ class ReconstructionNet(nn.Module):
     data (:class:`~a2a_cli.physics.Reflection`: mirror in H and W, conjugation). Every
     variant keeps the measured samples, so the average does too; it costs eight passes and
     pays off for networks trained on reflected data (``a2a train --augment``).
+
+    ``shared_dc`` (Cartesian dynamic data, with ``init="view_sharing"``) makes the data
+    consistency keep the view-shared samples too (:meth:`~a2a_cli.physics.DynamicMRI.view_shared`):
+    the network then fills only the k-space that no frame of the block measured. Training
+    cannot score a network's change to a location that other frames measured: every
+    self-supervised target is a sample removed from the input, and where frames sample
+    nearly disjoint lines it was the sequence's only sample there, so the network learns
+    to fill holes and, applied to the whole sequence, overwrote the better shared
+    samples (benchmarks/RESULTS.md, "Dynamic mode and view sharing").
     """
 
     name: ClassVar[str] = ""
@@ -136,12 +145,20 @@ class ReconstructionNet(nn.Module):
     #: that windowed reconstruction can carry enough context.
     temporal_context: int = 0
 
-    def __init__(self, init: str = "view_sharing", share_window: Optional[int] = None, flip_ensemble: bool = False):
+    def __init__(self, init: str = "view_sharing", share_window: Optional[int] = None, flip_ensemble: bool = False,
+                 shared_dc: bool = False):
         super().__init__()
         self.share_window = _check_common(init, share_window)
         self.init = init
         self.flip_ensemble = bool(flip_ensemble)
+        self.shared_dc = bool(shared_dc)
         self.config: dict[str, Any] = {}
+
+    @property
+    def common_config(self) -> dict[str, Any]:
+        """Options of the base class that a subclass's ``config`` carries only when set
+        (checkpoints written before an option existed rebuild unchanged)."""
+        return {"shared_dc": True} if self.shared_dc else {}
 
     @property
     def window(self) -> WindowGeometry:
@@ -206,10 +223,20 @@ class ReconstructionNet(nn.Module):
             # one image is a sequence of one frame: a single code path for both cases
             y = y.unsqueeze(2)
             physics = physics.with_mask(physics.mask.unsqueeze(2))
+        own = None
+        if self.shared_dc and self.init == "view_sharing" and hasattr(physics, "view_shared"):
+            shared_y, shared = physics.view_shared(y, window=self.share_window)
+            if shared is not physics:
+                own, y, physics = (y, physics), shared_y, shared
         x0 = self.initial_image(y, physics)
         s = self.intensity_scale(x0) if scale is None else scale
         s_y = s.unsqueeze(3) if y.ndim == 6 else s  # coil axis at dim 3
-        x = self.reconstruct(x0 / s, y / s_y, physics) * s
+        x = self.reconstruct(x0 / s, y / s_y, physics)
+        if own is not None and own[1].multicoil and getattr(self, "data_consistency", True):
+            # With coils, samples shared from other motion states cannot all be fitted
+            # together with the frame's own: the last step fits the frame's own samples.
+            x = own[1].prox_l2(x, own[0] / s_y, 0.0)
+        x = x * s
         return x.squeeze(2) if static else x
 
     def reconstruct(self, x0: torch.Tensor, y: torch.Tensor, physics: MRIPhysics) -> torch.Tensor:

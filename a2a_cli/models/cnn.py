@@ -65,8 +65,9 @@ class Conv2dtNet(ReconstructionNet):
         init: str = "view_sharing",
         share_window: Optional[int] = None,
         flip_ensemble: bool = False,
+        shared_dc: bool = False,
     ):
-        super().__init__(init=init, share_window=share_window, flip_ensemble=flip_ensemble)
+        super().__init__(init=init, share_window=share_window, flip_ensemble=flip_ensemble, shared_dc=shared_dc)
         neighbours = int(neighbours)
         if neighbours < 0:
             raise ValueError(f"neighbours must be >= 0, got {neighbours}")
@@ -82,6 +83,7 @@ class Conv2dtNet(ReconstructionNet):
             init=init,
             share_window=self.share_window,
             flip_ensemble=self.flip_ensemble,
+            **self.common_config,
         )
 
     def reconstruct(self, x0: torch.Tensor, y: torch.Tensor, physics: MRIPhysics) -> torch.Tensor:

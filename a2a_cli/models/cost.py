@@ -63,6 +63,7 @@ OPTION_CHECKS: dict[str, Check] = {
     "learn_lambda": Check("bool"),
     "data_consistency": Check("bool"),
     "flip_ensemble": Check("bool"),
+    "shared_dc": Check("bool"),
     "init": Check("str", choices=("view_sharing", "adjoint")),
     "share_window": Check("int", low=1, high=_BIG, optional=True),
 }

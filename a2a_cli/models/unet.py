@@ -92,8 +92,9 @@ class ResidualUNet(ReconstructionNet):
         init: str = "view_sharing",
         share_window: Optional[int] = None,
         flip_ensemble: bool = False,
+        shared_dc: bool = False,
     ):
-        super().__init__(init=init, share_window=share_window, flip_ensemble=flip_ensemble)
+        super().__init__(init=init, share_window=share_window, flip_ensemble=flip_ensemble, shared_dc=shared_dc)
         self.unet = UNet2d(2, 2, channels=int(channels), scales=int(scales))
         self.scales = int(scales)
         self.data_consistency = bool(data_consistency)
@@ -104,6 +105,7 @@ class ResidualUNet(ReconstructionNet):
             init=init,
             share_window=self.share_window,
             flip_ensemble=self.flip_ensemble,
+            **self.common_config,
         )
 
     def reconstruct(self, x0: torch.Tensor, y: torch.Tensor, physics: MRIPhysics) -> torch.Tensor:

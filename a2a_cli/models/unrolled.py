@@ -60,9 +60,10 @@ class UnrolledNet(ReconstructionNet):
         init: str = "view_sharing",
         share_window: Optional[int] = None,
         flip_ensemble: bool = False,
+        shared_dc: bool = False,
         neighbours: int = 0,
     ):
-        super().__init__(init=init, share_window=share_window, flip_ensemble=flip_ensemble)
+        super().__init__(init=init, share_window=share_window, flip_ensemble=flip_ensemble, shared_dc=shared_dc)
         iterations, lam, neighbours = int(iterations), float(lam), int(neighbours)
         if iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {iterations}")
@@ -95,6 +96,7 @@ class UnrolledNet(ReconstructionNet):
             init=init,
             share_window=self.share_window,
             flip_ensemble=self.flip_ensemble,
+            **self.common_config,
         )
         if neighbours:
             self.config["neighbours"] = neighbours
