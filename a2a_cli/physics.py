@@ -48,6 +48,7 @@ __all__ = [
     "SequentialMRI",
     "Reflection",
     "is_sequential",
+    "SharedSamplesMRI",
 ]
 
 
@@ -379,36 +380,45 @@ class DynamicMRI(MRIPhysics):
         z = ifft2c(filled)
         return to_real(self._coil_combine(z) if self.multicoil else z)
 
-    def view_shared(self, y: torch.Tensor, window: Optional[int] = None) -> tuple[torch.Tensor, "DynamicMRI"]:
-        """The view-shared k-space as a measurement of its own: ``(y_shared, operator)``.
+    def with_shared_samples(self, y: torch.Tensor, window: Optional[int] = None,
+                            fraction: float | torch.Tensor = 1.0,
+                            scale: Optional[torch.Tensor] = None) -> "DynamicMRI":
+        """This operator with a data consistency that also draws on the view-shared samples.
 
-        Each frame keeps its own samples; a location it did not sample but another frame
-        of its block (``window`` frames, see :meth:`view_sharing`) did holds the block's
-        average there. The operator's mask is, for every frame, the union of its block's
-        masks, so a network's exact data consistency with it keeps both the frame's own
-        samples and the shared ones and changes only what no frame of the block measured.
-        ``A_adjoint`` of the pair is :meth:`view_sharing` of ``(y, self)``. Where every frame
-        measured all of its block's locations (the same lines in every frame) there is
-        nothing to share and ``(y, self)`` comes back unchanged.
+        A location a frame did not sample but another frame of its block (``window`` frames,
+        see :meth:`view_sharing`) did gets the block's average there, and
+        :meth:`~SharedSamplesMRI.prox_l2` moves the image's k-space ``fraction`` of the way
+        to it (1: keeps it exactly) before the usual step on the frame's own samples. What no
+        frame of the block measured stays the network's. ``scale`` (``(B, 1, T, 1, 1)``, with
+        coils ``(B, 1, T, 1, 1, 1)``): the data's normalisation, applied to each frame's shared
+        samples after averaging, so that frames scaled differently share the same k-space.
+        Where every frame measured all of its block's locations (the same lines in every
+        frame) there is nothing to share and the operator comes back unchanged.
 
         >>> mask = torch.zeros(1, 1, 2, 1, 4); mask[..., 0, :, 0] = 1; mask[..., 1, :, 1] = 1
         >>> physics = DynamicMRI(mask=mask)
         >>> y = physics(torch.randn(1, 2, 2, 3, 4))
-        >>> y_shared, shared = physics.view_shared(y)
-        >>> shared.mask[0, 0, :, 0].tolist()           # both frames: the lines that either measured
-        [[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]]
-        >>> bool(torch.allclose(shared.A_adjoint(y_shared), physics.view_sharing(y), atol=1e-6))
+        >>> shared = physics.with_shared_samples(y)
+        >>> shared.shared_mask[0, :, 0].tolist()       # frame 0 shares line 1, frame 1 line 0
+        [[0.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]]
+        >>> x = shared.prox_l2(torch.zeros(1, 2, 2, 3, 4), y, 0.0)   # hard: the view-sharing image
+        >>> bool(torch.allclose(x, physics.view_sharing(y), atol=1e-6))
         True
         """
         if self.mask.ndim != 5:
-            return y, self
+            return self
         filled, union = self._view_shared_complex(y, window)
-        if bool((union == (self.mask[:, 0] != 0).to(union.dtype)).all()):
-            return y, self
-        mask = union.unsqueeze(1).expand(-1, self.mask.shape[1], -1, -1, -1).to(self.mask.dtype)
+        own = (self.mask[:, 0] != 0).to(union.dtype)
+        if bool((union == own).all()):
+            return self
+        shared_mask = union - own * union  # (B, T, H or 1, W)
         if self.multicoil:
-            union = union.unsqueeze(-3)
-        return to_real(filled * union), self.with_mask(mask)  # type: ignore[return-value]
+            shared_mask = shared_mask.unsqueeze(-3)
+        shared_y = filled * shared_mask
+        if scale is not None:
+            shared_y = shared_y / scale[:, 0]
+        return SharedSamplesMRI(self.mask, self.coil_maps, self.cg_iterations, shared_y=shared_y,
+                                shared_mask=shared_mask, fraction=fraction)
 
     def _view_shared_complex(self, y: torch.Tensor, window: Optional[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Complex view-shared k-space ``(B, T, [N], H, W)`` and the block-union mask ``(B, T, H, W)`` (0/1 float)."""
@@ -427,6 +437,37 @@ class DynamicMRI(MRIPhysics):
         if self.multicoil:
             union = union.squeeze(-3)
         return torch.cat(filled, dim=1), union
+
+
+class SharedSamplesMRI(DynamicMRI):
+    """:class:`DynamicMRI` whose data consistency also draws on view-shared samples
+    (made by :meth:`DynamicMRI.with_shared_samples`).
+
+    ``shared_y`` complex ``(B, T, [N], H, W)``: the block averages at the locations in
+    ``shared_mask`` (``(B, T, [1], H, W)``, 1 where another frame of the block sampled what
+    this frame did not). :meth:`prox_l2` first moves ``z``'s k-space ``fraction`` of the way
+    to them, then solves the usual data-consistency step on the frame's own samples. Every
+    other method is the plain operator's.
+    """
+
+    def __init__(self, mask: torch.Tensor, coil_maps: Optional[torch.Tensor], cg_iterations: int,
+                 shared_y: torch.Tensor, shared_mask: torch.Tensor, fraction: float | torch.Tensor):
+        super().__init__(mask, coil_maps, cg_iterations)
+        self.shared_y, self.shared_mask, self.fraction = shared_y, shared_mask, fraction
+
+    def with_mask(self, mask: torch.Tensor) -> DynamicMRI:
+        """The plain operator with another mask (the shared samples belong to this mask)."""
+        return DynamicMRI(mask=mask, coil_maps=self.coil_maps, cg_iterations=self.cg_iterations)
+
+    def prox_l2(self, z: Optional[torch.Tensor], y: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
+        if z is not None:
+            zc = to_complex(z)
+            k = fft2c(self._coil_expand(zc) if self.multicoil else zc)
+            step = ifft2c(self.shared_mask * (self.shared_y - k))
+            # with coils: the coil-combined correction, exact where the maps are normalised
+            zc = zc + self.fraction * (self._coil_combine(step) if self.multicoil else step)
+            z = to_real(zc)
+        return super().prox_l2(z, y, lam)
 
 
 class SequentialMRI(MRIPhysics):

@@ -23,6 +23,7 @@ True
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any, ClassVar, Iterator, NamedTuple, Optional
 
 import torch
@@ -34,6 +35,8 @@ __all__ = ["INITS", "ReconstructionNet", "WindowGeometry", "window_geometry", "f
 
 #: Ways to form the initial image from the measurements.
 INITS = ("view_sharing", "adjoint")
+#: Where ``shared_dc`` starts the data consistency on the view-shared samples: 3/4 of the way to them.
+SHARED_START = 0.75
 
 
 class WindowGeometry(NamedTuple):
@@ -128,13 +131,14 @@ class ReconstructionNet(nn.Module):
     pays off for networks trained on reflected data (``a2a train --augment``).
 
     ``shared_dc`` (Cartesian dynamic data, with ``init="view_sharing"``) makes the data
-    consistency keep the view-shared samples too (:meth:`~a2a_cli.physics.DynamicMRI.view_shared`):
-    the network then fills only the k-space that no frame of the block measured. Training
-    cannot score a network's change to a location that other frames measured: every
-    self-supervised target is a sample removed from the input, and where frames sample
-    nearly disjoint lines it was the sequence's only sample there, so the network learns
-    to fill holes and, applied to the whole sequence, overwrote the better shared
-    samples (benchmarks/RESULTS.md, "Dynamic mode and view sharing").
+    consistency draw on the view-shared samples as well as the frame's own
+    (:meth:`~a2a_cli.physics.DynamicMRI.with_shared_samples`): each step moves the image's
+    k-space a learnt fraction of the way (starting at 3/4) to the samples that other frames
+    of the block measured, and the network alone fills what no frame measured. Without
+    it, a network trained by splitting nearly disjoint frames overwrote the better shared
+    samples at reconstruction: every self-supervised target is a sample removed from the
+    input, and there it was the sequence's only sample, so training inputs have holes the
+    whole sequence does not (benchmarks/RESULTS.md, "Dynamic mode and view sharing").
     """
 
     name: ClassVar[str] = ""
@@ -152,7 +156,15 @@ class ReconstructionNet(nn.Module):
         self.init = init
         self.flip_ensemble = bool(flip_ensemble)
         self.shared_dc = bool(shared_dc)
+        if self.shared_dc:
+            # a logit: the shared samples' weight starts at 3 to 1 against the network's estimate
+            self.shared_logit = nn.Parameter(torch.tensor(math.log(SHARED_START / (1 - SHARED_START))))
         self.config: dict[str, Any] = {}
+
+    @property
+    def shared_fraction(self) -> torch.Tensor:
+        """How far the data consistency moves the image towards the view-shared samples (learnt, 0 to 1)."""
+        return torch.sigmoid(self.shared_logit)
 
     @property
     def common_config(self) -> dict[str, Any]:
@@ -223,20 +235,12 @@ class ReconstructionNet(nn.Module):
             # one image is a sequence of one frame: a single code path for both cases
             y = y.unsqueeze(2)
             physics = physics.with_mask(physics.mask.unsqueeze(2))
-        own = None
-        if self.shared_dc and self.init == "view_sharing" and hasattr(physics, "view_shared"):
-            shared_y, shared = physics.view_shared(y, window=self.share_window)
-            if shared is not physics:
-                own, y, physics = (y, physics), shared_y, shared
         x0 = self.initial_image(y, physics)
         s = self.intensity_scale(x0) if scale is None else scale
         s_y = s.unsqueeze(3) if y.ndim == 6 else s  # coil axis at dim 3
-        x = self.reconstruct(x0 / s, y / s_y, physics)
-        if own is not None and own[1].multicoil and getattr(self, "data_consistency", True):
-            # With coils, samples shared from other motion states cannot all be fitted
-            # together with the frame's own: the last step fits the frame's own samples.
-            x = own[1].prox_l2(x, own[0] / s_y, 0.0)
-        x = x * s
+        if self.shared_dc and self.init == "view_sharing" and hasattr(physics, "with_shared_samples"):
+            physics = physics.with_shared_samples(y, window=self.share_window, fraction=self.shared_fraction, scale=s_y)
+        x = self.reconstruct(x0 / s, y / s_y, physics) * s
         return x.squeeze(2) if static else x
 
     def reconstruct(self, x0: torch.Tensor, y: torch.Tensor, physics: MRIPhysics) -> torch.Tensor:
