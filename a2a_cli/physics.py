@@ -411,7 +411,7 @@ class DynamicMRI(MRIPhysics):
         own = (self.mask[:, 0] != 0).to(union.dtype)
         if bool((union == own).all()):
             return self
-        shared_mask = union - own * union  # (B, T, H or 1, W)
+        shared_mask = union - own  # (B, T, H or 1, W): the block measured it, this frame did not
         if self.multicoil:
             shared_mask = shared_mask.unsqueeze(-3)
         shared_y = filled * shared_mask
