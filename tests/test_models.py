@@ -19,7 +19,8 @@ from a2a_cli.models import (
 )
 from a2a_cli.models.base import window_geometry
 from a2a_cli.models.cnn import stack_neighbours
-from a2a_cli.physics import DynamicMRI, SequentialMRI
+from a2a_cli.fft import fft2c
+from a2a_cli.physics import DynamicMRI, SequentialMRI, to_complex
 
 # small networks keep the suite fast; the defaults are exercised where it matters
 SMALL = {
@@ -436,8 +437,7 @@ def test_networks_declare_their_window_geometry(tmp_path):
 
 
 def _k(x: torch.Tensor) -> torch.Tensor:
-    from a2a_cli.fft import fft2c
-    from a2a_cli.physics import to_complex
+    """Centred k-space of real-pair images ``(B, 2, T, H, W)`` -> complex ``(B, T, H, W)``."""
     return fft2c(to_complex(x))
 
 
@@ -456,18 +456,13 @@ def test_shared_samples_step_single_coil_closed_form():
     assert torch.equal(shared.shared_mask.unsqueeze(1) != 0, union & ~own)
     assert (~union).any()  # the data leave holes
     z = torch.randn(2, 2, 4, 16, 16)
-    k, kz, ky = _k(shared.prox_l2(z, y, 0.0)), _k(z), to_complex_k(y)
+    k, kz, ky = _k(shared.prox_l2(z, y, 0.0)), _k(z), to_complex(y)
     kv = _k(physics.view_sharing(y))  # view sharing's k-space: the block averages at shared locations
     own, union = own[:, 0].expand_as(k), union[:, 0].expand_as(k)
     sh = union & ~own
     assert torch.allclose(k[own], ky[own], atol=1e-5)                         # own samples: kept
     assert torch.allclose(k[sh], 0.25 * kv[sh] + 0.75 * kz[sh], atol=1e-5)    # shared: a quarter of the way
     assert torch.allclose(k[~union], kz[~union], atol=1e-5)                   # holes: the estimate's
-
-
-def to_complex_k(y: torch.Tensor) -> torch.Tensor:
-    from a2a_cli.physics import to_complex
-    return to_complex(y)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
