@@ -199,7 +199,7 @@ def default_model_options(cfg: TrainConfig, dataset: KspaceDataset, mode: str = 
     if mode == "dynamic" and not radial and options.get("init", "view_sharing") == "view_sharing":
         # a network trained by splitting nearly disjoint frames overwrote the view-shared
         # samples (ReconstructionNet, shared_dc): with them in its data consistency it ended
-        # 0.16 to 1.35 dB above view sharing, where it had ended up to 4.6 dB below
+        # 0.16 to 2.3 dB above view sharing, where it had ended up to 6.3 dB below
         options.setdefault("shared_dc", True)
     if cfg.loss == "a2a" and options.get("init", "view_sharing") == "view_sharing" and "share_window" not in options:
         try:
