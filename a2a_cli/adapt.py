@@ -189,13 +189,14 @@ def adapt_network(
     Adam step on :func:`split_loss`. ``virtual_coils``: the coils to fine-tune on, as in
     training (None: its default, :func:`a2a_cli.training.data.auto_virtual_coils`; 0: every
     coil; Cartesian data only).
-    ``net`` itself is left untouched. ``steps`` 0 returns an unchanged copy.
+    ``net`` itself is left untouched. ``steps`` 0, or a network without trainable
+    parameters, returns an unchanged copy.
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
     tuned = copy.deepcopy(net)
     losses: list[float] = []
-    if steps == 0:
+    if steps == 0 or not any(p.requires_grad for p in tuned.parameters()):  # --model tv: nothing to tune
         return tuned.eval(), losses
     generator = torch.Generator().manual_seed(seed)
     optimiser = torch.optim.Adam(tuned.parameters(), lr=lr)

@@ -186,6 +186,8 @@ TRAIN_EPILOG = """
 
     a2a train knee_stack.h5 --out runs/knee --loss ssdu --ssdu-masks 4
 
+    a2a train scans/*.h5 --out runs/cs --model tv    # compressed sensing, weights chosen from the data
+
     torchrun --nproc-per-node 2 -m a2a_cli train study/*.h5 --out runs/ddp
 
     a2a train study/*.h5 --out runs/ddp --nproc 2 --workers 2
@@ -200,7 +202,7 @@ def train(
     out_dir: Path = typer.Option(..., "--out", "-o", help="Run directory: config, metrics, loss plot, checkpoints."),
     val: List[Path] = typer.Option([], "--val", help="Held-out file(s) scored with the self-supervised loss (repeat the option). Without it the training files are scored."),
     mode: Optional[Mode] = typer.Option(None, help="dynamic (video) or sequential (static image); default: the files' `acquisition` attribute."),
-    model: str = typer.Option("unrolled", help="Network: unrolled, unet or cnn2dt."),
+    model: str = typer.Option("unrolled", help="Network: unrolled, unet or cnn2dt; or tv: no network, compressed sensing with total variation whose weights the run chooses by k-space cross-validation (Cartesian data)."),
     model_option: List[str] = typer.Option([], "--model-option", help="Network setting KEY=VALUE, e.g. iterations=3 (repeatable)."),
     loss: str = typer.Option("auto", help="a2a (Artifact2Artifact: split in time), p2p (Phase2Phase), ssdu (split k-space: for the same lines in every frame, or one frame) or auto (ssdu for sequential data; otherwise a2a where the masks allow temporal splitting, else ssdu)."),
     ssdu_fraction: float = typer.Option(0.2, "--ssdu-fraction", help="ssdu: fraction of the measured samples held out for the loss at each step (0.2 measured better than the paper's 0.4: benchmarks/SSDU.md)."),
@@ -332,7 +334,8 @@ def _train_with_progress(cfg: Any, resume: bool, show: bool) -> dict:
         TextColumn("loss {task.fields[loss]}"), TextColumn("val {task.fields[val]}"),
         TextColumn("{task.fields[rate]} it/s"), TimeElapsedColumn(), TimeRemainingColumn(),
     ]
-    with Progress(*columns, console=err, disable=not show, transient=False) as bar:
+    # --model tv takes no steps: its set-up (the weights' cross-validation) logs its own lines
+    with Progress(*columns, console=err, disable=not show or cfg.model == "tv", transient=False) as bar:
         return run_training(cfg, resume=resume, progress=_TrainingBar(bar, cfg.steps), stop=STOP,
                             log=lambda m: err.print(m, highlight=False, soft_wrap=True))
 

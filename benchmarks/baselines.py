@@ -28,7 +28,10 @@ Regularisers (``Setting.regulariser``): ``"tv"`` spatial total variation; ``"wav
 spatial l1-wavelet (Daubechies, BART's default, with random cycle spinning);
 ``"l2"`` a Tikhonov weight only (with coil maps: plain SENSE; BART only, not in the default lists);
 dynamic only: ``"tv-t"`` TV along time, ``"tv-xyt"`` TV along time and space,
-``"wavelet+tv-t"`` spatial wavelet plus TV along time (one weight for both).
+``"wavelet+tv-t"`` spatial wavelet plus TV along time (one weight for both),
+``"tv/10+tv-t"`` and ``"tv/3+tv-t"`` spatial TV and TV along time as two terms, the
+spatial weight a tenth or a third of the temporal one (the weight tuned is the temporal
+one; a2a's own TV reconstruction found spatial weights a tenth to a sixth of temporal).
 Weights refer to data scaled so that the coil-combined zero-filled image of the
 time-averaged k-space peaks at 1, so a weight carries over between files.
 """
@@ -63,7 +66,7 @@ Mode = Literal["dynamic", "sequential"]
 
 #: Regularisers tried by :func:`tune`, per mode and backend.
 REGULARISERS: dict[str, dict[str, tuple[str, ...]]] = {
-    "bart": {"sequential": ("tv", "wavelet"), "dynamic": ("tv-t", "tv-xyt", "wavelet+tv-t")},
+    "bart": {"sequential": ("tv", "wavelet"), "dynamic": ("tv-t", "tv-xyt", "wavelet+tv-t", "tv/10+tv-t", "tv/3+tv-t")},
     "sigpy": {"sequential": ("tv", "wavelet"), "dynamic": ("tv-t", "tv-xyt")},
 }
 
@@ -74,6 +77,9 @@ _BART_TERMS = {
     "tv-t": ("T:1024:0:{w}",),
     "tv-xyt": ("T:1027:0:{w}",),
     "wavelet+tv-t": ("W:3:0:{w}", "T:1024:0:{w}"),
+    # two TV terms with their own weights: spatial TV at a fixed fraction of the temporal weight
+    "tv/10+tv-t": ("T:3:0:{w10}", "T:1024:0:{w}"),
+    "tv/3+tv-t": ("T:3:0:{w3}", "T:1024:0:{w}"),
     # plain SENSE: a small Tikhonov (l2) weight only; BART's ``-R Q`` (not tuned by default)
     "l2": ("Q:{w}",),
 }
@@ -209,7 +215,7 @@ def _bart(k: np.ndarray, m: np.ndarray, s: np.ndarray, mode: Mode, regulariser: 
         # 0.5 for total variation at these weights (measured), and is unused by FISTA (wavelets).
         cmd = ["bart", "pics", "-w", "1", "-u", "0.1", "-i", str(iterations), "-p", str(d / "p")]
         for term in terms:
-            cmd += ["-R", term.format(w=f"{weight:.6g}")]
+            cmd += ["-R", term.format(w=f"{weight:.6g}", w10=f"{weight / 10:.6g}", w3=f"{weight / 3:.6g}")]
         cmd += [str(d / "k"), str(d / "s"), str(d / "x")]
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
         proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)

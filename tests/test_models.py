@@ -31,6 +31,10 @@ SMALL = {
 FRAME_WISE = ["unet", "unrolled"]
 
 
+#: The networks (``tv`` is compressed sensing with no network: its own tests are in test_tv.py).
+NETWORKS = sorted(set(MODELS) - {"tv"})
+
+
 def small(name: str, **extra) -> nn.Module:
     torch.manual_seed(0)
     return build_model(name, **{**SMALL[name], **extra})
@@ -77,7 +81,7 @@ def dc_error(x: torch.Tensor, y: torch.Tensor, physics) -> float:
 # -- shapes ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", NETWORKS)
 def test_dynamic_static_and_sequential_shapes(name):
     net = small(name)
     y, physics = dynamic_data(b=2, t=3)
@@ -93,7 +97,7 @@ def test_dynamic_static_and_sequential_shapes(name):
     torch.testing.assert_close(x, net(y_avg, physics_avg))
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", NETWORKS)
 def test_odd_image_sizes(name):
     net = build_model(name) if name == "unet" else small(name)  # default U-Net: 3 scales, pad to 8
     y, physics = dynamic_data(b=1, t=2, h=50, w=37)
@@ -108,7 +112,7 @@ def test_odd_image_sizes(name):
 
 
 @pytest.mark.parametrize("init", ["view_sharing", "adjoint"])
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", NETWORKS)
 def test_exact_data_consistency(name, init):
     net = small(name, init=init)
     y, physics = dynamic_data()
@@ -194,7 +198,7 @@ def test_frames_are_processed_in_one_batched_call():
 # -- registry and checkpoints --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", NETWORKS)
 def test_rebuild_from_name_and_config(name):
     net = small(name, share_window=2)
     assert MODELS[name] is type(net) and net.name == name
@@ -219,9 +223,9 @@ def test_rebuild_with_learnt_lambda():
 
 
 def test_registry_names_and_errors():
-    assert set(MODELS) == {"unet", "cnn2dt", "unrolled"}
+    assert set(MODELS) == {"unet", "cnn2dt", "unrolled", "tv"}
     assert (MODELS["unet"], MODELS["cnn2dt"], MODELS["unrolled"]) == (ResidualUNet, Conv2dtNet, UnrolledNet)
-    with pytest.raises(ValueError, match="unknown model 'resnet'.*cnn2dt, unet, unrolled"):
+    with pytest.raises(ValueError, match="unknown model 'resnet'.*cnn2dt, tv, unet, unrolled"):
         build_model("resnet")
     with pytest.raises(ValueError, match="unknown option.*'unet'.*widht.*valid options:.*channels"):
         build_model("unet", widht=3)
@@ -236,7 +240,8 @@ def test_registry_names_and_errors():
 
 
 def test_default_configs_and_parameter_counts():
-    for name in MODELS:
+    assert count_parameters(build_model("tv")) == 0 and build_model("tv").config == {"share_window": None}
+    for name in NETWORKS:
         net = build_model(name)
         assert net.config["init"] == "view_sharing" and net.config["share_window"] is None
         assert count_parameters(net) == sum(p.numel() for p in net.parameters())
@@ -378,7 +383,7 @@ def test_time_agnostic_net_passes_extra_arguments():
     assert torch.equal(out, torch.full((2, 2, 3, 4, 4), 2.0))
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", NETWORKS)
 def test_flip_ensemble_averages_the_eight_reflections_and_keeps_the_data(name):
     from a2a_cli.physics import Reflection
 
@@ -465,7 +470,7 @@ def test_shared_samples_step_single_coil_closed_form():
     assert torch.allclose(k[~union], kz[~union], atol=1e-5)                   # holes: the estimate's
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", NETWORKS)
 def test_shared_dc_with_full_weight_changes_only_what_no_frame_measured(name):
     y, physics = dynamic_data(t=4)
     x = _hard(small(name, shared_dc=True))(y, physics)

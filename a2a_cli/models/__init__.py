@@ -7,6 +7,8 @@ a ``SequentialMRI`` time series is averaged first and gives ``(B, 2, H, W)``.
 * ``"unrolled"`` (:class:`UnrolledNet`): CNN prior and data consistency, twice; the default.
 * ``"unet"`` (:class:`ResidualUNet`): residual frame-wise U-Net, then data consistency.
 * ``"cnn2dt"`` (:class:`Conv2dtNet`): 2D CNN on neighbouring frames, then data consistency.
+* ``"tv"`` (:class:`TVModel`): no network: compressed sensing with total variation, its
+  weights chosen by k-space cross-validation when training starts.
 
 :class:`AutoEncoder` and :class:`TimeAgnosticNet` are toy networks for examples.
 """
@@ -14,6 +16,7 @@ from .base import INITS, ReconstructionNet, WindowGeometry, fold_time, unfold_ti
 from .cnn import Conv2dtNet
 from .registry import MODELS, build_model, count_parameters
 from .simple import AutoEncoder, TimeAgnosticNet
+from .tvmodel import TVModel
 from .unet import ResidualUNet
 from .unrolled import UnrolledNet
 
@@ -24,6 +27,7 @@ __all__ = [
     "ResidualUNet",
     "Conv2dtNet",
     "UnrolledNet",
+    "TVModel",
     "MODELS",
     "build_model",
     "count_parameters",

@@ -29,12 +29,13 @@ from typing import Any, ClassVar, Iterator, NamedTuple, Optional
 import torch
 from torch import nn
 
-from ..physics import MRIPhysics, Reflection, is_sequential
+from ..physics import MRIPhysics, Reflection, is_sequential, to_complex
+from ..tv import TVWeights, tv_reconstruct
 
-__all__ = ["INITS", "ReconstructionNet", "WindowGeometry", "window_geometry", "fold_time", "unfold_time", "ConvStack"]
+__all__ = ["INITS", "ReconstructionNet", "as_dynamic", "WindowGeometry", "window_geometry", "fold_time", "unfold_time", "ConvStack"]
 
 #: Ways to form the initial image from the measurements.
-INITS = ("view_sharing", "adjoint")
+INITS = ("view_sharing", "adjoint", "tv")
 #: Where ``shared_dc`` starts the data consistency on the view-shared samples: 3/4 of the way to them.
 SHARED_START = 0.75
 
@@ -111,6 +112,22 @@ def _check_common(init: str, share_window: Optional[int]) -> Optional[int]:
     return share_window
 
 
+def as_dynamic(y: torch.Tensor, physics: MRIPhysics) -> tuple[torch.Tensor, MRIPhysics, bool]:
+    """The dynamic problem every network solves: ``(y, physics, static)``.
+
+    Sequential data are first collapsed with ``physics.time_average``; one image
+    (a 4D mask) becomes a sequence of one frame (``static`` True).
+    """
+    if is_sequential(physics):
+        y, physics = physics.time_average(y)
+    static = physics.mask.ndim == 4
+    if static:
+        # one image is a sequence of one frame: a single code path for both cases
+        y = y.unsqueeze(2)
+        physics = physics.with_mask(physics.mask.unsqueeze(2))
+    return y, physics, static
+
+
 class ReconstructionNet(nn.Module):
     """Base class: ``forward(y, physics, scale=None) -> x`` with the initial image and intensity scaling.
 
@@ -129,6 +146,12 @@ class ReconstructionNet(nn.Module):
     data (:class:`~a2a_cli.physics.Reflection`: mirror in H and W, conjugation). Every
     variant keeps the measured samples, so the average does too; it costs eight passes and
     pays off for networks trained on reflected data (``a2a train --augment``).
+
+    ``init="tv"`` starts from the total-variation regularised reconstruction
+    (:func:`~a2a_cli.tv.tv_reconstruct`, compressed sensing, started from view sharing)
+    whose two weights training chose by k-space cross-validation
+    (:meth:`set_tv_weights`; they are kept in the state dict). The network then refines
+    what compressed sensing would give.
 
     ``shared_dc`` (Cartesian dynamic data, with ``init="view_sharing"``) makes the data
     consistency draw on the view-shared samples as well as the frame's own
@@ -159,7 +182,21 @@ class ReconstructionNet(nn.Module):
         if self.shared_dc:
             # a logit: the shared samples' weight starts at 3 to 1 against the network's estimate
             self.shared_logit = nn.Parameter(torch.tensor(math.log(SHARED_START / (1 - SHARED_START))))
+        if init == "tv":
+            # (spatial, temporal); NaN until training chooses them
+            self.register_buffer("tv_weights", torch.full((2,), math.nan))
         self.config: dict[str, Any] = {}
+
+    def set_tv_weights(self, weights: TVWeights) -> None:
+        """Set the weights of the ``init="tv"`` reconstruction (chosen by :func:`~a2a_cli.tv.select_weights`)."""
+        if self.init != "tv":
+            raise ValueError(f"set_tv_weights needs init='tv', this network has init={self.init!r}")
+        self.tv_weights.copy_(torch.tensor([weights.spatial, weights.temporal]))
+
+    @property
+    def tv_chosen(self) -> bool:
+        """Whether an ``init="tv"`` network has its weights (always True for other inits)."""
+        return self.init != "tv" or bool(torch.isfinite(self.tv_weights).all())
 
     @property
     def shared_fraction(self) -> torch.Tensor:
@@ -176,7 +213,7 @@ class ReconstructionNet(nn.Module):
     def window(self) -> WindowGeometry:
         """The network's :class:`WindowGeometry`: view-sharing blocks of ``share_window`` frames, ``temporal_context`` each side."""
         block = 1
-        if self.init == "view_sharing":
+        if self.init in ("view_sharing", "tv"):
             block = int(self.share_window or 0)  # None: the whole sequence is one block
         return WindowGeometry(block=block, context=int(self.temporal_context))
 
@@ -185,7 +222,17 @@ class ReconstructionNet(nn.Module):
         """The image the network refines, ``(B, 2, T, H, W)``, from dynamic ``y`` and a 5D-mask ``physics``."""
         if self.init == "adjoint":
             return physics.A_adjoint(y)
-        return physics.view_sharing(y, window=self.share_window)
+        shared = physics.view_sharing(y, window=self.share_window)
+        if self.init == "tv":
+            if not self.tv_chosen:
+                raise ValueError("init='tv': the TV weights were never chosen (set_tv_weights)")
+            # the weights refer to data at unit mean magnitude, the scale the network works at
+            mag = to_complex(shared).abs().mean(dim=(1, 2, 3)).clamp_min(torch.finfo(shared.dtype).tiny)
+            s = mag.reshape(-1, 1, 1, 1, 1)
+            spatial, temporal = (float(v) for v in self.tv_weights)
+            return tv_reconstruct(physics, y / (s.unsqueeze(3) if y.ndim == 6 else s), spatial, temporal,
+                                  x0=shared / s) * s
+        return shared
 
     def intensity_scale(self, x0: torch.Tensor) -> torch.Tensor:
         """Mean magnitude of ``x0`` ``(B, 2, T, H, W)``: per frame ``(B, 1, T, 1, 1)`` or per sample ``(B, 1, 1, 1, 1)``.
@@ -228,13 +275,7 @@ class ReconstructionNet(nn.Module):
         return self._forward_once(y, physics, scale)
 
     def _forward_once(self, y: torch.Tensor, physics: MRIPhysics, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if is_sequential(physics):
-            y, physics = physics.time_average(y)
-        static = physics.mask.ndim == 4
-        if static:
-            # one image is a sequence of one frame: a single code path for both cases
-            y = y.unsqueeze(2)
-            physics = physics.with_mask(physics.mask.unsqueeze(2))
+        y, physics, static = as_dynamic(y, physics)
         x0 = self.initial_image(y, physics)
         s = self.intensity_scale(x0) if scale is None else scale
         s_y = s.unsqueeze(3) if y.ndim == 6 else s  # coil axis at dim 3

@@ -64,7 +64,7 @@ OPTION_CHECKS: dict[str, Check] = {
     "data_consistency": Check("bool"),
     "flip_ensemble": Check("bool"),
     "shared_dc": Check("bool"),
-    "init": Check("str", choices=("view_sharing", "adjoint")),
+    "init": Check("str", choices=("view_sharing", "adjoint", "tv")),
     "share_window": Check("int", low=1, high=_BIG, optional=True),
 }
 
@@ -129,9 +129,16 @@ def _unet(o: Mapping[str, Any]) -> tuple[int, int, int]:
     return params + p, int(macs + m), int(kept) + 6
 
 
+def _tv(o: Mapping[str, Any]) -> tuple[int, int, int]:
+    # no network: a PDHG solve of TV_ITERATIONS iterations, about 30 operations and 8 values per pixel each
+    from ..tv import TV_ITERATIONS
+
+    return 0, 30 * TV_ITERATIONS, 16
+
+
 #: One estimate per network family: ``options -> (parameters, multiply-adds per pixel, values kept per pixel)``.
 FAMILIES: dict[str, Callable[[Mapping[str, Any]], tuple[int, int, int]]] = {
-    "unrolled": _unrolled, "cnn2dt": _cnn2dt, "unet": _unet,
+    "unrolled": _unrolled, "cnn2dt": _cnn2dt, "unet": _unet, "tv": _tv,
 }
 
 

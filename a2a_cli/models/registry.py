@@ -10,7 +10,7 @@
 >>> build_model("resnet")
 Traceback (most recent call last):
     ...
-ValueError: unknown model 'resnet'; valid names: cnn2dt, unet, unrolled
+ValueError: unknown model 'resnet'; valid names: cnn2dt, tv, unet, unrolled
 """
 from __future__ import annotations
 
@@ -21,12 +21,13 @@ from torch import nn
 
 from .cnn import Conv2dtNet
 from .unet import ResidualUNet
+from .tvmodel import TVModel
 from .unrolled import UnrolledNet
 
 __all__ = ["MODELS", "build_model", "count_parameters"]
 
 #: Registry name -> reconstruction network class.
-MODELS: dict[str, type[nn.Module]] = {cls.name: cls for cls in (ResidualUNet, Conv2dtNet, UnrolledNet)}
+MODELS: dict[str, type[nn.Module]] = {cls.name: cls for cls in (ResidualUNet, Conv2dtNet, UnrolledNet, TVModel)}
 
 
 def build_model(name: str, **config: Any) -> nn.Module:

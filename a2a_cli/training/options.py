@@ -196,7 +196,7 @@ def default_model_options(cfg: TrainConfig, dataset: KspaceDataset, mode: str = 
         options = {**(RADIAL_SSDU_UNROLLED_OPTIONS if radial else SSDU_UNROLLED_OPTIONS), **options}
     if augment_enabled(cfg, mode) and "flip_ensemble" not in options:
         options["flip_ensemble"] = True
-    if mode == "dynamic" and not radial and options.get("init", "view_sharing") == "view_sharing":
+    if mode == "dynamic" and not radial and cfg.model != "tv" and options.get("init", "view_sharing") == "view_sharing":
         # a network trained by splitting nearly disjoint frames overwrote the view-shared
         # samples (ReconstructionNet, shared_dc): with them in its data consistency it ended
         # 0.16 to 2.3 dB above view sharing, where it had ended up to 6.3 dB below

@@ -23,7 +23,9 @@ from ..config import TrainConfig
 from ..errors import A2AError, InputError, Stopped
 from ..data import KspaceDataset, ShapeBatchSampler
 from ..models import build_model, count_parameters
+from ..models.base import ReconstructionNet, as_dynamic
 from ..physics import Reflection
+from ..tv import select_weights
 from .budget import TimeBudget
 from .data import (PreparedDataset, auto_crop_rows, auto_virtual_coils, batches, log_layouts, random_readout_crop,
                    to_device, warn_unsampled)
@@ -151,14 +153,18 @@ class Trainer:
             self.log(f"network {cfg.model}: {count_parameters(net):,} parameters, mode {self.mode}, device {self.device}")
             if self.virtual is not None:
                 self.log(f"training on {self.virtual} virtual coils (SVD compression of {self.coils}; reconstruction uses all coils)")
+            if isinstance(net, ReconstructionNet) and not net.tv_chosen:
+                choose_tv_weights(net, self.dataset, self.mode, self.device, self.log)
         self.train_net: torch.nn.Module = self.net
-        if self.ranks.distributed:
+        self.learns = count_parameters(net) > 0  # --model tv: the set-up above chose everything
+        if self.ranks.distributed and self.learns:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_net = torch.nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
 
     def _setup_optimisation(self) -> None:
         cfg, rank = self.cfg, self.ranks.rank
-        self.optimiser = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        self.optimiser = torch.optim.Adam(params, lr=cfg.lr) if params else None
         frames = [s[0] for s in self.dataset.shapes] + ([s[0] for s in self.val_set.shapes] if self.val_set is not None else [])
         self.loss = make_loss(cfg, self.mode == "dynamic", frames, self.device)
         # the run's own random draws; ranks differ so that each draws its own splits
@@ -260,7 +266,7 @@ class Trainer:
     def checkpoint(self, path) -> None:
         """Save the network and the training state to ``path`` (rank 0); every rank must call it."""
         training = {
-            "optimizer": self.optimiser.state_dict(),
+            "optimizer": self.optimiser.state_dict() if self.optimiser is not None else {"state": {}, "param_groups": []},
             "step": self.pos.step,
             "epoch": self.pos.epoch,
             "batch_in_epoch": self.pos.batch_in_epoch,
@@ -288,9 +294,12 @@ class Trainer:
             with catching_stop_signals(self.stop):
                 if self.stop:  # a stop during set-up whose exception was swallowed
                     raise Stopped(self.stop.signum)
-                if self.cfg.time_limit is not None:
+                if not self.learns:  # nothing to train: validate and save what the set-up chose
+                    stopped, validated = "nothing to train", False
+                elif self.cfg.time_limit is not None:
                     self._estimate_validation()
-                stopped, validated = self._loop()
+                if self.learns:
+                    stopped, validated = self._loop()
                 if not validated:  # the best checkpoint is chosen on a validation of the final weights too
                     self.validate()
                 self.checkpoint(self.run.last)
@@ -385,6 +394,47 @@ class Trainer:
         # collective (torchrun stops them); checkpoint() already waits for rank 0's write
         if self.owns_group and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+#: The k-space values cross-validation of the TV weights solves on (about 4 slices of 16 frames at 64x64).
+TV_SELECTION_VALUES = 4 * 2 * 16 * 64 * 64
+
+
+def choose_tv_weights(net: ReconstructionNet, dataset: Any, mode: str, device: torch.device,
+                      log: Callable[[str], None] = print) -> None:
+    """Choose an ``init="tv"`` network's TV weights by k-space cross-validation on training slices.
+
+    Slices are taken spread over the dataset until about :data:`TV_SELECTION_VALUES`
+    k-space values are in (at least one slice), so large scans cost one slice.
+    """
+    import time
+
+    began = time.monotonic()
+    picks = torch.linspace(0, len(dataset) - 1, min(len(dataset), 4)).round().long().unique().tolist()
+    problems, values = [], 0
+    for i in picks:
+        item = to_device({k: (v.unsqueeze(0) if isinstance(v, torch.Tensor) else v) for k, v in dataset[i].items()}, device)
+        y, physics, _ = as_dynamic(item["kspace"], physics_of(mode, item))
+        if physics.mask.shape[1] not in (1, 2):  # a radial sampling tensor
+            raise TrainingError("--model-option init=tv needs Cartesian data (radial files: init=view_sharing)")
+        shared = physics.view_sharing(y, window=net.share_window)
+        s = shared.pow(2).sum(1).sqrt().mean().clamp_min(1e-30)
+        problems.append((physics, y / s, shared / s))
+        values += y.numel()
+        if values >= TV_SELECTION_VALUES:
+            break
+    dynamic = problems[0][0].mask.shape[2] > 1
+    log(f"init tv: choosing the TV weights by k-space cross-validation on {len(problems)} training slice(s)")
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    quiet = log is _quiet  # ranks other than the first
+    with Progress(TextColumn("[bold]TV weights"), BarColumn(), MofNCompleteColumn(), TextColumn("solves"),
+                  TimeElapsedColumn(), console=Console(stderr=True), transient=True, disable=quiet) as bar:
+        task = bar.add_task("tv", total=None)
+        weights = select_weights(problems, dynamic=dynamic, progress=lambda: bar.advance(task))
+    net.set_tv_weights(weights)
+    log(f"init tv: {weights.describe()} ({len(weights.table)} candidates, {time.monotonic() - began:.0f} s)")
 
 
 def train(

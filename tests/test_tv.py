@@ -1,0 +1,209 @@
+"""Total-variation reconstruction (a2a_cli.tv) and the networks' ``init="tv"``."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from a2a_cli.models import build_model
+from a2a_cli.physics import DynamicMRI, SequentialMRI, to_complex
+from a2a_cli.simulate import coil_sensitivities
+from a2a_cli.tv import TVWeights, gradient, gradient_adjoint, operator_norm, select_weights, tv_reconstruct
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _blocks(frames: int = 6, size: int = 24) -> torch.Tensor:
+    """A piecewise-constant complex object drifting one pixel every other frame: ``(1, 2, T, H, W)``."""
+    x = torch.zeros(1, 2, frames, size, size)
+    for t in range(frames):
+        shift = t // 2
+        x[:, 0, t, 4 + shift:14 + shift, 5:15] = 1.0
+        x[:, 1, t, 12:20, 10 + shift:18 + shift] = 0.6
+    return x
+
+
+def _lines(frames: int, size: int, every: int = 3, centre: int = 2, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.zeros(1, 1, frames, 1, size)
+    for t in range(frames):
+        mask[..., t, :, int(torch.randint(every, (1,), generator=g)) + t % every::every] = 1
+    c = size // 2
+    mask[..., c - centre // 2:c + (centre + 1) // 2] = 1
+    return mask
+
+
+def _noisy(physics, x: torch.Tensor, sigma: float = 0.01, seed: int = 1) -> torch.Tensor:
+    y = physics(x)
+    g = torch.Generator().manual_seed(seed)
+    return physics(physics.A_adjoint(y + sigma * torch.randn(y.shape, generator=g)))  # noise on measured samples only
+
+
+def test_gradient_adjoint_is_the_adjoint():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(2, 3, 5, 7, dtype=torch.complex64, generator=g)
+    gs, gt = (torch.randn(2, 2, 3, 5, 7, dtype=torch.complex64, generator=g),
+              torch.randn(2, 3, 5, 7, dtype=torch.complex64, generator=g))
+    a, b = gradient(z)
+    lhs = (a.conj() * gs).sum() + (b.conj() * gt).sum()
+    rhs = (z.conj() * gradient_adjoint(gs, gt)).sum()
+    assert torch.allclose(lhs, rhs, rtol=1e-4, atol=1e-4)
+    # the last row, column and frame carry no difference (Neumann boundary)
+    assert float(a[:, 0, :, -1].abs().max()) == 0 and float(b[:, -1].abs().max()) == 0
+
+
+def test_operator_norm_of_a_cartesian_operator_is_one():
+    physics = DynamicMRI(mask=_lines(4, 16))
+    assert 1.0 <= operator_norm(physics, (1, 2, 4, 16, 16)) <= 1.05
+
+
+def test_without_weights_it_fits_the_measured_samples():
+    x = _blocks()
+    physics = DynamicMRI(mask=_lines(6, 24))
+    y = physics(x)
+    z = tv_reconstruct(physics, y, 0.0, 0.0, iterations=200)
+    assert float((physics(z) - y).abs().max()) < 1e-3
+
+
+@pytest.mark.parametrize("coils", [0, 4])
+def test_tv_beats_least_squares_on_a_piecewise_constant_object(coils):
+    x = _blocks()
+    maps = None
+    if coils:
+        maps = torch.as_tensor(coil_sensitivities(coils, 24, 24, rng=0))[None].to(torch.complex64)
+    physics = DynamicMRI(mask=_lines(6, 24), coil_maps=maps)
+    y = _noisy(physics, x)
+    def err(z: torch.Tensor) -> float:
+        return float((z - x).pow(2).mean())
+
+    shared = physics.view_sharing(y)
+    least_squares = tv_reconstruct(physics, y, 0.0, 0.0, x0=shared)
+    tv = tv_reconstruct(physics, y, 0.005, 0.05, x0=shared)
+    assert err(tv) < 0.5 * err(least_squares)
+    if not coils:
+        assert err(tv) < 0.5 * err(shared)
+    # the result is the objective's minimiser, not the start: the zero-filled start gets there too
+    assert err(tv_reconstruct(physics, y, 0.005, 0.05, iterations=1500)) < 1.2 * err(tv)
+
+
+def test_tv_reconstruct_rejects_bad_weights():
+    physics = DynamicMRI(mask=_lines(2, 8))
+    y = physics(torch.ones(1, 2, 2, 8, 8))
+    for bad in (-1.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match="TV weights"):
+            tv_reconstruct(physics, y, bad, 0.0, iterations=1)
+
+
+def test_cross_validation_picks_weights_that_help_and_is_deterministic():
+    x = _blocks(frames=8)
+    physics = DynamicMRI(mask=_lines(8, 24, seed=3))
+    y = _noisy(physics, x, sigma=0.02)
+    s = float(to_complex(physics.view_sharing(y)).abs().mean())
+    problem = (physics, y / s, physics.view_sharing(y) / s)
+    w = select_weights([problem], iterations=150)
+    assert w == select_weights([problem], iterations=150)
+    assert w.spatial > 0 and w.temporal > 0 and len(w.table) >= 3
+    # every score is the held-out error: the chosen pair has the lowest
+    assert min(w.table, key=lambda row: row[2])[:2] == (w.spatial, w.temporal)
+    def err(z: torch.Tensor) -> float:
+        return float((z - x / s).pow(2).mean())
+
+    chosen = tv_reconstruct(physics, y / s, w.spatial, w.temporal, x0=problem[2])
+    assert err(chosen) < 0.6 * err(problem[2])
+    # static data: only the spatial weight is chosen
+    static = select_weights([(physics.with_mask(physics.mask[:, :, :1]), (y / s)[:, :, :1], problem[2][:, :, :1])],
+                            dynamic=False, iterations=100)
+    assert static.temporal == 0 and static.spatial > 0
+
+
+def _tv_net(weights=(0.005, 0.05)):
+    net = build_model("unrolled", init="tv", channels=4, depth=2)
+    net.set_tv_weights(TVWeights(*weights))
+    return net.eval()
+
+
+def test_tv_init_network_is_scale_equivariant_and_keeps_its_weights(tmp_path):
+    x = _blocks()
+    physics = DynamicMRI(mask=_lines(6, 24))
+    y = _noisy(physics, x)
+    net = _tv_net()
+    with torch.no_grad():
+        out = net(y, physics)
+        for factor in (1e-12, 1e12):
+            scaled = net(y * factor, physics)
+            assert torch.allclose(scaled / factor, out, rtol=1e-3, atol=1e-4 * float(out.abs().max()))
+    # the weights travel with the state dict, so a checkpoint rebuilds the same network
+    again = build_model("unrolled", **net.config)
+    assert not again.tv_chosen
+    again.load_state_dict(net.state_dict())
+    assert again.tv_chosen and torch.equal(again.tv_weights, net.tv_weights)
+    with torch.no_grad():
+        assert torch.allclose(again.eval()(y, physics), out)
+
+
+def test_tv_init_network_without_weights_says_so_and_other_inits_refuse_them():
+    physics = DynamicMRI(mask=_lines(2, 8))
+    y = physics(torch.ones(1, 2, 2, 8, 8))
+    net = build_model("unrolled", init="tv", channels=4, depth=2)
+    with pytest.raises(ValueError, match="never chosen"):
+        net(y, physics)
+    with pytest.raises(ValueError, match="init='tv'"):
+        build_model("unrolled", channels=4, depth=2).set_tv_weights(TVWeights(0.1, 0.1))
+
+
+def test_tv_init_works_in_sequential_mode():
+    x = _blocks(frames=1)[:, :, 0]
+    mask = _lines(6, 24, every=4)
+    physics = SequentialMRI(mask=mask)
+    y = physics(x)
+    net = _tv_net((0.005, 0.0))
+    with torch.no_grad():
+        out = net(y, physics)
+    assert out.shape == x.shape
+    assert float((out - x).pow(2).mean()) < float((physics.A_dagger(y) - x).pow(2).mean())
+
+
+# -- the command line: --model tv ---------------------------------------------------------------------
+
+
+def test_model_tv_trains_no_steps_and_reconstructs_above_zero_filled(tmp_path):
+    import h5py
+    from cli_runner import invoke
+
+    from a2a_cli.checkpoints import load_checkpoint
+    from a2a_cli.simulate import write_case
+
+    train = write_case(tmp_path / "train.h5", slices=2, frames=8, height=32, width=32, seed=3)
+    test = write_case(tmp_path / "test.h5", slices=1, frames=8, height=32, width=32, seed=4)
+    code, text = invoke(["train", train, "--out", tmp_path / "run", "--model", "tv", "--json"])
+    assert code == 0, text
+    assert "init tv: spatial TV weight" in text and "nothing to train" in text
+    ckpt = load_checkpoint(tmp_path / "run" / "best.pt")
+    weights = ckpt.build_model().tv_weights
+    assert ckpt.model_name == "tv" and bool(torch.isfinite(weights).all()) and float(weights.min()) > 0
+    code, text = invoke(["reconstruct", tmp_path / "run" / "best.pt", test, "--out", tmp_path / "rec", "--json"])
+    assert code == 0, text
+    with h5py.File(tmp_path / "rec" / "test_recon.h5") as f:
+        assert f["reconstruction"].shape[:2] == (1, 8)
+    import json
+
+    scores = json.loads(text[text.index("{"):])["overall"]
+    assert scores["psnr_network"] > scores["psnr_zero_filled"] + 3
+    # sequential data: the default per-slice fine-tuning has nothing to tune and is skipped
+    seq = write_case(tmp_path / "seq.h5", mode="sequential", slices=1, frames=8, height=32, width=32, seed=5)
+    code, text = invoke(["train", seq, "--out", tmp_path / "seqrun", "--model", "tv"])
+    assert code == 0, text
+    code, text = invoke(["reconstruct", tmp_path / "seqrun" / "best.pt", seq, "--out", tmp_path / "seqrec"])
+    assert code == 0, text
+
+
+def test_model_tv_refuses_radial_files(tmp_path):
+    from cli_runner import invoke
+
+    from a2a_cli.radial import simulate_radial
+
+    path = simulate_radial(tmp_path / "radial.h5", slices=1, frames=4, size=16, spokes=4, coils=2, seed=0)
+    code, text = invoke(["train", path, "--out", tmp_path / "run", "--model", "tv"])
+    assert code != 0 and "init=tv needs Cartesian data" in text and "Traceback" not in text
+    assert not (tmp_path / "run" / "best.pt").exists()
