@@ -202,7 +202,7 @@ def train(
     out_dir: Path = typer.Option(..., "--out", "-o", help="Run directory: config, metrics, loss plot, checkpoints."),
     val: List[Path] = typer.Option([], "--val", help="Held-out file(s) scored with the self-supervised loss (repeat the option). Without it the training files are scored."),
     mode: Optional[Mode] = typer.Option(None, help="dynamic (video) or sequential (static image); default: the files' `acquisition` attribute."),
-    model: str = typer.Option("unrolled", help="Network: unrolled, unet or cnn2dt; or tv: no network, compressed sensing with total variation whose weights the run chooses by k-space cross-validation (Cartesian data)."),
+    model: str = typer.Option("unrolled", help="Network: unrolled, unet or cnn2dt; or tv: no network, compressed sensing with total variation whose weights the run chooses by k-space cross-validation."),
     model_option: List[str] = typer.Option([], "--model-option", help="Network setting KEY=VALUE, e.g. iterations=3 (repeatable)."),
     loss: str = typer.Option("auto", help="a2a (Artifact2Artifact: split in time), p2p (Phase2Phase), ssdu (split k-space: for the same lines in every frame, or one frame) or auto (ssdu for sequential data; otherwise a2a where the masks allow temporal splitting, else ssdu)."),
     ssdu_fraction: float = typer.Option(0.2, "--ssdu-fraction", help="ssdu: fraction of the measured samples held out for the loss at each step (0.2 measured better than the paper's 0.4: benchmarks/SSDU.md)."),

@@ -244,7 +244,7 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor, torch.Tens
 
     ``problems``: ``(physics, y, x_start)`` triples of normalised dynamic data (``x_start``
     the starting image, e.g. view sharing). For each, ``fraction`` of every frame's
-    measured locations is held out once; a candidate's score is the held-out k-space
+    measured locations (radial data: spokes) is held out once; a candidate's score is the held-out k-space
     error of its solution relative to the held-out samples' energy, summed over the
     problems. The search is coordinate-wise on the grids (temporal first, then spatial,
     then temporal again), as the error is smooth in the log-weights. ``progress``: called
@@ -253,11 +253,21 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor, torch.Tens
     gen = torch.Generator().manual_seed(seed)
     folds = []
     for physics, y, x_start in problems:
-        inp, out = _holdout(physics.mask, fraction, gen)
-        p_in, p_out = physics.with_mask(inp), physics.with_mask(out)
-        y_in, y_out = _on(y, inp), _on(y, out)
-        start = physics.with_mask(inp).view_sharing(y_in) if hasattr(p_in, "view_sharing") else x_start
-        folds.append((p_in, p_out, y_in, y_out, start, operator_norm(p_in, tuple(start.shape))))
+        radial = getattr(physics, "radial", False)
+        if radial:  # whole spokes held out, each set with its own density compensation
+            from .nufft import select_spokes
+            from .ssdu import _gather_spokes, partition_spokes
+
+            inp, out = partition_spokes(physics.mask, fraction, gen)
+            p_in, p_out = physics.with_mask(select_spokes(physics.mask, inp)), physics.with_mask(select_spokes(physics.mask, out))
+            y_in, y_out = _gather_spokes(y, inp), _gather_spokes(y, out)
+        else:
+            inp, out = _holdout(physics.mask, fraction, gen)
+            p_in, p_out = physics.with_mask(inp), physics.with_mask(out)
+            y_in, y_out = _on(y, inp), _on(y, out)
+        start = p_in.view_sharing(y_in) if hasattr(p_in, "view_sharing") else x_start
+        norm = None if radial else operator_norm(p_in, tuple(start.shape))
+        folds.append((p_in, p_out, y_in, y_out, start, norm))
     cache: dict[tuple[float, float], float] = {}
 
     def score(s: float, t: float) -> float:
@@ -265,8 +275,7 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor, torch.Tens
             total = 0.0
             for p_in, p_out, y_in, y_out, start, a_norm in folds:
                 z = tv_reconstruct(p_in, y_in, s, t, iterations, x0=start, a_norm=a_norm)
-                energy = float(y_out.pow(2).sum())
-                total += float((p_out.A(z) - y_out).pow(2).sum()) / max(energy, 1e-30)
+                total += _heldout_error(p_out, z, y_out)
                 if progress is not None:
                     progress()
             cache[(s, t)] = total
@@ -297,6 +306,16 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor, torch.Tens
         s = best_along(SPATIAL_GRID, t, spatial_axis=True)
     table = tuple(sorted((a, b, round(v, 6)) for (a, b), v in cache.items()))
     return TVWeights(spatial=s, temporal=t, table=table)
+
+
+def _heldout_error(physics: MRIPhysics, z: torch.Tensor, y: torch.Tensor) -> float:
+    """Squared error of ``physics.A(z)`` on the held-out samples ``y``, relative to their energy
+    (radial: each sample weighted by its density compensation, so the dense centre does not dominate)."""
+    if getattr(physics, "radial", False):
+        error = physics.residual_mse(z, y, weighted=True)
+        energy = physics.residual_mse(torch.zeros_like(z), y, weighted=True)
+        return float(error) / max(float(energy), 1e-30)
+    return float((physics.A(z) - y).pow(2).sum()) / max(float(y.pow(2).sum()), 1e-30)
 
 
 def _on(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -396,16 +396,16 @@ class Trainer:
             torch.distributed.destroy_process_group()
 
 
-#: The k-space values cross-validation of the TV weights solves on (about 4 slices of 16 frames at 64x64).
-TV_SELECTION_VALUES = 4 * 2 * 16 * 64 * 64
+#: Coil-image pixels that cross-validation of the TV weights solves on (4 single-coil slices of 16 frames at 64x64).
+TV_SELECTION_PIXELS = 4 * 16 * 64 * 64
 
 
 def choose_tv_weights(net: ReconstructionNet, dataset: Any, mode: str, device: torch.device,
                       log: Callable[[str], None] = print) -> None:
     """Choose an ``init="tv"`` network's TV weights by k-space cross-validation on training slices.
 
-    Slices are taken spread over the dataset until about :data:`TV_SELECTION_VALUES`
-    k-space values are in (at least one slice), so large scans cost one slice.
+    Slices are taken spread over the dataset until about :data:`TV_SELECTION_PIXELS`
+    coil-image pixels (frames x coils x H x W) are in (at least one slice), so large scans cost one slice.
     """
     import time
 
@@ -415,13 +415,12 @@ def choose_tv_weights(net: ReconstructionNet, dataset: Any, mode: str, device: t
     for i in picks:
         item = to_device({k: (v.unsqueeze(0) if isinstance(v, torch.Tensor) else v) for k, v in dataset[i].items()}, device)
         y, physics, _ = as_dynamic(item["kspace"], physics_of(mode, item))
-        if physics.mask.shape[1] not in (1, 2):  # a radial sampling tensor
-            raise TrainingError("--model-option init=tv needs Cartesian data (radial files: init=view_sharing)")
         shared = physics.view_sharing(y, window=net.share_window)
         s = shared.pow(2).sum(1).sqrt().mean().clamp_min(1e-30)
         problems.append((physics, y / s, shared / s))
-        values += y.numel()
-        if values >= TV_SELECTION_VALUES:
+        coils = item["coil_maps"].shape[1] if item.get("coil_maps") is not None else 1
+        values += shared.shape[2] * shared.shape[3] * shared.shape[4] * coils
+        if values >= TV_SELECTION_PIXELS:
             break
     dynamic = problems[0][0].mask.shape[2] > 1
     log(f"init tv: choosing the TV weights by k-space cross-validation on {len(problems)} training slice(s)")
