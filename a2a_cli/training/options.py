@@ -190,8 +190,10 @@ def default_model_options(cfg: TrainConfig, dataset: KspaceDataset, mode: str = 
     Cartesian mode, the view-sharing block tied to the training chunk length,
     the reflection ensemble at reconstruction when training sees reflected data, and
     :data:`SSDU_UNROLLED_OPTIONS` (radial: :data:`RADIAL_SSDU_UNROLLED_OPTIONS`) for the
-    unrolled network trained with SSDU."""
+    unrolled network trained with SSDU. ``--model tv`` keeps the options as given."""
     options = dict(cfg.model_options)
+    if cfg.model == "tv":  # no network: nothing below applies (a reflection ensemble of a convex solve is the solve)
+        return options
     if cfg.loss == "ssdu" and cfg.model == "unrolled":
         options = {**(RADIAL_SSDU_UNROLLED_OPTIONS if radial else SSDU_UNROLLED_OPTIONS), **options}
     if augment_enabled(cfg, mode) and "flip_ensemble" not in options:

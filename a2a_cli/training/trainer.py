@@ -187,7 +187,8 @@ class Trainer:
     def _restore(self, training: dict) -> None:
         """Optimiser, position and random state from a checkpoint's training state."""
         try:
-            self.optimiser.load_state_dict(training["optimizer"])
+            if self.optimiser is not None:
+                self.optimiser.load_state_dict(training["optimizer"])
         except (ValueError, KeyError, TypeError, RuntimeError) as exc:
             raise InputError(self.run.last, f"the optimizer state does not fit this network: {exc}") from None
         self.pos = Position(int(training["step"]), int(training["epoch"]), int(training["batch_in_epoch"]),
