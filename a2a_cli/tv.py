@@ -49,8 +49,10 @@ TV_ITERATIONS = 300
 #: on the dynamic benchmark file: 32.81 against 32.83 dB), for data at unit mean magnitude.
 PRIMAL_WEIGHT = 10.0
 #: Candidate weights, for data normalised to unit mean magnitude (see the networks' input path).
-SPATIAL_GRID = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.04)
-TEMPORAL_GRID = (0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2)
+SPATIAL_GRID = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.04, 0.08, 0.15, 0.3)
+TEMPORAL_GRID = (0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.4, 0.8)
+#: Where the search starts on each grid (it walks downhill from there).
+SPATIAL_START, TEMPORAL_START = 0.005, 0.03
 
 
 @dataclass(frozen=True)
@@ -247,7 +249,8 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor, torch.Tens
     measured locations (radial data: spokes) is held out once; a candidate's score is the held-out k-space
     error of its solution relative to the held-out samples' energy, summed over the
     problems. The search is coordinate-wise on the grids (temporal first, then spatial,
-    then temporal again), as the error is smooth in the log-weights. ``progress``: called
+    then temporal again), each walk downhill from :data:`SPATIAL_START` or
+    :data:`TEMPORAL_START`, as the error is smooth in the log-weights. ``progress``: called
     with no argument after each solve.
     """
     gen = torch.Generator().manual_seed(seed)
@@ -282,8 +285,8 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor, torch.Tens
         return cache[(s, t)]
 
     def best_along(values: Sequence[float], fixed: float, spatial_axis: bool) -> float:
-        # walk down the valley from the middle of the grid: stops at the first rise
-        i = len(values) // 2
+        # walk down the valley from the start value: stops at the first rise
+        i = values.index(SPATIAL_START if spatial_axis else TEMPORAL_START)
         f = (lambda v: score(v, fixed)) if spatial_axis else (lambda v: score(fixed, v))
         while True:
             here = f(values[i])

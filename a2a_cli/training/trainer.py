@@ -295,14 +295,17 @@ class Trainer:
             with catching_stop_signals(self.stop):
                 if self.stop:  # a stop during set-up whose exception was swallowed
                     raise Stopped(self.stop.signum)
-                if not self.learns:  # nothing to train: validate and save what the set-up chose
-                    stopped, validated = "nothing to train", False
-                elif self.cfg.time_limit is not None:
-                    self._estimate_validation()
-                if self.learns:
+                if not self.learns:
+                    # nothing to train (--model tv): the set-up chose everything, and there are no
+                    # checkpoints to rank, so no validation (for TV it costs a solve per slice)
+                    stopped = "nothing to train"
+                    self.checkpoint(self.run.best)
+                else:
+                    if self.cfg.time_limit is not None:
+                        self._estimate_validation()
                     stopped, validated = self._loop()
-                if not validated:  # the best checkpoint is chosen on a validation of the final weights too
-                    self.validate()
+                    if not validated:  # the best checkpoint is chosen on a validation of the final weights too
+                        self.validate()
                 self.checkpoint(self.run.last)
         except BaseException:
             # a new run that fails before its first checkpoint (unreadable slice, NaN at once)
