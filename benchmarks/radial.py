@@ -102,12 +102,15 @@ def iterative_sense(mode: str, sample) -> np.ndarray:
 
 
 #: BART total-variation flags tried per case (the best on the training slice is kept):
-#: sequential TV over space (bits 0, 1); dynamic TV over time (bit 10) and over space and time.
-TV_FLAGS = {"sequential": (3,), "dynamic": (1024, 1027)}
+#: sequential TV over space (bits 0, 1); dynamic TV over time (bit 10), over space and time, and
+#: spatial TV and TV along time as two terms, the spatial weight a tenth or a third of the temporal.
+TV_FLAGS = {"sequential": (3,), "dynamic": (1024, 1027, "tv/10+tv-t", "tv/3+tv-t")}
+_TWO_TERMS = {"tv/10+tv-t": 10.0, "tv/3+tv-t": 3.0}
 
 
-def bart_cs(mode: str, sample, lam: float, flags: int | None = None) -> np.ndarray:
-    """BART pics with TV over ``flags`` (default: time for dynamic, space for sequential), -S (re-scaled)."""
+def bart_cs(mode: str, sample, lam: float, flags: int | str | None = None) -> np.ndarray:
+    """BART pics with TV over ``flags`` (default: time for dynamic, space for sequential; or one of
+    ``_TWO_TERMS``: spatial TV at a fraction of ``lam`` plus TV along time), -S (re-scaled)."""
     from a2a_cli.cfl import read_cfl, write_cfl
 
     k = _c(sample.kspace)  # (T, N, spokes, samples)
@@ -126,11 +129,14 @@ def bart_cs(mode: str, sample, lam: float, flags: int | None = None) -> np.ndarr
         ksp = ksp.reshape(1, sa, sp, n, 1, 1, 1, 1, 1, 1, t)
         traj = traj.reshape(3, sa, sp, 1, 1, 1, 1, 1, 1, 1, t)
         reg = f"T:{flags or 1024}:0:{lam}"
+        if flags in _TWO_TERMS:
+            reg = [f"T:3:0:{lam / _TWO_TERMS[flags]:.6g}", f"T:1024:0:{lam}"]
     with tempfile.TemporaryDirectory() as d:
         write_cfl(f"{d}/k", ksp)
         write_cfl(f"{d}/t", traj)
         write_cfl(f"{d}/s", maps.transpose(1, 2, 0)[:, :, None, :])
-        subprocess.run(["bart", "pics", "-S", "-i", str(CS_ITERATIONS), "-R", reg, "-t", f"{d}/t", f"{d}/k", f"{d}/s", f"{d}/o"],
+        regs = [x for r in (reg if isinstance(reg, list) else [reg]) for x in ("-R", r)]
+        subprocess.run(["bart", "pics", "-S", "-i", str(CS_ITERATIONS), *regs, "-t", f"{d}/t", f"{d}/k", f"{d}/s", f"{d}/o"],
                        check=True, capture_output=True)
         out = read_cfl(f"{d}/o")
     if mode == "sequential":
