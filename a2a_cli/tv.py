@@ -156,18 +156,25 @@ def tv_reconstruct(physics: MRIPhysics, y: torch.Tensor, spatial: float, tempora
         p.add_(forward(z_bar) - k, alpha=sigma).div_(1 + sigma)
         update = adjoint(p)
         if use_s or use_t:
-            gs, gt = gradient(z_bar)
-            if use_s:
-                q.add_(gs, alpha=sigma)
-                q.div_(torch.clamp(q.abs().square().sum(1, keepdim=True).sqrt_().div_(spatial), min=1.0))
-            if use_t:
-                r.add_(gt, alpha=sigma)
-                r.div_(torch.clamp(r.abs().div_(temporal), min=1.0))
+            _tv_dual_step(q, r, z_bar, sigma, spatial if use_s else 0.0, temporal if use_t else 0.0)
             update.add_(gradient_adjoint(q, r))
         # primal step and extrapolation: z_bar = 2 z_new - z
         z_bar = z.sub(update, alpha=tau)
         z, z_bar = z_bar, z_bar.mul(2).sub_(z)
     return to_real(z)
+
+
+def _tv_dual_step(q: torch.Tensor, r: torch.Tensor, point: torch.Tensor, sigma: float, spatial: float,
+                  temporal: float) -> None:
+    """In place: the TV duals ``q`` (spatial) and ``r`` (temporal) step along the gradient of ``point``
+    and are projected back onto their balls (radius the weight; a weight of 0 leaves its dual at 0)."""
+    gs, gt = gradient(point)
+    if spatial > 0:
+        q.add_(gs, alpha=sigma)
+        q.div_(torch.clamp(q.abs().square().sum(1, keepdim=True).sqrt_().div_(spatial), min=1.0))
+    if temporal > 0:
+        r.add_(gt, alpha=sigma)
+        r.div_(torch.clamp(r.abs().div_(temporal), min=1.0))
 
 
 def _data_term(physics: MRIPhysics, y: torch.Tensor):
@@ -213,13 +220,7 @@ def _condat_vu(physics: MRIPhysics, y: torch.Tensor, spatial: float, temporal: f
             update.add_(gradient_adjoint(q, r))
         z_new = z.sub(update, alpha=tau)
         if use_s or use_t:
-            gs, gt = gradient(z_new.mul(2).sub_(z))
-            if use_s:
-                q.add_(gs, alpha=sigma)
-                q.div_(torch.clamp(q.abs().square().sum(1, keepdim=True).sqrt_().div_(spatial), min=1.0))
-            if use_t:
-                r.add_(gt, alpha=sigma)
-                r.div_(torch.clamp(r.abs().div_(temporal), min=1.0))
+            _tv_dual_step(q, r, z_new.mul(2).sub_(z), sigma, spatial if use_s else 0.0, temporal if use_t else 0.0)
         z = z_new
     return to_real(z)
 
