@@ -38,7 +38,7 @@ import torch
 
 from .physics import MRIPhysics, to_complex, to_real
 
-__all__ = ["TVWeights", "gradient", "gradient_adjoint", "operator_norm", "tv_reconstruct", "select_weights",
+__all__ = ["TVWeights", "gradient", "gradient_adjoint", "operator_norm", "tv_reconstruct", "select_weights", "unit_scale",
            "TV_ITERATIONS", "SPATIAL_GRID", "TEMPORAL_GRID"]
 
 #: Solver iterations of a reconstruction (from the view-shared image; with :data:`PRIMAL_WEIGHT`
@@ -106,6 +106,13 @@ def gradient_adjoint(gs: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return _diff_adjoint(gs[:, 0], -2) + _diff_adjoint(gs[:, 1], -1) + _diff_adjoint(gt, 1)
 
 
+def unit_scale(x: torch.Tensor) -> torch.Tensor:
+    """The mean magnitude of each sample of an image ``(B, 2, T, H, W)``, shaped ``(B, 1, 1, 1, 1)``:
+    the scale the TV weights refer to (divide the data by it)."""
+    mag = to_complex(x).abs().mean(dim=(1, 2, 3)).clamp_min(torch.finfo(x.dtype).tiny)
+    return mag.reshape(-1, 1, 1, 1, 1)
+
+
 def operator_norm(physics: MRIPhysics, shape: Sequence[int], iterations: int = 15,
                   generator: Optional[torch.Generator] = None) -> float:
     """``||A||`` for images of ``shape`` ``(B, 2, T, H, W)``, by power iteration on ``A^H A`` (slightly over-estimated)."""
@@ -137,7 +144,7 @@ def tv_reconstruct(physics: MRIPhysics, y: torch.Tensor, spatial: float, tempora
         raise ValueError(f"TV weights must be finite and >= 0, got {spatial}, {temporal}")
     if getattr(physics, "radial", False):
         return _condat_vu(physics, y, spatial, temporal, iterations, x0, a_norm)
-    forward, adjoint = _complex_operator(physics)
+    forward, adjoint = physics._forward_complex, physics._adjoint_complex
     k = to_complex(y)
     z = adjoint(k) if x0 is None else to_complex(x0)
     if z.ndim != 4:
@@ -223,14 +230,6 @@ def _condat_vu(physics: MRIPhysics, y: torch.Tensor, spatial: float, temporal: f
             _tv_dual_step(q, r, z_new.mul(2).sub_(z), sigma, spatial if use_s else 0.0, temporal if use_t else 0.0)
         z = z_new
     return to_real(z)
-
-
-def _complex_operator(physics: MRIPhysics):
-    """``(A, A^H)`` on complex tensors: the operator's own complex methods where it has them (no layout copies)."""
-    forward, adjoint = getattr(physics, "_forward_complex", None), getattr(physics, "_adjoint_complex", None)
-    if forward is not None and adjoint is not None:
-        return forward, adjoint
-    return (lambda z: to_complex(physics.A(to_real(z)))), (lambda k: to_complex(physics.A_adjoint(to_real(k))))
 
 
 def _holdout(mask: torch.Tensor, fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

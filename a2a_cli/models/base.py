@@ -29,8 +29,8 @@ from typing import Any, ClassVar, Iterator, NamedTuple, Optional
 import torch
 from torch import nn
 
-from ..physics import MRIPhysics, Reflection, is_sequential, to_complex
-from ..tv import TVWeights, tv_reconstruct
+from ..physics import MRIPhysics, Reflection, is_sequential
+from ..tv import TVWeights, tv_reconstruct, unit_scale
 
 __all__ = ["INITS", "ReconstructionNet", "as_dynamic", "WindowGeometry", "window_geometry", "fold_time", "unfold_time", "ConvStack"]
 
@@ -226,9 +226,7 @@ class ReconstructionNet(nn.Module):
         if self.init == "tv":
             if not self.tv_chosen:
                 raise ValueError("init='tv': the TV weights were never chosen (set_tv_weights)")
-            # the weights refer to data at unit mean magnitude, the scale the network works at
-            mag = to_complex(shared).abs().mean(dim=(1, 2, 3)).clamp_min(torch.finfo(shared.dtype).tiny)
-            s = mag.reshape(-1, 1, 1, 1, 1)
+            s = unit_scale(shared)  # the weights refer to data at unit mean magnitude
             spatial, temporal = (float(v) for v in self.tv_weights)
             return tv_reconstruct(physics, y / (s.unsqueeze(3) if y.ndim == 6 else s), spatial, temporal,
                                   x0=shared / s) * s

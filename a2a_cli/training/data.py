@@ -47,6 +47,7 @@ __all__ = [
     "batches",
     "log_layouts",
     "to_device",
+    "item_batch",
     "warn_unsampled",
     "compress_item",
     "mask_is_lines",
@@ -210,6 +211,11 @@ def batches(dataset: Any, sampler: ShapeBatchSampler, start_epoch: int, skip: in
             yield epoch, i, batch
         epoch += 1
         skip = 0
+
+
+def item_batch(item: dict, device: torch.device) -> dict:
+    """One dataset item as a batch of one on ``device`` (:func:`to_device` of it with a batch axis)."""
+    return to_device({k: (v.unsqueeze(0) if isinstance(v, torch.Tensor) else v) for k, v in item.items()}, device)
 
 
 def to_device(batch: dict, device: torch.device) -> dict:

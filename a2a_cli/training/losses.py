@@ -19,7 +19,7 @@ from ..nufft import RadialMRI, is_radial_mask
 from ..physics import DynamicMRI, MRIPhysics, SequentialMRI
 from ..splitting import Artifact2ArtifactLoss, Phase2PhaseLoss
 from ..ssdu import SSDULoss
-from .data import to_device
+from .data import item_batch
 from .errors import TrainingError
 from .options import SSDU_FRAMES_PER_STEP
 
@@ -93,7 +93,7 @@ def validate(loss: SplittingLoss, net: torch.nn.Module, dataset: KspaceDataset, 
     total, count = 0.0, 0
     with _one_pass(net):
         for i in range(rank, len(dataset), world):
-            item = to_device({k: (v.unsqueeze(0) if isinstance(v, torch.Tensor) else v) for k, v in dataset[i].items()}, device)
+            item = item_batch(dataset[i], device)
             total += float(loss.evaluate(net, item["kspace"], physics_of(mode, item)))
             count += 1
     if world > 1:

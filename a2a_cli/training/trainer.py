@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import signal
+import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Optional
 
@@ -25,10 +26,10 @@ from ..data import KspaceDataset, ShapeBatchSampler
 from ..models import build_model, count_parameters
 from ..models.base import ReconstructionNet, as_dynamic
 from ..physics import Reflection
-from ..tv import select_weights
+from ..tv import select_weights, unit_scale
 from .budget import TimeBudget
-from .data import (PreparedDataset, auto_crop_rows, auto_virtual_coils, batches, log_layouts, random_readout_crop,
-                   to_device, warn_unsampled)
+from .data import (PreparedDataset, auto_crop_rows, auto_virtual_coils, batches, item_batch, log_layouts,
+                   random_readout_crop, to_device, warn_unsampled)
 from .distributed import Ranks
 from .errors import Interrupted, TrainingError
 from .losses import make_loss, physics_of, validate
@@ -411,17 +412,15 @@ def choose_tv_weights(net: ReconstructionNet, dataset: Any, mode: str, device: t
     Slices are taken spread over the dataset until about :data:`TV_SELECTION_PIXELS`
     coil-image pixels (frames x coils x H x W) are in (at least one slice), so large scans cost one slice.
     """
-    import time
-
     began = time.monotonic()
     picks = torch.linspace(0, len(dataset) - 1, min(len(dataset), 4)).round().long().unique().tolist()
     problems, values = [], 0
     for i in picks:
-        item = to_device({k: (v.unsqueeze(0) if isinstance(v, torch.Tensor) else v) for k, v in dataset[i].items()}, device)
+        item = item_batch(dataset[i], device)
         y, physics, _ = as_dynamic(item["kspace"], physics_of(mode, item))
         shared = physics.view_sharing(y, window=net.share_window)
-        s = shared.pow(2).sum(1).sqrt().mean().clamp_min(1e-30)
-        problems.append((physics, y / s, shared / s))
+        s = unit_scale(shared)
+        problems.append((physics, y / (s.unsqueeze(3) if y.ndim == 6 else s), shared / s))
         coils = item["coil_maps"].shape[1] if item.get("coil_maps") is not None else 1
         values += shared.shape[2] * shared.shape[3] * shared.shape[4] * coils
         if values >= TV_SELECTION_PIXELS:
