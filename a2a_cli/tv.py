@@ -239,13 +239,12 @@ def _holdout(mask: torch.Tensor, fraction: float, generator: torch.Generator) ->
 
 
 @torch.no_grad()
-def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor, torch.Tensor]], dynamic: bool = True,
+def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic: bool = True,
                    fraction: float = 0.1, iterations: int = TV_ITERATIONS, seed: int = 0,
                    progress=None) -> TVWeights:
     """Choose ``(spatial, temporal)`` weights by k-space cross-validation on ``problems``.
 
-    ``problems``: ``(physics, y, x_start)`` triples of normalised dynamic data (``x_start``
-    the starting image, e.g. view sharing). For each, ``fraction`` of every frame's
+    ``problems``: ``(physics, y)`` pairs of normalised dynamic data. For each, ``fraction`` of every frame's
     measured locations (radial data: spokes) is held out once; a candidate's score is the held-out k-space
     error of its solution relative to the held-out samples' energy, summed over the
     problems. The search is coordinate-wise on the grids (temporal first, then spatial,
@@ -253,22 +252,22 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor, torch.Tens
     :data:`TEMPORAL_START`, as the error is smooth in the log-weights. ``progress``: called
     with no argument after each solve.
     """
+    from .nufft import select_spokes
+    from .ssdu import _gather_spokes, _on_mask, partition_spokes  # ssdu builds on the models, which build on this
+
     gen = torch.Generator().manual_seed(seed)
     folds = []
-    for physics, y, x_start in problems:
+    for physics, y in problems:
         radial = getattr(physics, "radial", False)
         if radial:  # whole spokes held out, each set with its own density compensation
-            from .nufft import select_spokes
-            from .ssdu import _gather_spokes, partition_spokes
-
             inp, out = partition_spokes(physics.mask, fraction, gen)
             p_in, p_out = physics.with_mask(select_spokes(physics.mask, inp)), physics.with_mask(select_spokes(physics.mask, out))
             y_in, y_out = _gather_spokes(y, inp), _gather_spokes(y, out)
         else:
             inp, out = _holdout(physics.mask, fraction, gen)
             p_in, p_out = physics.with_mask(inp), physics.with_mask(out)
-            y_in, y_out = _on(y, inp), _on(y, out)
-        start = p_in.view_sharing(y_in) if hasattr(p_in, "view_sharing") else x_start
+            y_in, y_out = _on_mask(y, inp), _on_mask(y, out)
+        start = p_in.view_sharing(y_in)  # each fold starts from its own input's view sharing
         norm = None if radial else operator_norm(p_in, tuple(start.shape))
         folds.append((p_in, p_out, y_in, y_out, start, norm))
     cache: dict[tuple[float, float], float] = {}
@@ -319,7 +318,3 @@ def _heldout_error(physics: MRIPhysics, z: torch.Tensor, y: torch.Tensor) -> flo
         energy = physics.residual_mse(torch.zeros_like(z), y, weighted=True)
         return float(error) / max(float(energy), 1e-30)
     return float((physics.A(z) - y).pow(2).sum()) / max(float(y.pow(2).sum()), 1e-30)
-
-
-def _on(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return y * (mask.unsqueeze(3) if y.ndim == 6 else mask)

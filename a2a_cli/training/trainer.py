@@ -420,7 +420,7 @@ def choose_tv_weights(net: ReconstructionNet, dataset: Any, mode: str, device: t
         y, physics, _ = as_dynamic(item["kspace"], physics_of(mode, item))
         shared = physics.view_sharing(y, window=net.share_window)
         s = unit_scale(shared)
-        problems.append((physics, y / (s.unsqueeze(3) if y.ndim == 6 else s), shared / s))
+        problems.append((physics, y / (s.unsqueeze(3) if y.ndim == 6 else s)))
         coils = item["coil_maps"].shape[1] if item.get("coil_maps") is not None else 1
         values += shared.shape[2] * shared.shape[3] * shared.shape[4] * coils
         if values >= TV_SELECTION_PIXELS:
