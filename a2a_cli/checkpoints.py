@@ -30,13 +30,16 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 
 from . import __version__
 from .errors import A2AError, InputError
 from .atomic import atomic_write
+
+if TYPE_CHECKING:
+    from .tv import TVWeights
 
 FORMAT = "a2a-checkpoint"
 FORMAT_VERSION = 1
@@ -70,6 +73,23 @@ class Checkpoint:
             first = str(exc).strip().splitlines()
             raise InputError(self.path, f"weights do not fit network {self.model_name!r}: {' '.join(first[:3])}") from None
         return model
+
+
+def stored_tv_weights(checkpoint: Optional[Checkpoint]) -> Optional[TVWeights]:
+    """The compressed-sensing weights that training chose beside the network (``extra["tv_weights"]``), or None.
+
+    Raises :class:`~a2a_cli.errors.InputError` when the entry is there but is not two finite weights >= 0.
+    """
+    from .tv import TVWeights
+
+    value = None if checkpoint is None else checkpoint.extra.get("tv_weights")
+    if value is None:
+        return None
+    ok = (isinstance(value, (list, tuple)) and len(value) == 2
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in value))
+    if not ok:
+        raise InputError(checkpoint.path, f"checkpoint entry 'tv_weights' must be two finite weights >= 0, got {value!r}")
+    return TVWeights(float(value[0]), float(value[1]))
 
 
 def sha256_of(path: str | os.PathLike) -> str:

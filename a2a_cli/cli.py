@@ -46,6 +46,12 @@ class Assignment(str, Enum):
     interleaved = "interleaved"
 
 
+class Method(str, Enum):
+    auto = "auto"
+    network = "network"
+    tv = "tv"
+
+
 def _shown(text: object) -> str:
     """``text`` printable on any terminal: bytes of a file name that are not UTF-8 shown as ``\\xNN``.
 
@@ -204,6 +210,7 @@ def train(
     mode: Optional[Mode] = typer.Option(None, help="dynamic (video) or sequential (static image); default: the files' `acquisition` attribute."),
     model: str = typer.Option("unrolled", help="Network: unrolled, unet or cnn2dt; or tv: no network, compressed sensing with total variation whose weights the run chooses by k-space cross-validation."),
     model_option: List[str] = typer.Option([], "--model-option", help="Network setting KEY=VALUE, e.g. iterations=3 (repeatable)."),
+    tv: bool = typer.Option(True, "--tv/--no-tv", help="Also choose the two weights of TV compressed sensing by k-space cross-validation (within the time budget), so that `a2a reconstruct` can keep, per file, whichever of the network and compressed sensing predicts held-out k-space samples better."),
     loss: str = typer.Option("auto", help="a2a (Artifact2Artifact: split in time), p2p (Phase2Phase), ssdu (split k-space: for the same lines in every frame, or one frame) or auto (ssdu for sequential data; otherwise a2a where the masks allow temporal splitting, else ssdu)."),
     ssdu_fraction: float = typer.Option(0.2, "--ssdu-fraction", help="ssdu: fraction of the measured samples held out for the loss at each step (0.2 measured better than the paper's 0.4: benchmarks/SSDU.md)."),
     ssdu_masks: int = typer.Option(1, "--ssdu-masks", help="ssdu: partitions per slice and step (multi-mask SSDU when > 1)."),
@@ -395,6 +402,8 @@ RECON_EPILOG = """
     a2a reconstruct runs/demo/best.pt long_scan.h5 --out recon/ --frames-per-batch 32 --preview cine.gif
 
     a2a reconstruct runs/demo/best.pt scans/*.h5 --out recon/ --export .nii.gz
+
+    a2a reconstruct runs/demo/best.pt scans/*.h5 --out recon/ --method network
 """
 
 
@@ -418,6 +427,7 @@ def reconstruct(
     json_out: bool = typer.Option(False, "--json", help="Print the quality table as JSON on stdout."),
     export_suffix: Optional[str] = typer.Option(None, "--export", help="Also export each output beside it: a suffix of `a2a export` (.nii.gz, .cfl, .gif, .png, ...) or dicom (a folder NAME_recon_dicom).", show_default=False),
     adapt: Optional[int] = typer.Option(None, "--adapt", metavar="STEPS", help="Fine-tune a copy of the network on each slice for STEPS self-supervised steps before reconstructing it (scan-specific; 0: off). Default: 200 in sequential mode, 0 in dynamic mode and for radial files."),
+    method: Method = typer.Option(Method.auto, "--method", help="network, tv (the TV compressed sensing whose weights training chose beside the network) or auto: per file, whichever of the two better predicts k-space samples held out of that file (network when the checkpoint holds no TV weights)."),
 ) -> None:
     """Reconstruct full sequences (no splitting) with a trained network; report quality when a reference is stored."""
     from .config import check_options
@@ -466,7 +476,8 @@ def reconstruct(
     created = (make_output_folder(preview) if preview is not None else []) + make_folders(out_dir)
     try:
         table = _reconstruct_all(ckpt, net, inputs, out_dir, dev, overwrite, frames_per_batch, split, mask_file,
-                                 {"slice": preview_slice} if preview is not None else None, exports, adapt)
+                                 {"slice": preview_slice} if preview is not None else None, exports, adapt,
+                                 method.value)
         if preview is not None:
             _write_preview(preview, table.pop("_keep"), ckpt.mode, preview_frame)
     except BaseException:
@@ -481,7 +492,7 @@ def reconstruct(
 
 def _reconstruct_all(ckpt, net, inputs: list, out_dir: Path, dev, overwrite: bool, frames_per_batch: Optional[int],
                      split, mask_file: Optional[Path], keep: Optional[dict], exports: List[tuple[Path, str]],
-                     adapt: Optional[int]) -> dict:
+                     adapt: Optional[int], method: str = "auto") -> dict:
     """Reconstruct every input with a progress bar; the quality table (``_keep``: the preview's images)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -500,6 +511,7 @@ def _reconstruct_all(ckpt, net, inputs: list, out_dir: Path, dev, overwrite: boo
                 log=lambda m: bar.console.print(escape(m), style="dim", highlight=False, soft_wrap=True),
                 adapt_steps=adapt,  # None: the default for the file (reconstruct_file)
                 on_adapt_step=lambda k, n: bar.update(tuning, completed=k % n, total=n, visible=k < n),
+                method=method,
             )
             results.append(res)
             if exports:
@@ -559,14 +571,15 @@ def _fmt(v: Optional[float], digits: int = 2) -> str:
 
 def _print_quality(table: dict) -> None:
     t = Table(title=f"a2a reconstruction ({table['network']}, {table['mode']})")
-    for col in ("file", "slices", "PSNR zero-filled", "PSNR a2a", "SSIM zero-filled", "SSIM a2a", "s/frame"):
+    for col in ("file", "slices", "method", "PSNR zero-filled", "PSNR a2a", "SSIM zero-filled", "SSIM a2a", "s/frame"):
         t.add_column(col, justify="left" if col == "file" else "right", no_wrap=col == "file")
     for r in table["files"]:
-        t.add_row(escape(_shown(Path(r["file"]).name)), str(r["slices"]), _fmt(r["psnr_zero_filled"]), _fmt(r["psnr_network"]),
-                  _fmt(r["ssim_zero_filled"], 3), _fmt(r["ssim_network"], 3), _fmt(r["seconds_per_frame"], 4))
+        t.add_row(escape(_shown(Path(r["file"]).name)), str(r["slices"]), r["method"], _fmt(r["psnr_zero_filled"]),
+                  _fmt(r["psnr_network"]), _fmt(r["ssim_zero_filled"], 3), _fmt(r["ssim_network"], 3),
+                  _fmt(r["seconds_per_frame"], 4))
     o = table["overall"]
     if len(table["files"]) > 1:
-        t.add_row("[bold]overall", str(o["slices"]), _fmt(o["psnr_zero_filled"]), _fmt(o["psnr_network"]),
+        t.add_row("[bold]overall", str(o["slices"]), "", _fmt(o["psnr_zero_filled"]), _fmt(o["psnr_network"]),
                   _fmt(o["ssim_zero_filled"], 3), _fmt(o["ssim_network"], 3), "")
     out.print(t)
     for r in table["files"]:

@@ -5,6 +5,12 @@ At reconstruction time nothing is split: the network sees every frame of a slice
 (``frames_per_batch``) that are stitched so that the result equals the whole-sequence
 result: windows start on multiples of the network's view-sharing block and carry the
 frames its temporal receptive field needs on each side.
+
+A checkpoint whose training also chose the weights of TV compressed sensing (``a2a
+train``'s default) offers a second method. ``method="auto"`` (the default) keeps, for
+each file, whichever of the network and compressed sensing better predicts k-space
+samples held out of the file itself (:func:`choose_method`): no ground truth, and on
+data the network was not trained on.
 """
 from __future__ import annotations
 
@@ -20,19 +26,23 @@ import numpy as np
 import torch
 
 from . import __version__
-from .checkpoints import Checkpoint, load_checkpoint
+from .checkpoints import Checkpoint, load_checkpoint, stored_tv_weights
 from .errors import A2AError, InputError, raise_if_stopped
 from .geometry import read_geometry
 from .data import FileInfo, ReconstructionWriter, Sample, SplitOptions, describe_layout, inspect_file, read_slice
 from .metrics import psnr, ssim
+from .holdout import compare, spread_problems
 from .models.base import ReconstructionNet, window_geometry
 from .models.cost import bytes_per_frame
 from .paths import attr_path, same_file
 from .physics import DynamicMRI, SequentialMRI, normalise_measurement, rescale, to_complex
+from .ssdu import SSDUError
 
 
 #: Memory one forward pass may use on the CPU when ``frames_per_batch`` is not given.
 CPU_WINDOW_BYTES = 1 << 30
+#: What ``method`` may say: the network, compressed sensing, or whichever predicts held-out samples better.
+METHODS = ("auto", "network", "tv")
 
 
 def _window_plan(frames: int, frames_per_batch: int, block: int, context: int) -> tuple[int, int]:
@@ -190,6 +200,8 @@ class FileResult:
     ssim_zero_filled: list[float] = field(default_factory=list)
     ssim_network: list[float] = field(default_factory=list)
     frames_per_batch: Optional[int] = None  # the window used (None: whole sequences)
+    method: str = "network"  # "network" or "tv": what reconstructed the file
+    holdout: Optional[dict] = None  # the held-out k-space error of each method, when method="auto" compared them
 
     def summary(self) -> dict:
         def mean(v):
@@ -206,6 +218,8 @@ class FileResult:
             "psnr_network": mean(self.psnr_network),
             "ssim_zero_filled": mean(self.ssim_zero_filled),
             "ssim_network": mean(self.ssim_network),
+            "method": self.method,
+            "holdout_error": self.holdout,
         }
 
 
@@ -233,6 +247,7 @@ def reconstruct_file(
     log: Optional[Callable[[str], None]] = None,
     adapt_steps: Optional[int] = 0,
     on_adapt_step: Optional[Callable[[int, int], None]] = None,
+    method: str = "auto",
 ) -> FileResult:
     """Reconstruct every slice of ``source`` into ``OUT_DIR/<stem>_recon.h5`` (atomically).
 
@@ -248,6 +263,7 @@ def reconstruct_file(
     None: the default for this checkpoint's mode and this file's layout
     (:func:`a2a_cli.adapt.default_adapt_steps`).
     ``on_adapt_step(step, steps)`` is called after every fine-tuning step.
+    ``method``: one of :data:`METHODS` (:func:`choose_method`; compressed sensing is not fine-tuned).
     """
     source = Path(source)
     target = output_path(source, out_dir)
@@ -264,10 +280,32 @@ def reconstruct_file(
         from .adapt import default_adapt_steps
 
         adapt_steps = default_adapt_steps(mode, radial=info.layout == "radial")
-    run = _SliceRun(net, mode, device, frames_per_batch, adapt_steps, on_adapt_step)
-    methods: set[str] = set()
     result = FileResult(source=str(source), output=str(target), slices=info.n_slices, seconds=0.0, frames=0)
-    attrs = _output_attrs(checkpoint, source, info, adapt_steps)
+    tv_net = tv_alternative(checkpoint, net, device)
+    result.method = "tv" if checkpoint.model_name == "tv" else method
+    if method == "tv" and checkpoint.model_name != "tv" and tv_net is None:
+        raise InputError(checkpoint.path, "--method tv: this checkpoint holds no TV weights (trained with --no-tv or by an "
+                         "older a2a); use --method network, or train with --model tv")
+    if method == "network" and checkpoint.model_name == "tv":
+        raise InputError(checkpoint.path, "--method network: this checkpoint holds no network (--model tv)")
+    if result.method == "auto":
+        if tv_net is None:
+            result.method = "network"
+        else:
+            began = time.perf_counter()
+            result.method, result.holdout = choose_method(net, tv_net, mode, source, info, device, split, mask_file)
+            result.seconds += time.perf_counter() - began
+            if log is not None and result.holdout:
+                scores = ", ".join(f"{k} {v:.4g}" for k, v in result.holdout.items())
+                log(f"method: {'compressed sensing (tv)' if result.method == 'tv' else 'network'}, the better "
+                    f"predictor of held-out k-space samples of this file (relative error: {scores})")
+            elif log is not None:
+                log("method: network (too few samples in this file to hold some out and compare it with TV)")
+            result.holdout = result.holdout or None
+    use = tv_net if result.method == "tv" and tv_net is not None else net
+    run = _SliceRun(use, mode, device, frames_per_batch, adapt_steps if use is net else 0, on_adapt_step)
+    methods: set[str] = set()
+    attrs = _output_attrs(checkpoint, source, info, run.adapt_steps) | {"method": result.method}
     with ReconstructionWriter(target, info.n_slices, frame_shape, attrs, overwrite=overwrite, extra=("zero_filled",)) as writer:
         for s in range(info.n_slices):
             raise_if_stopped()
@@ -289,6 +327,47 @@ def reconstruct_file(
         if methods:  # what the slices used (estimation may fall back per slice), e.g. "espirit,lowres"
             writer.set_attr("sensitivity", ",".join(sorted(methods)))
     return result
+
+
+def tv_alternative(checkpoint: Checkpoint, net: torch.nn.Module, device: torch.device) -> Optional[ReconstructionNet]:
+    """The TV compressed sensing that training chose beside the network (None if it did not), ready to run."""
+    weights = stored_tv_weights(checkpoint)
+    if weights is None:
+        return None
+    from .models.tvmodel import TVModel
+
+    model = TVModel(share_window=net.share_window if isinstance(net, ReconstructionNet) else None)
+    model.set_tv_weights(weights)
+    return model.to(device).eval()
+
+
+def choose_method(net: torch.nn.Module, tv_net: torch.nn.Module, mode: str, source: Path, info: FileInfo,
+                  device: torch.device, split: Optional[SplitOptions] = None,
+                  mask_file: Optional[str | Path] = None) -> tuple[str, dict]:
+    """``("network" or "tv", {method: held-out error})``: the method whose reconstruction from 90 % of the
+    file's measured samples predicts the other 10 % better (:func:`a2a_cli.holdout.compare`).
+
+    Scored on slices spread over the file (:func:`~a2a_cli.holdout.spread_problems`). The file is
+    one the network was (normally) not trained on, so neither method has seen the held-out samples.
+    The network is scored as trained, before any ``--adapt`` fine-tuning: fine-tuned on each
+    fold's input first, it predicted the held-out samples of a static head phantom better
+    than TV while its image was 2.8 dB worse (benchmarks/RESULTS.md).
+    """
+    def load(i: int):
+        sample = read_slice(source, i, split=split, info=info, mask_file=mask_file)
+        mask = sample.mask.to(device)
+        maps = getattr(sample, "coil_maps", None)
+        maps = maps.to(device) if maps is not None else None
+        y = normalise_measurement(sample.kspace.to(device), mask)[0]
+        coils = maps.shape[1] if maps is not None else 1
+        return _operator(mode, mask, maps), y, (1 if mode == "sequential" else info.frames) * coils * info.height * info.width
+
+    net.eval()
+    try:
+        errors = compare({"network": net, "tv": tv_net}, spread_problems(info.n_slices, load))
+    except SSDUError:  # too few samples to hold any out: nothing to compare on
+        return "network", {}
+    return min(errors, key=errors.get), errors
 
 
 def _output_attrs(checkpoint: Checkpoint, source: Path, info: FileInfo, adapt_steps: int) -> dict:

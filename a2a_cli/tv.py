@@ -36,6 +36,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from .holdout import HOLDOUT_FRACTION, heldout_error, make_fold
 from .physics import MRIPhysics, to_complex, to_real
 
 __all__ = ["TVWeights", "gradient", "gradient_adjoint", "operator_norm", "tv_reconstruct", "select_weights", "unit_scale",
@@ -232,15 +233,9 @@ def _condat_vu(physics: MRIPhysics, y: torch.Tensor, spatial: float, temporal: f
     return to_real(z)
 
 
-def _holdout(mask: torch.Tensor, fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    from .ssdu import partition_masks
-
-    return partition_masks(mask, fraction, "uniform", 1e-9, generator, per_frame=True)
-
-
 @torch.no_grad()
 def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic: bool = True,
-                   fraction: float = 0.1, iterations: int = TV_ITERATIONS, seed: int = 0,
+                   fraction: float = HOLDOUT_FRACTION, iterations: int = TV_ITERATIONS, seed: int = 0,
                    progress=None) -> TVWeights:
     """Choose ``(spatial, temporal)`` weights by k-space cross-validation on ``problems``.
 
@@ -252,32 +247,22 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic:
     :data:`TEMPORAL_START`, as the error is smooth in the log-weights. ``progress``: called
     with no argument after each solve.
     """
-    from .nufft import select_spokes
-    from .ssdu import _gather_spokes, _on_mask, partition_spokes  # ssdu builds on the models, which build on this
-
     gen = torch.Generator().manual_seed(seed)
     folds = []
     for physics, y in problems:
+        fold = make_fold(physics, y, fraction, gen)
+        start = fold.physics_in.view_sharing(fold.y_in)  # each fold starts from its own input's view sharing
         radial = getattr(physics, "radial", False)
-        if radial:  # whole spokes held out, each set with its own density compensation
-            inp, out = partition_spokes(physics.mask, fraction, gen)
-            p_in, p_out = physics.with_mask(select_spokes(physics.mask, inp)), physics.with_mask(select_spokes(physics.mask, out))
-            y_in, y_out = _gather_spokes(y, inp), _gather_spokes(y, out)
-        else:
-            inp, out = _holdout(physics.mask, fraction, gen)
-            p_in, p_out = physics.with_mask(inp), physics.with_mask(out)
-            y_in, y_out = _on_mask(y, inp), _on_mask(y, out)
-        start = p_in.view_sharing(y_in)  # each fold starts from its own input's view sharing
-        norm = None if radial else operator_norm(p_in, tuple(start.shape))
-        folds.append((p_in, p_out, y_in, y_out, start, norm))
+        norm = None if radial else operator_norm(fold.physics_in, tuple(start.shape))
+        folds.append((fold, start, norm))
     cache: dict[tuple[float, float], float] = {}
 
     def score(s: float, t: float) -> float:
         if (s, t) not in cache:
             total = 0.0
-            for p_in, p_out, y_in, y_out, start, a_norm in folds:
-                z = tv_reconstruct(p_in, y_in, s, t, iterations, x0=start, a_norm=a_norm)
-                total += _heldout_error(p_out, z, y_out)
+            for fold, start, a_norm in folds:
+                z = tv_reconstruct(fold.physics_in, fold.y_in, s, t, iterations, x0=start, a_norm=a_norm)
+                total += heldout_error(fold, z)
                 if progress is not None:
                     progress()
             cache[(s, t)] = total
@@ -309,12 +294,3 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic:
     table = tuple(sorted((a, b, round(v, 6)) for (a, b), v in cache.items()))
     return TVWeights(spatial=s, temporal=t, table=table)
 
-
-def _heldout_error(physics: MRIPhysics, z: torch.Tensor, y: torch.Tensor) -> float:
-    """Squared error of ``physics.A(z)`` on the held-out samples ``y``, relative to their energy
-    (radial: each sample weighted by its density compensation, so the dense centre does not dominate)."""
-    if getattr(physics, "radial", False):
-        error = physics.residual_mse(z, y, weighted=True)
-        energy = physics.residual_mse(torch.zeros_like(z), y, weighted=True)
-        return float(error) / max(float(energy), 1e-30)
-    return float((physics.A(z) - y).pow(2).sum()) / max(float(y.pow(2).sum()), 1e-30)

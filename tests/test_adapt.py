@@ -88,7 +88,7 @@ def test_reconstruct_adapt_option_end_to_end(seq_file, tmp_path):
     assert train.exit_code == 0, train.output
     for steps in ("0", "3"):
         res = runner.invoke(app, ["reconstruct", str(run / "best.pt"), str(seq_file), "--out", str(tmp_path / f"r{steps}"),
-                                  "--adapt", steps, "--device", "cpu", "--json"])
+                                  "--adapt", steps, "--device", "cpu", "--json", "--method", "network"])
         assert res.exit_code == 0, res.output
         with h5py.File(tmp_path / f"r{steps}" / "seq_recon.h5") as f:
             assert int(f.attrs["adapt_steps"]) == int(steps)
@@ -123,7 +123,8 @@ def test_adapt_on_a_radial_scan_splits_spokes_and_lowers_its_loss(tmp_path, one_
     # reconstruct: radial files are not fine-tuned by default, and --adapt works on them
     run = tmp_path / "run"
     opts = ["--steps", "2", "--model-option", "channels=4", "--model-option", "depth=2", "--val-every", "2"]
-    assert runner.invoke(app, ["train", str(path), "--out", str(run), "--loss", "ssdu", *opts]).exit_code == 0
+    # --no-tv: the network reconstructs (--method auto could otherwise keep compressed sensing, never fine-tuned)
+    assert runner.invoke(app, ["train", str(path), "--out", str(run), "--loss", "ssdu", "--no-tv", *opts]).exit_code == 0
     for extra, steps in (([], 0), (["--adapt", "3"], 3)):
         result = runner.invoke(app, ["reconstruct", str(run / "best.pt"), str(path), "--out", str(tmp_path / "rec"),
                                      "--overwrite", *extra])

@@ -179,7 +179,7 @@ def test_model_tv_trains_no_steps_and_reconstructs_above_zero_filled(tmp_path):
     test = write_case(tmp_path / "test.h5", slices=1, frames=8, height=32, width=32, seed=4)
     code, text = invoke(["train", train, "--out", tmp_path / "run", "--model", "tv", "--json"])
     assert code == 0, text
-    assert "init tv: spatial TV weight" in text and "nothing to train" in text
+    assert "TV: spatial TV weight" in text and "nothing to train" in text
     ckpt = load_checkpoint(tmp_path / "run" / "best.pt")
     weights = ckpt.build_model().tv_weights
     assert ckpt.model_name == "tv" and bool(torch.isfinite(weights).all()) and float(weights.min()) > 0
@@ -210,7 +210,7 @@ def test_model_tv_on_radial_files(tmp_path):
     test = simulate_radial(tmp_path / "radial_test.h5", slices=1, frames=4, size=24, spokes=6, coils=2, seed=1)
     code, text = invoke(["train", train, "--out", tmp_path / "run", "--model", "tv"])
     assert code == 0, text
-    assert "init tv: spatial TV weight" in text
+    assert "TV: spatial TV weight" in text
     code, text = invoke(["reconstruct", tmp_path / "run" / "best.pt", test, "--out", tmp_path / "rec", "--json"])
     assert code == 0, text
     scores = json.loads(text[text.index("{"):])["overall"]

@@ -19,17 +19,18 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from ..checkpoints import Checkpoint, load_checkpoint, save_checkpoint
+from ..checkpoints import Checkpoint, load_checkpoint, save_checkpoint, stored_tv_weights
 from ..config import TrainConfig
 from ..errors import A2AError, InputError, Stopped
 from ..data import KspaceDataset, ShapeBatchSampler
 from ..models import build_model, count_parameters
 from ..models.base import ReconstructionNet, as_dynamic
 from ..physics import Reflection
-from ..tv import select_weights, unit_scale
+from ..holdout import spread_problems
+from ..tv import TVWeights, select_weights, unit_scale
 from .budget import TimeBudget
-from .data import (PreparedDataset, auto_crop_rows, auto_virtual_coils, batches, item_batch, log_layouts,
-                   random_readout_crop, to_device, warn_unsampled)
+from .data import (PreparedDataset, auto_crop_rows, auto_virtual_coils, batches, item_batch, log_layouts, mask_is_lines,
+                   random_readout_crop, readout_crop, to_device, warn_unsampled)
 from .distributed import Ranks
 from .errors import Interrupted, TrainingError
 from .losses import make_loss, physics_of, validate
@@ -155,9 +156,13 @@ class Trainer:
             if self.virtual is not None:
                 self.log(f"training on {self.virtual} virtual coils (SVD compression of {self.coils}; reconstruction uses all coils)")
             if isinstance(net, ReconstructionNet) and not net.tv_chosen:
-                choose_tv_weights(net, self.dataset, self.mode, self.device, self.log)
+                net.set_tv_weights(select_tv_weights(self.dataset, self.mode, net.share_window, self.device, self.log,
+                                                     self.stop))
         self.train_net: torch.nn.Module = self.net
         self.learns = count_parameters(net) > 0  # --model tv: the set-up above chose everything
+        # compressed sensing beside the network: reconstruction keeps whichever predicts held-out samples better
+        self.tv_weights = None if fresh else stored_tv_weights(self.state)
+        self.tv_due = (fresh and self.learns and cfg.tv and isinstance(net, ReconstructionNet) and net.init != "tv")
         if self.ranks.distributed and self.learns:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_net = torch.nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
@@ -277,7 +282,8 @@ class Trainer:
             "rng": self.ranks.gather(self.generator.get_state()),  # one state per rank
         }
         if self.ranks.main:
-            save_checkpoint(path, self.net, self.mode, training=training)
+            extra = {"tv_weights": [self.tv_weights.spatial, self.tv_weights.temporal]} if self.tv_weights else None
+            save_checkpoint(path, self.net, self.mode, training=training, extra=extra)
         self.ranks.barrier()  # no rank leaves (e.g. on a signal) before the checkpoint is on disk
 
     # -- the loop -------------------------------------------------------------------------------------
@@ -302,6 +308,8 @@ class Trainer:
                     stopped = "nothing to train"
                     self.checkpoint(self.run.best)
                 else:
+                    if self.tv_due:  # inside the time budget: the default run stops on time all the same
+                        self._choose_tv_beside()
                     if self.cfg.time_limit is not None:
                         self._estimate_validation()
                     stopped, validated = self._loop()
@@ -316,6 +324,18 @@ class Trainer:
         finally:
             self._close_run(discard, made_dir)
         return self._summary(stopped)
+
+    def _choose_tv_beside(self) -> None:
+        """Choose the TV weights that reconstruction compares the network with; data too sparse
+        to hold samples out of only skip it (the network does not need it)."""
+        from ..ssdu import SSDUError
+
+        self.tv_due = False
+        try:
+            self.tv_weights = select_tv_weights(self.dataset, self.mode, self.net.share_window, self.device, self.log,
+                                                self.stop)
+        except SSDUError as exc:
+            self.log(f"TV: skipped, reconstruction will use the network alone ({exc})")
 
     def _open_run(self) -> bool:
         """Rank 0: make the run directory, write the configuration, open the metrics log; True if the directory is new."""
@@ -391,6 +411,8 @@ class Trainer:
             "last": str(self.run.last),
             "mode": self.mode,
             "model": self.cfg.model,
+            # compressed sensing chosen beside the network (reconstruct --method auto|tv)
+            "tv_weights": [self.tv_weights.spatial, self.tv_weights.temporal] if self.tv_weights else None,
         }
 
     def close(self) -> None:
@@ -401,32 +423,36 @@ class Trainer:
             torch.distributed.destroy_process_group()
 
 
-#: Coil-image pixels that cross-validation of the TV weights solves on (4 single-coil slices of 16 frames at 64x64).
-TV_SELECTION_PIXELS = 4 * 16 * 64 * 64
+def select_tv_weights(dataset: Any, mode: str, share_window: Optional[int], device: torch.device,
+                      log: Callable[[str], None] = print, stop: Optional[StopRequest] = None) -> TVWeights:
+    """The TV weights of :func:`~a2a_cli.tv.tv_reconstruct` for this data, by k-space cross-validation
+    on training slices (:func:`~a2a_cli.holdout.spread_problems`: a large scan costs one slice).
 
+    Tall images are scored on their central band of readout rows, as training crops them
+    (:func:`~a2a_cli.training.data.auto_crop_rows`: the exact data of those rows, a fraction of
+    the cost), normalised by the whole image's scale, to which the weights refer.
 
-def choose_tv_weights(net: ReconstructionNet, dataset: Any, mode: str, device: torch.device,
-                      log: Callable[[str], None] = print) -> None:
-    """Choose an ``init="tv"`` network's TV weights by k-space cross-validation on training slices.
-
-    Slices are taken spread over the dataset until about :data:`TV_SELECTION_PIXELS`
-    coil-image pixels (frames x coils x H x W) are in (at least one slice), so large scans cost one slice.
-    """
+    Raises :class:`~a2a_cli.errors.Stopped` between two solves once ``stop`` is requested."""
     began = time.monotonic()
-    picks = torch.linspace(0, len(dataset) - 1, min(len(dataset), 4)).round().long().unique().tolist()
-    problems, values = [], 0
-    for i in picks:
-        item = item_batch(dataset[i], device)
+
+    def problem(item: dict) -> tuple:
         y, physics, _ = as_dynamic(item["kspace"], physics_of(mode, item))
-        shared = physics.view_sharing(y, window=net.share_window)
-        s = unit_scale(shared)
-        problems.append((physics, y / (s.unsqueeze(3) if y.ndim == 6 else s)))
+        return y, physics, physics.view_sharing(y, window=share_window)
+
+    def load(i: int):
+        item = item_batch(dataset[i], device)
+        y, physics, shared = problem(item)
+        s = unit_scale(shared)  # the weights refer to data at unit mean magnitude
+        height = item["mask"].shape[-2]
+        rows = auto_crop_rows(height)
+        if rows is not None and not getattr(physics, "radial", False) and mask_is_lines(item["mask"]):
+            y, physics, shared = problem(readout_crop(item, (height - rows) // 2, rows))
         coils = item["coil_maps"].shape[1] if item.get("coil_maps") is not None else 1
-        values += shared.shape[2] * shared.shape[3] * shared.shape[4] * coils
-        if values >= TV_SELECTION_PIXELS:
-            break
+        return physics, y / (s.unsqueeze(3) if y.ndim == 6 else s), shared[0, 0].numel() * coils
+
+    problems = spread_problems(len(dataset), load)
     dynamic = problems[0][0].mask.shape[2] > 1
-    log(f"init tv: choosing the TV weights by k-space cross-validation on {len(problems)} training slice(s)")
+    log(f"TV: choosing the weights of compressed sensing by k-space cross-validation on {len(problems)} training slice(s)")
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -434,9 +460,14 @@ def choose_tv_weights(net: ReconstructionNet, dataset: Any, mode: str, device: t
     with Progress(TextColumn("[bold]TV weights"), BarColumn(), MofNCompleteColumn(), TextColumn("solves"),
                   TimeElapsedColumn(), console=Console(stderr=True), transient=True, disable=quiet) as bar:
         task = bar.add_task("tv", total=None)
-        weights = select_weights(problems, dynamic=dynamic, progress=lambda: bar.advance(task))
-    net.set_tv_weights(weights)
-    log(f"init tv: {weights.describe()} ({len(weights.table)} candidates, {time.monotonic() - began:.0f} s)")
+        def solved() -> None:
+            bar.advance(task)
+            if stop:
+                raise Stopped(stop.signum)
+
+        weights = select_weights(problems, dynamic=dynamic, progress=solved)
+    log(f"TV: {weights.describe()} ({len(weights.table)} candidates, {time.monotonic() - began:.0f} s)")
+    return weights
 
 
 def train(

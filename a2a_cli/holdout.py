@@ -1,0 +1,118 @@
+"""k-space hold-out: score a reconstruction by how well it predicts measured samples it never saw.
+
+A :class:`Fold` splits each frame's measured locations (radial data: whole spokes) once
+into a fitting set and a small held-out set. A method reconstructs from the fitting set
+alone, and its score is the squared error of its prediction of the held-out samples,
+relative to their energy (:func:`heldout_error`). No ground truth is needed, so the same
+score chooses the TV weights (:func:`a2a_cli.tv.select_weights`) and, at reconstruction,
+between the trained network and compressed sensing (:func:`compare`).
+
+>>> import torch
+>>> from a2a_cli.physics import DynamicMRI
+>>> mask = torch.zeros(1, 1, 4, 1, 16)
+>>> for t in range(4):                         # each frame: every 2nd line, shifted
+...     mask[:, :, t, :, t % 2::2] = 1
+>>> physics = DynamicMRI(mask=mask)
+>>> x = torch.zeros(1, 2, 4, 16, 16); x[:, 0, :, 4:12, 4:12] = 1   # static in time
+>>> fold = make_fold(physics, physics(x), 0.25, torch.Generator().manual_seed(0))
+>>> bool(torch.equal(fold.physics_in.mask + fold.physics_out.mask, mask))   # disjoint, and together every line
+True
+>>> int(fold.physics_out.mask.sum())           # held out: 7 of the 32 measured lines
+7
+>>> heldout_error(fold, x) < 1e-10               # the truth predicts every held-out sample
+True
+>>> heldout_error(fold, torch.zeros_like(x))     # predicting nothing scores 1
+1.0
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import torch
+
+from .physics import MRIPhysics, is_sequential
+
+__all__ = ["Fold", "make_fold", "heldout_error", "compare", "spread_problems", "HOLDOUT_FRACTION", "HOLDOUT_PIXELS"]
+
+#: Fraction of each frame's measured locations (or spokes) held out. A 5 % hold-out chose
+#: the same TV weights to within 0.05 dB (benchmarks/RESULTS.md).
+HOLDOUT_FRACTION = 0.1
+#: Coil-image pixels (frames x coils x H x W) a hold-out score is computed on: 4 single-coil
+#: slices of 16 frames at 64x64, or one slice of a large scan.
+HOLDOUT_PIXELS = 4 * 16 * 64 * 64
+
+
+@dataclass
+class Fold:
+    """One split of a problem's measurements: fit on ``physics_in``/``y_in``, score on ``physics_out``/``y_out``."""
+
+    physics_in: MRIPhysics
+    physics_out: MRIPhysics
+    y_in: torch.Tensor
+    y_out: torch.Tensor
+
+
+def make_fold(physics: MRIPhysics, y: torch.Tensor, fraction: float, generator: torch.Generator) -> Fold:
+    """Hold out ``fraction`` of every frame's measured locations of ``y`` (radial: spokes), drawn from ``generator``.
+
+    Sequential (static) Cartesian data: ``fraction`` of all the lines the frames measure
+    together, as any split of a static object's lines is a valid one.
+    """
+    from .nufft import select_spokes
+    from .ssdu import _gather_spokes, _on_mask, partition_masks, partition_spokes  # ssdu builds on the models
+
+    if getattr(physics, "radial", False):  # whole spokes, each set with its own density compensation
+        inp, out = partition_spokes(physics.mask, fraction, generator)
+        return Fold(physics.with_mask(select_spokes(physics.mask, inp)), physics.with_mask(select_spokes(physics.mask, out)),
+                    _gather_spokes(y, inp), _gather_spokes(y, out))
+    inp, out = partition_masks(physics.mask, fraction, "uniform", 1e-9, generator, per_frame=not is_sequential(physics))
+    return Fold(physics.with_mask(inp), physics.with_mask(out), _on_mask(y, inp), _on_mask(y, out))
+
+
+def heldout_error(fold: Fold, x: torch.Tensor) -> float:
+    """Squared error of ``A(x)`` on the held-out samples, relative to their energy (0: perfect, 1: predicts zero).
+
+    Radial: each sample weighted by its density compensation, so the dense centre does not dominate.
+    """
+    physics, y = fold.physics_out, fold.y_out
+    if getattr(physics, "radial", False):
+        error = physics.residual_mse(x, y, weighted=True)
+        energy = physics.residual_mse(torch.zeros_like(x), y, weighted=True)
+        return float(error) / max(float(energy), 1e-30)
+    return float((physics.A(x) - y).pow(2).sum()) / max(float(y.pow(2).sum()), 1e-30)
+
+
+@torch.no_grad()
+def compare(methods: Mapping[str, Callable[[torch.Tensor, MRIPhysics], torch.Tensor]],
+            problems: Sequence[tuple[MRIPhysics, torch.Tensor]], fraction: float = HOLDOUT_FRACTION,
+            seed: int = 0) -> dict[str, float]:
+    """The summed :func:`heldout_error` of each method (``name -> method(y, physics) -> x``) on ``problems``.
+
+    ``problems`` are ``(physics, y)`` pairs of dynamic data (as
+    :func:`~a2a_cli.models.base.as_dynamic` gives them); every method sees the same folds.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    folds = [make_fold(physics, y, fraction, gen) for physics, y in problems]
+    return {name: sum(heldout_error(f, method(f.y_in, f.physics_in)) for f in folds) for name, method in methods.items()}
+
+
+def spread_problems(count: int, load: Callable[[int], tuple[MRIPhysics, torch.Tensor, int]],
+                    pixels: int = HOLDOUT_PIXELS) -> list[tuple[MRIPhysics, torch.Tensor]]:
+    """``(physics, y)`` problems from up to 4 of ``count`` slices spread evenly over them, taken until
+    about ``pixels`` coil-image pixels are in (at least one slice, so a large scan costs one).
+
+    ``load(i)`` gives slice ``i``'s ``(physics, y, coil-image pixels)``.
+
+    >>> spread_problems(10, lambda i: (i, None, 100), pixels=250)
+    [(0, None), (3, None), (6, None)]
+    """
+    picks = torch.linspace(0, count - 1, min(count, 4)).round().long().unique().tolist()
+    problems, total = [], 0
+    for i in picks:
+        physics, y, size = load(i)
+        problems.append((physics, y))
+        total += size
+        if total >= pixels:
+            break
+    return problems

@@ -1,0 +1,140 @@
+"""k-space hold-out scores (a2a_cli.holdout) and the reconstruction's choice between the network and TV."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from a2a_cli.holdout import compare, heldout_error, make_fold, spread_problems
+from a2a_cli.physics import DynamicMRI
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _problem(seed: int = 0, frames: int = 6, size: int = 24):
+    """A drifting two-block object, every 3rd line per frame (shifted) plus 2 centre lines, light noise."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(1, 2, frames, size, size)
+    for t in range(frames):
+        x[:, 0, t, 4 + t // 2:14 + t // 2, 5:15] = 1.0
+        x[:, 1, t, 12:20, 10:18] = 0.6
+    mask = torch.zeros(1, 1, frames, 1, size)
+    for t in range(frames):
+        mask[..., t, :, t % 3::3] = 1
+    mask[..., size // 2 - 1:size // 2 + 1] = 1
+    physics = DynamicMRI(mask=mask)
+    y = physics(x)
+    y = y + 0.01 * torch.randn(y.shape, generator=g) * (y != 0)
+    return physics, y, x
+
+
+def test_folds_are_disjoint_and_cover_every_measured_line():
+    physics, y, _ = _problem()
+    fold = make_fold(physics, y, 0.2, torch.Generator().manual_seed(1))
+    inp, out = fold.physics_in.mask, fold.physics_out.mask
+    assert bool(torch.equal(inp + out, physics.mask)) and float((inp * out).sum()) == 0
+    assert float(out.sum()) > 0 and bool(torch.equal(fold.y_in + fold.y_out, y))
+
+
+def test_compare_ranks_the_truth_first_and_predicting_nothing_last():
+    physics, y, x = _problem()
+    errors = compare({"truth": lambda _y, _p: x, "shared": lambda yi, p: p.view_sharing(yi),
+                      "nothing": lambda _y, _p: torch.zeros_like(x)}, [(physics, y)])
+    assert errors["truth"] < 0.05 < errors["shared"] < errors["nothing"]
+    assert errors["nothing"] == pytest.approx(1.0)
+    again = compare({"shared": lambda yi, p: p.view_sharing(yi)}, [(physics, y)])
+    assert again["shared"] == errors["shared"]  # the same seed draws the same folds
+
+
+def test_radial_folds_hold_out_whole_spokes(tmp_path):
+    from a2a_cli.data import read_slice
+    from a2a_cli.radial import simulate_radial
+    from a2a_cli.training import make_physics
+
+    path = simulate_radial(tmp_path / "r.h5", slices=1, frames=3, size=16, spokes=8, coils=2, seed=0)
+    s = read_slice(path, 0)
+    physics = make_physics("dynamic", s.mask, s.coil_maps)
+    fold = make_fold(physics, s.kspace, 0.25, torch.Generator().manual_seed(0))
+    assert fold.y_in.shape[4] + fold.y_out.shape[4] == s.kspace.shape[4]  # spokes axis
+    assert fold.y_out.shape[4] == 2
+    assert heldout_error(fold, torch.zeros_like(physics.view_sharing(s.kspace))) == pytest.approx(1.0)
+
+
+def test_spread_problems_stops_at_the_pixel_budget_but_takes_one_slice():
+    assert spread_problems(1, lambda i: (i, None, 10**9)) == [(0, None)]
+    assert [p for p, _ in spread_problems(9, lambda i: (i, None, 1), pixels=100)] == [0, 3, 5, 8]
+
+
+def test_stored_tv_weights_are_checked(tmp_path):
+    from a2a_cli.checkpoints import load_checkpoint, save_checkpoint, stored_tv_weights
+    from a2a_cli.errors import InputError
+    from a2a_cli.models import build_model
+
+    net = build_model("unrolled", iterations=1, channels=4)
+    save_checkpoint(tmp_path / "good.pt", net, "dynamic", extra={"tv_weights": [0.003, 0.05]})
+    save_checkpoint(tmp_path / "none.pt", net, "dynamic")
+    save_checkpoint(tmp_path / "bad.pt", net, "dynamic", extra={"tv_weights": [0.003, float("nan")]})
+    w = stored_tv_weights(load_checkpoint(tmp_path / "good.pt"))
+    assert (w.spatial, w.temporal) == (0.003, 0.05)
+    assert stored_tv_weights(load_checkpoint(tmp_path / "none.pt")) is None
+    with pytest.raises(InputError, match="tv_weights"):
+        stored_tv_weights(load_checkpoint(tmp_path / "bad.pt"))
+
+
+def test_choose_method_keeps_the_better_predictor_either_way(tmp_path):
+    from a2a_cli.data import inspect_file
+    from a2a_cli.models.tvmodel import TVModel
+    from a2a_cli.reconstruction import choose_method
+    from a2a_cli.simulate import write_case
+    from a2a_cli.tv import TVWeights
+
+    path = write_case(tmp_path / "c.h5", slices=2, frames=8, height=32, width=32, seed=7)
+    good, awful = TVModel(), TVModel()
+    good.set_tv_weights(TVWeights(0.005, 0.05))
+    awful.set_tv_weights(TVWeights(0.3, 0.8))  # far too smooth
+    info = inspect_file(path)
+    chosen, errors = choose_method(good, awful, "dynamic", path, info, torch.device("cpu"))
+    assert chosen == "network" and errors["network"] < errors["tv"]
+    chosen, errors = choose_method(awful, good, "dynamic", path, info, torch.device("cpu"))
+    assert chosen == "tv" and errors["tv"] < errors["network"]
+
+
+def test_default_training_keeps_tv_weights_and_reconstruct_chooses(tmp_path):
+    import h5py
+    from cli_runner import invoke
+
+    from a2a_cli.checkpoints import load_checkpoint, stored_tv_weights
+    from a2a_cli.simulate import write_case
+
+    train = write_case(tmp_path / "train.h5", slices=2, frames=8, height=32, width=32, seed=3)
+    test = write_case(tmp_path / "test.h5", slices=1, frames=8, height=32, width=32, seed=4)
+    code, text = invoke(["train", train, "--out", tmp_path / "run", "--steps", "3"])
+    assert code == 0, text
+    assert "TV: spatial TV weight" in text
+    for name in ("best.pt", "last.pt"):
+        w = stored_tv_weights(load_checkpoint(tmp_path / "run" / name))
+        assert w is not None and w.spatial > 0 and w.temporal > 0
+    code, text = invoke(["reconstruct", tmp_path / "run" / "best.pt", test, "--out", tmp_path / "auto", "--json"])
+    assert code == 0, text
+    row = json.loads(text[text.index("{"):])["files"][0]
+    assert set(row["holdout_error"]) == {"network", "tv"}
+    # three steps of training: compressed sensing predicts the held-out samples better, and is better
+    assert row["method"] == "tv" and row["holdout_error"]["tv"] < row["holdout_error"]["network"]
+    with h5py.File(tmp_path / "auto" / "test_recon.h5") as f:
+        assert f.attrs["method"] == "tv"
+    code, text = invoke(["reconstruct", tmp_path / "run" / "best.pt", test, "--out", tmp_path / "net", "--json",
+                         "--method", "network"])
+    assert code == 0, text
+    net_row = json.loads(text[text.index("{"):])["files"][0]
+    assert net_row["method"] == "network" and net_row["holdout_error"] is None
+    assert row["psnr_network"] > net_row["psnr_network"]
+    # --no-tv: no weights, so auto reconstructs with the network and --method tv is refused
+    code, text = invoke(["train", train, "--out", tmp_path / "notv", "--steps", "2", "--no-tv"])
+    assert code == 0 and "TV:" not in text, text
+    assert stored_tv_weights(load_checkpoint(tmp_path / "notv" / "best.pt")) is None
+    code, text = invoke(["reconstruct", tmp_path / "notv" / "best.pt", test, "--out", tmp_path / "r2", "--json"])
+    assert code == 0 and json.loads(text[text.index("{"):])["files"][0]["method"] == "network", text
+    code, text = invoke(["reconstruct", tmp_path / "notv" / "best.pt", test, "--out", tmp_path / "r3", "--method", "tv"])
+    assert code != 0 and "holds no TV weights" in text and "Traceback" not in text
+    assert not (tmp_path / "r3" / "test_recon.h5").exists()
