@@ -37,6 +37,7 @@ from .models.cost import bytes_per_frame
 from .paths import attr_path, same_file
 from .physics import DynamicMRI, SequentialMRI, normalise_measurement, rescale, to_complex
 from .ssdu import SSDUError
+from .training.data import auto_crop_rows, mask_is_lines, readout_crop
 
 
 #: Memory one forward pass may use on the CPU when ``frames_per_batch`` is not given.
@@ -347,7 +348,8 @@ def choose_method(net: torch.nn.Module, tv_net: torch.nn.Module, mode: str, sour
     """``("network" or "tv", {method: held-out error})``: the method whose reconstruction from 90 % of the
     file's measured samples predicts the other 10 % better (:func:`a2a_cli.holdout.compare`).
 
-    Scored on slices spread over the file (:func:`~a2a_cli.holdout.spread_problems`). The file is
+    Scored on slices spread over the file (:func:`~a2a_cli.holdout.spread_problems`; tall images on
+    their central band of readout rows, as training sees them). The file is
     one the network was (normally) not trained on, so neither method has seen the held-out samples.
     The network is scored as trained, before any ``--adapt`` fine-tuning: fine-tuned on each
     fold's input first, it predicted the held-out samples of a static head phantom better
@@ -355,12 +357,20 @@ def choose_method(net: torch.nn.Module, tv_net: torch.nn.Module, mode: str, sour
     """
     def load(i: int):
         sample = read_slice(source, i, split=split, info=info, mask_file=mask_file)
-        mask = sample.mask.to(device)
-        maps = getattr(sample, "coil_maps", None)
-        maps = maps.to(device) if maps is not None else None
-        y = normalise_measurement(sample.kspace.to(device), mask)[0]
+        item = {"kspace": sample.kspace.to(device), "mask": sample.mask.to(device),
+                "coil_maps": getattr(sample, "coil_maps", None)}
+        if item["coil_maps"] is not None:
+            item["coil_maps"] = item["coil_maps"].to(device)
+        height = item["mask"].shape[-2]
+        rows = auto_crop_rows(height)
+        if rows is not None and info.layout != "radial" and mask_is_lines(item["mask"]):
+            # tall images: the central band of readout rows, as training and the TV weights' choice see them
+            item = readout_crop(item, (height - rows) // 2, rows)
+        mask, maps = item["mask"], item["coil_maps"]
+        y = normalise_measurement(item["kspace"], mask)[0]
         coils = maps.shape[1] if maps is not None else 1
-        return _operator(mode, mask, maps), y, (1 if mode == "sequential" else info.frames) * coils * info.height * info.width
+        pixels = (1 if mode == "sequential" else info.frames) * coils * mask.shape[-2] * info.width
+        return _operator(mode, mask, maps), y, pixels
 
     net.eval()
     try:

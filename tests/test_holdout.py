@@ -82,14 +82,15 @@ def test_stored_tv_weights_are_checked(tmp_path):
         stored_tv_weights(load_checkpoint(tmp_path / "bad.pt"))
 
 
-def test_choose_method_keeps_the_better_predictor_either_way(tmp_path):
+@pytest.mark.parametrize("height", [32, 128])  # 128 rows: scored on the central band of 64, as training sees them
+def test_choose_method_keeps_the_better_predictor_either_way(tmp_path, height):
     from a2a_cli.data import inspect_file
     from a2a_cli.models.tvmodel import TVModel
     from a2a_cli.reconstruction import choose_method
     from a2a_cli.simulate import write_case
     from a2a_cli.tv import TVWeights
 
-    path = write_case(tmp_path / "c.h5", slices=2, frames=8, height=32, width=32, seed=7)
+    path = write_case(tmp_path / "c.h5", slices=2, frames=8, height=height, width=32, seed=7)
     good, awful = TVModel(), TVModel()
     good.set_tv_weights(TVWeights(0.005, 0.05))
     awful.set_tv_weights(TVWeights(0.3, 0.8))  # far too smooth
