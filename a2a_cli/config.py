@@ -76,8 +76,9 @@ class TrainConfig:
     mode: Optional[str] = _f(None, Check("str", choices=("dynamic", "sequential"), optional=True, flag="--mode"))
     model: str = _f("unrolled", Check("str", choices=_model_names, flag="--model"))
     model_options: dict = _f(dict, Check("dict", flag="--model-option"))
-    # also choose the weights of TV compressed sensing, so that reconstruction can keep whichever predicts held-out samples better
-    tv: bool = _f(True, Check("bool", flag="--tv"))
+    # also choose the weights of TV compressed sensing, so that reconstruction can keep whichever predicts
+    # held-out samples better; None: on for Cartesian data, off for radial data (a cross-validation of minutes)
+    tv: Optional[bool] = _f(None, Check("bool", optional=True, flag="--tv"))
     # "auto": resolved from the masks when training starts (Artifact2Artifact, or SSDU where time splitting is unfit)
     loss: str = _f("auto", Check("str", choices=("a2a", "p2p", "ssdu", "auto"), flag="--loss"))
     # SSDU: fraction of the measured samples held out for the loss

@@ -110,12 +110,14 @@ def test_default_training_keeps_tv_weights_and_reconstruct_chooses(tmp_path):
 
     train = write_case(tmp_path / "train.h5", slices=2, frames=8, height=32, width=32, seed=3)
     test = write_case(tmp_path / "test.h5", slices=1, frames=8, height=32, width=32, seed=4)
-    code, text = invoke(["train", train, "--out", tmp_path / "run", "--steps", "3"])
+    code, text = invoke(["train", train, "--out", tmp_path / "run", "--steps", "3", "--json"])
     assert code == 0, text
     assert "TV: spatial TV weight" in text
+    summary = json.loads(text[text.index("{"):])
     for name in ("best.pt", "last.pt"):
         w = stored_tv_weights(load_checkpoint(tmp_path / "run" / name))
         assert w is not None and w.spatial > 0 and w.temporal > 0
+        assert summary["tv_weights"] == [w.spatial, w.temporal]
     code, text = invoke(["reconstruct", tmp_path / "run" / "best.pt", test, "--out", tmp_path / "auto", "--json"])
     assert code == 0, text
     row = json.loads(text[text.index("{"):])["files"][0]
@@ -139,3 +141,24 @@ def test_default_training_keeps_tv_weights_and_reconstruct_chooses(tmp_path):
     code, text = invoke(["reconstruct", tmp_path / "notv" / "best.pt", test, "--out", tmp_path / "r3", "--method", "tv"])
     assert code != 0 and "holds no TV weights" in text and "Traceback" not in text
     assert not (tmp_path / "r3" / "test_recon.h5").exists()
+
+
+def test_radial_runs_choose_tv_only_when_asked(tmp_path):
+    from cli_runner import invoke
+
+    from a2a_cli.checkpoints import load_checkpoint, stored_tv_weights
+    from a2a_cli.radial import simulate_radial
+
+    path = simulate_radial(tmp_path / "rad.h5", slices=1, frames=4, size=24, spokes=6, coils=2, seed=0)
+    opts = ["--steps", "1", "--model-option", "channels=4", "--model-option", "depth=2"]
+    code, text = invoke(["train", path, "--out", tmp_path / "run", *opts])
+    assert code == 0, text
+    assert "TV: not chosen beside the network on radial data unless --tv" in text
+    assert stored_tv_weights(load_checkpoint(tmp_path / "run" / "best.pt")) is None
+    code, text = invoke(["train", path, "--out", tmp_path / "tv", "--tv", *opts])
+    assert code == 0, text
+    assert stored_tv_weights(load_checkpoint(tmp_path / "tv" / "best.pt")) is not None
+    code, text = invoke(["reconstruct", tmp_path / "tv" / "best.pt", path, "--out", tmp_path / "rec", "--json"])
+    assert code == 0, text
+    row = json.loads(text[text.index("{"):])["files"][0]
+    assert row["method"] in ("network", "tv") and set(row["holdout_error"]) == {"network", "tv"}

@@ -162,7 +162,11 @@ class Trainer:
         self.learns = count_parameters(net) > 0  # --model tv: the set-up above chose everything
         # compressed sensing beside the network: reconstruction keeps whichever predicts held-out samples better
         self.tv_weights = None if fresh else stored_tv_weights(self.state)
-        self.tv_due = (fresh and self.learns and cfg.tv and isinstance(net, ReconstructionNet) and net.init != "tv")
+        wanted = cfg.tv if cfg.tv is not None else not self.radial
+        self.tv_due = (fresh and self.learns and wanted and isinstance(net, ReconstructionNet) and net.init != "tv")
+        if fresh and self.learns and cfg.tv is None and self.radial:
+            self.log("TV: not chosen beside the network on radial data unless --tv (its cross-validation takes minutes "
+                     "per candidate there); --model tv trains compressed sensing alone")
         if self.ranks.distributed and self.learns:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_net = torch.nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
