@@ -282,29 +282,12 @@ def reconstruct_file(
 
         adapt_steps = default_adapt_steps(mode, radial=info.layout == "radial")
     result = FileResult(source=str(source), output=str(target), slices=info.n_slices, seconds=0.0, frames=0)
-    tv_net = tv_alternative(checkpoint, net, device)
-    result.method = "tv" if checkpoint.model_name == "tv" else method
-    if method == "tv" and checkpoint.model_name != "tv" and tv_net is None:
-        raise InputError(checkpoint.path, "--method tv: this checkpoint holds no TV weights (trained with --no-tv or by an "
-                         "older a2a); use --method network, or train with --model tv")
-    if method == "network" and checkpoint.model_name == "tv":
-        raise InputError(checkpoint.path, "--method network: this checkpoint holds no network (--model tv)")
-    if result.method == "auto":
-        if tv_net is None:
-            result.method = "network"
-        else:
-            began = time.perf_counter()
-            result.method, result.holdout = choose_method(net, tv_net, mode, source, info, device, split, mask_file)
-            result.seconds += time.perf_counter() - began
-            if log is not None and result.holdout:
-                scores = ", ".join(f"{k} {v:.4g}" for k, v in result.holdout.items())
-                log(f"method: {'compressed sensing (tv)' if result.method == 'tv' else 'network'}, the better "
-                    f"predictor of held-out k-space samples of this file (relative error: {scores})")
-            elif log is not None:
-                log("method: network (too few samples in this file to hold some out and compare it with TV)")
-            result.holdout = result.holdout or None
-    use = tv_net if result.method == "tv" and tv_net is not None else net
-    run = _SliceRun(use, mode, device, frames_per_batch, adapt_steps if use is net else 0, on_adapt_step)
+    began = time.perf_counter()
+    result.method, result.holdout, tv_net = _resolve_method(checkpoint, net, method, source, info, device, split,
+                                                            mask_file, log)
+    result.seconds += time.perf_counter() - began  # the choice is part of the reconstruction's cost
+    use = tv_net if tv_net is not None and result.method == "tv" else net  # a --model tv checkpoint's net is TV
+    run = _SliceRun(use, mode, device, frames_per_batch, adapt_steps if result.method == "network" else 0, on_adapt_step)
     methods: set[str] = set()
     attrs = _output_attrs(checkpoint, source, info, run.adapt_steps) | {"method": result.method}
     with ReconstructionWriter(target, info.n_slices, frame_shape, attrs, overwrite=overwrite, extra=("zero_filled",)) as writer:
@@ -328,6 +311,32 @@ def reconstruct_file(
         if methods:  # what the slices used (estimation may fall back per slice), e.g. "espirit,lowres"
             writer.set_attr("sensitivity", ",".join(sorted(methods)))
     return result
+
+
+def _resolve_method(checkpoint: Checkpoint, net: torch.nn.Module, method: str, source: Path, info: FileInfo,
+                    device: torch.device, split: Optional[SplitOptions], mask_file: Optional[str | Path],
+                    log: Optional[Callable[[str], None]]) -> tuple[str, Optional[dict], Optional[ReconstructionNet]]:
+    """``(method kept, held-out errors compared or None, the TV model or None)`` for one file."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    tv_net = tv_alternative(checkpoint, net, device)
+    if checkpoint.model_name == "tv":
+        if method == "network":
+            raise InputError(checkpoint.path, "--method network: this checkpoint holds no network (--model tv)")
+        return "tv", None, None  # the checkpoint's own model is the TV reconstruction
+    if method == "tv" and tv_net is None:
+        raise InputError(checkpoint.path, "--method tv: this checkpoint holds no TV weights (trained with --no-tv or by an "
+                         "older a2a); use --method network, or train with --model tv")
+    if method != "auto" or tv_net is None:
+        return ("tv" if method == "tv" else "network"), None, tv_net
+    chosen, errors = choose_method(net, tv_net, checkpoint.mode, source, info, device, split, mask_file)
+    if log is not None and errors:
+        scores = ", ".join(f"{k} {v:.4g}" for k, v in errors.items())
+        log(f"method: {'compressed sensing (tv)' if chosen == 'tv' else 'network'}, the better predictor of "
+            f"held-out k-space samples of this file (relative error: {scores})")
+    elif log is not None:
+        log("method: network (too few samples in this file to hold some out and compare it with TV)")
+    return chosen, errors or None, tv_net
 
 
 def tv_alternative(checkpoint: Checkpoint, net: torch.nn.Module, device: torch.device) -> Optional[ReconstructionNet]:
