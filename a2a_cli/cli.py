@@ -192,7 +192,9 @@ TRAIN_EPILOG = """
 
     a2a train knee_stack.h5 --out runs/knee --loss ssdu --ssdu-masks 4
 
-    a2a train scans/*.h5 --out runs/cs --model tv    # compressed sensing, weights chosen from the data
+    a2a train scans/*.h5 --out runs/cs --model tv    # compressed sensing alone, weights chosen from the data
+
+    a2a train scans/*.h5 --out runs/net --no-tv      # the network alone
 
     torchrun --nproc-per-node 2 -m a2a_cli train study/*.h5 --out runs/ddp
 
