@@ -37,7 +37,7 @@ from .models.cost import bytes_per_frame
 from .paths import attr_path, same_file
 from .physics import DynamicMRI, SequentialMRI, normalise_measurement, rescale, to_complex
 from .ssdu import SSDUError
-from .training.data import auto_crop_rows, mask_is_lines, readout_crop
+from .training.data import central_readout_band
 
 
 #: Memory one forward pass may use on the CPU when ``frames_per_batch`` is not given.
@@ -370,11 +370,7 @@ def choose_method(net: torch.nn.Module, tv_net: torch.nn.Module, mode: str, sour
                 "coil_maps": getattr(sample, "coil_maps", None)}
         if item["coil_maps"] is not None:
             item["coil_maps"] = item["coil_maps"].to(device)
-        height = item["mask"].shape[-2]
-        rows = auto_crop_rows(height)
-        if rows is not None and info.layout != "radial" and mask_is_lines(item["mask"]):
-            # tall images: the central band of readout rows, as training and the TV weights' choice see them
-            item = readout_crop(item, (height - rows) // 2, rows)
+        item = central_readout_band(item)  # tall images: as training and the TV weights' choice see them
         mask, maps = item["mask"], item["coil_maps"]
         y = normalise_measurement(item["kspace"], mask)[0]
         coils = maps.shape[1] if maps is not None else 1

@@ -214,3 +214,20 @@ def test_negative_settings_are_a_clear_error(tmp_path):
         with pytest.raises(TrainingError, match=key):
             train(TrainConfig(train=[str(path)], out=str(tmp_path / "run"), steps=1, **{key: -1}), log=lambda m: None)
         assert not (tmp_path / "run").exists()
+
+
+def test_central_readout_band_crops_tall_line_masks_only():
+    from a2a_cli.physics import DynamicMRI
+    from a2a_cli.training.data import central_readout_band
+
+    x = torch.randn(1, 2, 2, 128, 16)
+    mask = (torch.rand(1, 1, 2, 1, 16) > 0.5).float().expand(1, 1, 2, 128, 16).contiguous()
+    band = central_readout_band({"kspace": DynamicMRI(mask=mask)(x), "mask": mask})
+    assert band["mask"].shape[-2] == 64  # rows 32..96, the exact data of those rows
+    assert torch.allclose(band["kspace"], DynamicMRI(mask=band["mask"])(x[..., 32:96, :]), atol=1e-5)
+    short = {"kspace": torch.zeros(1, 2, 2, 64, 16), "mask": mask[..., :64, :]}
+    assert central_readout_band(short) is short  # not tall: unchanged
+    points = {"kspace": torch.zeros(1, 2, 2, 128, 16), "mask": (torch.rand(1, 1, 2, 128, 16) > 0.5).float()}
+    assert central_readout_band(points) is points  # not whole lines: unchanged
+    radial = {"kspace": torch.zeros(1, 2, 2, 1, 128, 16), "mask": torch.zeros(1, 4, 2, 128, 16)}
+    assert central_readout_band(radial) is radial  # a radial sampling tensor: unchanged

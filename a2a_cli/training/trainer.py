@@ -29,8 +29,8 @@ from ..physics import Reflection
 from ..holdout import spread_problems
 from ..tv import TVWeights, select_weights, unit_scale
 from .budget import TimeBudget
-from .data import (PreparedDataset, auto_crop_rows, auto_virtual_coils, batches, item_batch, log_layouts, mask_is_lines,
-                   random_readout_crop, readout_crop, to_device, warn_unsampled)
+from .data import (PreparedDataset, auto_crop_rows, auto_virtual_coils, batches, central_readout_band, item_batch,
+                   log_layouts, random_readout_crop, to_device, warn_unsampled)
 from .distributed import Ranks
 from .errors import Interrupted, TrainingError
 from .losses import make_loss, physics_of, validate
@@ -447,10 +447,9 @@ def select_tv_weights(dataset: Any, mode: str, share_window: Optional[int], devi
         item = item_batch(dataset[i], device)
         y, physics, shared = problem(item)
         s = unit_scale(shared)  # the weights refer to data at unit mean magnitude
-        height = item["mask"].shape[-2]
-        rows = auto_crop_rows(height)
-        if rows is not None and not getattr(physics, "radial", False) and mask_is_lines(item["mask"]):
-            y, physics, shared = problem(readout_crop(item, (height - rows) // 2, rows))
+        band = central_readout_band(item)
+        if band is not item:
+            y, physics, shared = problem(band)
         coils = item["coil_maps"].shape[1] if item.get("coil_maps") is not None else 1
         return physics, y / (s.unsqueeze(3) if y.ndim == 6 else s), shared[0, 0].numel() * coils
 
