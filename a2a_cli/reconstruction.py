@@ -370,11 +370,13 @@ def choose_method(net: torch.nn.Module, tv_net: torch.nn.Module, mode: str, sour
                 "coil_maps": getattr(sample, "coil_maps", None)}
         if item["coil_maps"] is not None:
             item["coil_maps"] = item["coil_maps"].to(device)
-        item = central_readout_band(item)  # tall images: as training and the TV weights' choice see them
-        mask, maps = item["mask"], item["coil_maps"]
-        y = normalise_measurement(item["kspace"], mask)[0]
+        band = central_readout_band(item)  # tall images: as training and the TV weights' choice see them
+        # image rows scored: the band's, else the image's (a radial mask's rows are spokes, not pixels)
+        rows = band["mask"].shape[-2] if band is not item else info.height
+        mask, maps = band["mask"], band["coil_maps"]
+        y = normalise_measurement(band["kspace"], mask)[0]
         coils = maps.shape[1] if maps is not None else 1
-        pixels = (1 if mode == "sequential" else info.frames) * coils * mask.shape[-2] * info.width
+        pixels = (1 if mode == "sequential" else info.frames) * coils * rows * info.width
         return _operator(mode, mask, maps), y, pixels
 
     net.eval()
