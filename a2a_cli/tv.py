@@ -33,6 +33,7 @@ True
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -65,6 +66,8 @@ class TVWeights:
     spatial: float
     temporal: float
     table: tuple[tuple[float, float, float], ...] = ()
+    #: False when the search stopped at its deadline (the best candidate tried so far).
+    complete: bool = True
 
     def describe(self) -> str:
         """One line for the console."""
@@ -238,29 +241,39 @@ def _condat_vu(physics: MRIPhysics, y: torch.Tensor, spatial: float, temporal: f
 @torch.no_grad()
 def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic: bool = True,
                    fraction: float = HOLDOUT_FRACTION, iterations: int = TV_ITERATIONS, seed: int = 0,
-                   progress=None) -> TVWeights:
+                   progress=None, deadline: Optional[float] = None) -> TVWeights:
     """Choose ``(spatial, temporal)`` weights by k-space cross-validation on ``problems``.
 
     ``problems``: ``(physics, y)`` pairs of normalised dynamic data. For each, ``fraction`` of every frame's
     measured locations (radial data: spokes) is held out once; a candidate's score is the held-out k-space
     error of its solution relative to the held-out samples' energy, summed over the
-    problems. The search is coordinate-wise on the grids (temporal first, then spatial,
-    then temporal again), each walk downhill from :data:`SPATIAL_START` or
-    :data:`TEMPORAL_START`, as the error is smooth in the log-weights. ``progress``: called
-    with no argument after each solve.
+    problems. The search is coordinate-wise on the grids (temporal first from
+    :data:`TEMPORAL_START`, then spatial from :data:`SPATIAL_START`, then temporal again from
+    where it stands), each walk downhill, as the error is smooth in the log-weights.
+    ``progress``: called with no argument after each solve. ``deadline``: a
+    :func:`time.monotonic` time after which no new candidate is solved; the best one so far
+    wins (``TVWeights.complete`` is then False).
     """
     gen = torch.Generator().manual_seed(seed)
     folds = []
     for physics, y in problems:
         fold = make_fold(physics, y, fraction, gen)
         start = fold.physics_in.view_sharing(fold.y_in)  # each fold starts from its own input's view sharing
-        radial = getattr(physics, "radial", False)
-        norm = None if radial else operator_norm(fold.physics_in, tuple(start.shape))
+        if getattr(physics, "radial", False):  # the Lipschitz constant of the data term, once per fold
+            normal, _ = _data_term(fold.physics_in, fold.y_in)
+            norm = _normal_norm(normal, (start.shape[0],) + tuple(start.shape[2:]), start.device)
+        else:
+            norm = operator_norm(fold.physics_in, tuple(start.shape))
         folds.append((fold, start, norm))
     cache: dict[tuple[float, float], float] = {}
 
+    class _OutOfTime(Exception):
+        pass
+
     def score(s: float, t: float) -> float:
         if (s, t) not in cache:
+            if deadline is not None and cache and time.monotonic() > deadline:
+                raise _OutOfTime
             total = 0.0
             for fold, start, a_norm in folds:
                 z = tv_reconstruct(fold.physics_in, fold.y_in, s, t, iterations, x0=start, a_norm=a_norm)
@@ -270,9 +283,9 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic:
             cache[(s, t)] = total
         return cache[(s, t)]
 
-    def best_along(values: Sequence[float], fixed: float, spatial_axis: bool) -> float:
+    def best_along(values: Sequence[float], fixed: float, spatial_axis: bool, start: float) -> float:
         # walk down the valley from the start value: stops at the first rise
-        i = values.index(SPATIAL_START if spatial_axis else TEMPORAL_START)
+        i = values.index(start)
         f = (lambda v: score(v, fixed)) if spatial_axis else (lambda v: score(fixed, v))
         while True:
             here = f(values[i])
@@ -285,14 +298,17 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic:
             else:
                 return values[i]
 
-    s = SPATIAL_GRID[3]
-    if dynamic:
-        t = best_along(TEMPORAL_GRID, s, spatial_axis=False)
-        s = best_along(SPATIAL_GRID, t, spatial_axis=True)
-        t = best_along(TEMPORAL_GRID, s, spatial_axis=False)
-    else:
-        t = 0.0
-        s = best_along(SPATIAL_GRID, t, spatial_axis=True)
+    s, t = SPATIAL_GRID[3], (TEMPORAL_START if dynamic else 0.0)
+    complete = True
+    try:
+        if dynamic:
+            t = best_along(TEMPORAL_GRID, s, False, TEMPORAL_START)
+            s = best_along(SPATIAL_GRID, t, True, SPATIAL_START)
+            t = best_along(TEMPORAL_GRID, s, False, t)
+        else:
+            s = best_along(SPATIAL_GRID, t, True, SPATIAL_START)
+    except _OutOfTime:
+        complete = False
+        s, t = min(cache, key=cache.__getitem__)
     table = tuple(sorted((a, b, round(v, 6)) for (a, b), v in cache.items()))
-    return TVWeights(spatial=s, temporal=t, table=table)
-
+    return TVWeights(spatial=s, temporal=t, table=table, complete=complete)

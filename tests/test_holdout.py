@@ -143,7 +143,7 @@ def test_default_training_keeps_tv_weights_and_reconstruct_chooses(tmp_path):
     assert not (tmp_path / "r3" / "test_recon.h5").exists()
 
 
-def test_radial_runs_choose_tv_only_when_asked(tmp_path):
+def test_radial_runs_choose_tv_beside_the_network_unless_told_not_to(tmp_path):
     from cli_runner import invoke
 
     from a2a_cli.checkpoints import load_checkpoint, stored_tv_weights
@@ -151,12 +151,12 @@ def test_radial_runs_choose_tv_only_when_asked(tmp_path):
 
     path = simulate_radial(tmp_path / "rad.h5", slices=1, frames=4, size=24, spokes=6, coils=2, seed=0)
     opts = ["--steps", "1", "--model-option", "channels=4", "--model-option", "depth=2"]
-    code, text = invoke(["train", path, "--out", tmp_path / "run", *opts])
+    code, text = invoke(["train", path, "--out", tmp_path / "notv", "--no-tv", *opts])
     assert code == 0, text
-    assert "TV: not chosen beside the network on radial data unless --tv" in text
-    assert stored_tv_weights(load_checkpoint(tmp_path / "run" / "best.pt")) is None
-    code, text = invoke(["train", path, "--out", tmp_path / "tv", "--tv", *opts])
+    assert "TV:" not in text and stored_tv_weights(load_checkpoint(tmp_path / "notv" / "best.pt")) is None
+    code, text = invoke(["train", path, "--out", tmp_path / "tv", *opts])
     assert code == 0, text
+    assert "TV: spatial TV weight" in text
     assert stored_tv_weights(load_checkpoint(tmp_path / "tv" / "best.pt")) is not None
     code, text = invoke(["reconstruct", tmp_path / "tv" / "best.pt", path, "--out", tmp_path / "rec", "--json"])
     assert code == 0, text

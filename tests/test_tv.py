@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 import torch
@@ -116,6 +117,20 @@ def test_cross_validation_picks_weights_that_help_and_is_deterministic():
     static = select_weights([(physics.with_mask(physics.mask[:, :, :1]), (y / s)[:, :, :1])],
                             dynamic=False, iterations=100)
     assert static.temporal == 0 and static.spatial > 0
+
+
+def test_cross_validation_stops_at_its_deadline_with_the_best_so_far():
+    x = _blocks(frames=6)
+    physics = DynamicMRI(mask=_lines(6, 24, seed=4))
+    y = _noisy(physics, x, sigma=0.02)
+    s = float(to_complex(physics.view_sharing(y)).abs().mean())
+    # a deadline already past: the first candidate is solved, no other
+    w = select_weights([(physics, y / s)], iterations=30, deadline=time.monotonic() - 1.0)
+    assert not w.complete and len(w.table) == 1
+    assert (w.spatial, w.temporal) == w.table[0][:2]
+    full = select_weights([(physics, y / s)], iterations=30, deadline=time.monotonic() + 3600.0)
+    assert full.complete and len(full.table) > 1
+    assert w.table[0] in full.table  # the same first candidate, the same score
 
 
 def _tv_net(weights=(0.005, 0.05)):

@@ -43,6 +43,11 @@ from .stop import StopRequest, catching_stop_signals
 __all__ = ["Position", "Trainer", "train"]
 
 
+#: The share of a bounded run's time budget the TV weight search may take (the network trains for
+#: the rest): at most 60 %, so that the network still trains for two fifths of the budget.
+TV_SHARE = 0.6
+
+
 def _quiet(_message: str) -> None:
     """The log of ranks other than 0."""
 
@@ -162,11 +167,8 @@ class Trainer:
         self.learns = count_parameters(net) > 0  # --model tv: the set-up above chose everything
         # compressed sensing beside the network: reconstruction keeps whichever predicts held-out samples better
         self.tv_weights = None if fresh else stored_tv_weights(self.state)
-        wanted = cfg.tv if cfg.tv is not None else not self.radial
+        wanted = cfg.tv if cfg.tv is not None else True
         self.tv_due = (fresh and self.learns and wanted and isinstance(net, ReconstructionNet) and net.init != "tv")
-        if fresh and self.learns and cfg.tv is None and self.radial:
-            self.log("TV: not chosen beside the network on radial data unless --tv (its cross-validation takes minutes "
-                     "per candidate there); --model tv trains compressed sensing alone")
         if self.ranks.distributed and self.learns:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_net = torch.nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
@@ -335,9 +337,12 @@ class Trainer:
         from ..ssdu import SSDUError
 
         self.tv_due = False
+        assert self.budget is not None
+        # the search may take a share of a bounded run; the network trains for the rest
+        deadline = None if self.budget.limit is None else self.budget.start + TV_SHARE * self.budget.limit
         try:
             self.tv_weights = select_tv_weights(self.dataset, self.mode, self.net.share_window, self.device, self.log,
-                                                self.stop)
+                                                self.stop, deadline)
         except SSDUError as exc:
             self.log(f"TV: skipped, reconstruction will use the network alone ({exc})")
 
@@ -428,7 +433,8 @@ class Trainer:
 
 
 def select_tv_weights(dataset: Any, mode: str, share_window: Optional[int], device: torch.device,
-                      log: Callable[[str], None] = print, stop: Optional[StopRequest] = None) -> TVWeights:
+                      log: Callable[[str], None] = print, stop: Optional[StopRequest] = None,
+                      deadline: Optional[float] = None) -> TVWeights:
     """The TV weights of :func:`~a2a_cli.tv.tv_reconstruct` for this data, by k-space cross-validation
     on training slices (:func:`~a2a_cli.holdout.spread_problems`: a large scan costs one slice).
 
@@ -436,6 +442,7 @@ def select_tv_weights(dataset: Any, mode: str, share_window: Optional[int], devi
     (:func:`~a2a_cli.training.data.auto_crop_rows`: the exact data of those rows, a fraction of
     the cost), normalised by the whole image's scale, to which the weights refer.
 
+    ``deadline`` (:func:`time.monotonic`): no new candidate after it (the best one so far wins).
     Raises :class:`~a2a_cli.errors.Stopped` between two solves once ``stop`` is requested."""
     began = time.monotonic()
 
@@ -468,8 +475,9 @@ def select_tv_weights(dataset: Any, mode: str, share_window: Optional[int], devi
             if stop:
                 raise Stopped(stop.signum)
 
-        weights = select_weights(problems, dynamic=dynamic, progress=solved)
-    log(f"TV: {weights.describe()} ({len(weights.table)} candidates, {time.monotonic() - began:.0f} s)")
+        weights = select_weights(problems, dynamic=dynamic, progress=solved, deadline=deadline)
+    cut = "" if weights.complete else "; the search stopped at its share of the time budget, best so far"
+    log(f"TV: {weights.describe()} ({len(weights.table)} candidates, {time.monotonic() - began:.0f} s{cut})")
     return weights
 
 
