@@ -302,7 +302,7 @@ def toeplitz_kernels(traj: torch.Tensor, weights: torch.Tensor, size: tuple[int,
 def toeplitz_normal(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     """``A^H W A`` of complex images ``(M, N, H, W)`` with kernels ``(M, 2H, 2W)``: pad, FFT, multiply, crop."""
     h, w = images.shape[-2:]
-    # one padded 2D transform each way: measured twice as fast on a CPU as pruned 1D transforms
+    # one padded 2D transform each way: measured 1.4 times as fast on a CPU as pruned 1D transforms
     # (which skip the zero rows but stride across memory)
     spec = torch.fft.fft2(torch.nn.functional.pad(images, (0, w, 0, h)))
     spec = spec.mul_(kernels[:, None]) if not spec.requires_grad else spec * kernels[:, None]
