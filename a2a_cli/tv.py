@@ -248,8 +248,8 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic:
     measured locations (radial data: spokes) is held out once; a candidate's score is the held-out k-space
     error of its solution relative to the held-out samples' energy, summed over the
     problems. The search is coordinate-wise on the grids (temporal first from
-    :data:`TEMPORAL_START`, then spatial from :data:`SPATIAL_START`, then temporal again from
-    where it stands), each walk downhill, as the error is smooth in the log-weights.
+    :data:`TEMPORAL_START`, then spatial from :data:`SPATIAL_START`, then both again from where
+    they stand until neither moves), each walk downhill, as the error is smooth in the log-weights.
     ``progress``: called with no argument after each solve. ``deadline``: a
     :func:`time.monotonic` time after which no new candidate is solved; the best one so far
     wins (``TVWeights.complete`` is then False).
@@ -304,7 +304,12 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic:
         if dynamic:
             t = best_along(TEMPORAL_GRID, s, False, TEMPORAL_START)
             s = best_along(SPATIAL_GRID, t, True, SPATIAL_START)
-            t = best_along(TEMPORAL_GRID, s, False, t)
+            for _ in range(len(SPATIAL_GRID)):  # until neither walk moves (a move is always downhill)
+                moved = (s, best_along(TEMPORAL_GRID, s, False, t))
+                moved = (best_along(SPATIAL_GRID, moved[1], True, s), moved[1])
+                if moved == (s, t):
+                    break
+                s, t = moved
         else:
             s = best_along(SPATIAL_GRID, t, True, SPATIAL_START)
     except _OutOfTime:
