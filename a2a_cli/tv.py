@@ -238,6 +238,10 @@ def _condat_vu(physics: MRIPhysics, y: torch.Tensor, spatial: float, temporal: f
     return to_real(z)
 
 
+class _OutOfTime(Exception):
+    """The weight search reached its deadline."""
+
+
 @torch.no_grad()
 def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic: bool = True,
                    fraction: float = HOLDOUT_FRACTION, iterations: int = TV_ITERATIONS, seed: int = 0,
@@ -266,9 +270,6 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic:
             norm = operator_norm(fold.physics_in, tuple(start.shape))
         folds.append((fold, start, norm))
     cache: dict[tuple[float, float], float] = {}
-
-    class _OutOfTime(Exception):
-        pass
 
     def score(s: float, t: float) -> float:
         if (s, t) not in cache:
@@ -305,11 +306,11 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic:
             t = best_along(TEMPORAL_GRID, s, False, TEMPORAL_START)
             s = best_along(SPATIAL_GRID, t, True, SPATIAL_START)
             for _ in range(len(SPATIAL_GRID)):  # until neither walk moves (a move is always downhill)
-                moved = (s, best_along(TEMPORAL_GRID, s, False, t))
-                moved = (best_along(SPATIAL_GRID, moved[1], True, s), moved[1])
-                if moved == (s, t):
+                t_new = best_along(TEMPORAL_GRID, s, False, t)
+                s_new = best_along(SPATIAL_GRID, t_new, True, s)
+                if (s_new, t_new) == (s, t):
                     break
-                s, t = moved
+                s, t = s_new, t_new
         else:
             s = best_along(SPATIAL_GRID, t, True, SPATIAL_START)
     except _OutOfTime:
