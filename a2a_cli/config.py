@@ -77,7 +77,8 @@ class TrainConfig:
     model: str = _f("unrolled", Check("str", choices=_model_names, flag="--model"))
     model_options: dict = _f(dict, Check("dict", flag="--model-option"))
     # also choose the weights of TV compressed sensing, so that reconstruction can keep whichever predicts
-    # held-out samples better; None: on (the search takes at most TV_SHARE of a bounded time budget)
+    # held-out samples better; None (the default) is on: the key stays optional because earlier run
+    # configurations hold null, when None meant "on for Cartesian data only"
     tv: Optional[bool] = _f(None, Check("bool", optional=True, flag="--tv"))
     # "auto": resolved from the masks when training starts (Artifact2Artifact, or SSDU where time splitting is unfit)
     loss: str = _f("auto", Check("str", choices=("a2a", "p2p", "ssdu", "auto"), flag="--loss"))

@@ -167,8 +167,8 @@ class Trainer:
         self.learns = count_parameters(net) > 0  # --model tv: the set-up above chose everything
         # compressed sensing beside the network: reconstruction keeps whichever predicts held-out samples better
         self.tv_weights = None if fresh else stored_tv_weights(self.state)
-        wanted = cfg.tv if cfg.tv is not None else True
-        self.tv_due = (fresh and self.learns and wanted and isinstance(net, ReconstructionNet) and net.init != "tv")
+        self.tv_due = (fresh and self.learns and cfg.tv is not False and isinstance(net, ReconstructionNet)
+                       and net.init != "tv")
         if self.ranks.distributed and self.learns:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_net = torch.nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
