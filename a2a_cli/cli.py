@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .errors import A2AError, InputError, Stopped, clear_stop, quiet_swallowed_stops, request_stop
+from .errors import A2AError, InputError, Stopped, clear_stop, pending_stop, quiet_swallowed_stops, request_stop
 from .training import Interrupted, RunDir, StopRequest, catching_stop_signals
 
 app = typer.Typer(
@@ -100,6 +100,11 @@ def _stop_now(signum: int) -> None:
     raise Stopped(signum)
 
 
+def _stopped(signum: int) -> None:
+    sig = signal.Signals(signum)
+    _fail(f"stopped by {sig.name}; no output file was left half-written", 128 + sig)
+
+
 def user_errors(fn: Callable) -> Callable:
     """Turn library errors into one clean message and exit code 2 (no traceback).
 
@@ -118,16 +123,21 @@ def user_errors(fn: Callable) -> Callable:
         except Interrupted as exc:
             err.print(f"[yellow]{escape(str(exc))}[/]", highlight=False, soft_wrap=True)
             raise typer.Exit(128 + int(exc.signum))
-        except A2AError as exc:
-            _fail(str(exc))
         except KeyboardInterrupt as exc:
-            sig = signal.Signals(exc.signum) if isinstance(exc, Stopped) else signal.SIGINT
-            _fail(f"stopped by {sig.name}; no output file was left half-written", 128 + sig)
+            _stopped(exc.signum if isinstance(exc, Stopped) else signal.SIGINT)
+        except A2AError as exc:
+            if pending_stop() is not None:  # a stop raised inside a reader, reported as its error
+                _stopped(pending_stop())
+            _fail(str(exc))
         except MemoryError:
             _fail("out of memory: use --frames-per-batch, a smaller --batch-size or fewer slices per file", 1)
         except (typer.Exit, typer.Abort, typer.exceptions.TyperException):
             raise
         except Exception as exc:
+            if pending_stop() is not None:
+                # the stop's exception was raised inside a C extension (h5py, torch), which
+                # reported it as an error of its own (h5py: TypeError): it is still the stop
+                _stopped(pending_stop())
             # last resort: one line and the traceback in a file; A2A_DEBUG=1 (set by the test
             # suite) lets the exception through, so that a real bug fails its test
             if os.environ.get(DEBUG_ENV, "") not in ("", "0"):

@@ -104,6 +104,11 @@ def quiet_swallowed_stops() -> Iterator[None]:
         sys.unraisablehook = previous
 
 
+def pending_stop() -> int | None:
+    """The first stop signal recorded since :func:`clear_stop`, or None."""
+    return _stop_signals[0] if _stop_signals else None
+
+
 def raise_if_stopped() -> None:
     """Raise :class:`Stopped` if a stop was requested, even if its first exception was swallowed."""
     if _stop_signals:

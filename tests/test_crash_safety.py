@@ -21,6 +21,7 @@ import torch
 from cli_runner import invoke
 from a2a_cli.checkpoints import load_checkpoint, save_checkpoint, sha256_of
 from a2a_cli.data import write_a2a_file
+from a2a_cli.errors import InputError
 from a2a_cli.models import build_model
 from a2a_cli.simulate import write_case
 from a2a_cli.training import RunDir
@@ -157,6 +158,49 @@ def test_a_stop_signal_swallowed_by_a_finalizer_still_commits_nothing(tmp_path, 
     assert "stopped by SIGTERM; no output file was left half-written" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
     assert _stop_signals == [] and signal.getsignal(signal.SIGTERM) is not None  # handlers and state restored
+
+
+@pytest.mark.parametrize("reported_as", [TypeError, InputError])
+def test_a_stop_that_a_c_extension_reports_as_its_own_error_is_still_the_stop(tmp_path, capsys, monkeypatch, reported_as):
+    # h5py turns an exception raised by a signal handler inside its Cython code into a
+    # TypeError of its own; with a stop pending, the command still exits as stopped
+    from a2a_cli.cli import user_errors
+    from a2a_cli.errors import _stop_signals
+    from a2a_cli.atomic import atomic_write
+
+    monkeypatch.setenv("A2A_DEBUG", "1")  # even where real bugs are let through
+    out = tmp_path / "recon.h5"
+
+    @user_errors
+    def command() -> None:
+        with atomic_write(out) as tmp:
+            tmp.write_bytes(b"half")
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+            except BaseException:
+                raise reported_as("Operation not defined for data type class")
+
+    with pytest.raises(typer.Exit) as stopped:
+        command()
+    assert stopped.value.exit_code == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    assert _stop_signals == []
+
+
+def test_an_error_without_a_pending_stop_is_not_taken_for_one(capsys, monkeypatch):
+    from a2a_cli.cli import user_errors
+
+    monkeypatch.delenv("A2A_DEBUG", raising=False)
+
+    @user_errors
+    def command() -> None:
+        raise TypeError("a real bug")
+
+    with pytest.raises(typer.Exit) as failed:
+        command()
+    assert failed.value.exit_code not in (0, 128 + signal.SIGTERM, 128 + signal.SIGINT)
+    assert "internal error (TypeError: a real bug)" in capsys.readouterr().err
 
 
 @pytest.mark.slow
