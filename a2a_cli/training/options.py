@@ -43,7 +43,7 @@ __all__ = [
 #: (benchmarks/RESULTS.md).
 DEFAULT_STEPS = {"dynamic": 800, "sequential": 3000}
 #: Seconds after which a default run on radial files stops (with the best checkpoint so far).
-RADIAL_TIME_LIMIT = 480.0
+RADIAL_TIME_LIMIT = 570.0
 
 #: Training seconds when nothing bounds the run: the default stops at DEFAULT_STEPS or
 #: after this long, whichever comes first. Aimed at one large scan (180x230, 8 coils) in
