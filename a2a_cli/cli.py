@@ -126,18 +126,18 @@ def user_errors(fn: Callable) -> Callable:
         except KeyboardInterrupt as exc:
             _stopped(exc.signum if isinstance(exc, Stopped) else signal.SIGINT)
         except A2AError as exc:
-            if pending_stop() is not None:  # a stop raised inside a reader, reported as its error
-                _stopped(pending_stop())
+            if (signum := pending_stop()) is not None:  # a stop raised inside a reader, reported as its error
+                _stopped(signum)
             _fail(str(exc))
         except MemoryError:
             _fail("out of memory: use --frames-per-batch, a smaller --batch-size or fewer slices per file", 1)
         except (typer.Exit, typer.Abort, typer.exceptions.TyperException):
             raise
         except Exception as exc:
-            if pending_stop() is not None:
+            if (signum := pending_stop()) is not None:
                 # the stop's exception was raised inside a C extension (h5py, torch), which
                 # reported it as an error of its own (h5py: TypeError): it is still the stop
-                _stopped(pending_stop())
+                _stopped(signum)
             # last resort: one line and the traceback in a file; A2A_DEBUG=1 (set by the test
             # suite) lets the exception through, so that a real bug fails its test
             if os.environ.get(DEBUG_ENV, "") not in ("", "0"):

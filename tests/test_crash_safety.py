@@ -189,7 +189,7 @@ def test_a_stop_that_a_c_extension_reports_as_its_own_error_is_still_the_stop(tm
 
 
 def test_an_error_without_a_pending_stop_is_not_taken_for_one(capsys, monkeypatch):
-    from a2a_cli.cli import user_errors
+    from a2a_cli.cli import EXIT_INTERNAL_ERROR, user_errors
 
     monkeypatch.delenv("A2A_DEBUG", raising=False)
 
@@ -199,7 +199,7 @@ def test_an_error_without_a_pending_stop_is_not_taken_for_one(capsys, monkeypatc
 
     with pytest.raises(typer.Exit) as failed:
         command()
-    assert failed.value.exit_code not in (0, 128 + signal.SIGTERM, 128 + signal.SIGINT)
+    assert failed.value.exit_code == EXIT_INTERNAL_ERROR
     assert "internal error (TypeError: a real bug)" in capsys.readouterr().err
 
 
