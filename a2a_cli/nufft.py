@@ -483,12 +483,26 @@ class RadialMRI:
         yj = y.transpose(2, 3).reshape(b, 2, y.shape[3], t * y.shape[4], y.shape[5])
         return yj, RadialMRI(joined, self.coil_maps, self.cg_iterations)
 
-    def normal(self, z: torch.Tensor, weighted: bool = True) -> torch.Tensor:
-        """``A^H D A z`` (``weighted``) or ``A^H A z`` of complex images ``(B, [T], H, W)``, by Toeplitz embedding."""
+    def data_weights(self, batch: int, power: float) -> torch.Tensor:
+        """Per-sample weights ``(B*T, K)`` (as :meth:`_frames`): each measured sample's density compensation
+        over its mean on the measured samples of that batch item, to ``power``; 0 where nothing was measured.
+
+        ``power`` 1 is the density-compensated weighting, 0 the unweighted one; between them the
+        weights refer to the same scale (mean 1 at power 1).
+        """
+        _, dcf, sampled, t = self._frames(batch)
+        per_item = (dcf * sampled).reshape(batch, -1).sum(1) / sampled.reshape(batch, -1).sum(1).clamp_min(1.0)
+        relative = dcf / per_item.clamp_min(1e-30).repeat_interleave(t)[:, None]
+        return sampled * relative.clamp_min(0).pow(power)
+
+    def normal(self, z: torch.Tensor, weighted: bool = True, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``A^H D A z`` (``weighted``) or ``A^H A z`` of complex images ``(B, [T], H, W)``, by Toeplitz embedding.
+
+        ``weights`` ``(B*T, K)`` (e.g. :meth:`data_weights`), if given, stand for ``D`` instead."""
         static = self.mask.ndim == 4
         b = z.shape[0]
         traj, dcf, sampled, t = self._frames(b)
-        w = sampled * (dcf if weighted else 1.0)
+        w = weights if weights is not None else sampled * (dcf if weighted else 1.0)
         kernels = toeplitz_kernels(traj, w, self.image_size).to(z.device)
         if self.sequential:
             maps = self._maps(b, t)

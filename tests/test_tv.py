@@ -251,3 +251,64 @@ def test_radial_cross_validation_chooses_weights_that_help(tmp_path):
 
     chosen = tv_reconstruct(physics, s.kspace, w.spatial, w.temporal, x0=start)
     assert err(chosen) < 0.7 * err(start)  # better than the sliding-window gridding it starts from
+
+
+def _radial_problem(tmp_path, frames: int = 4, spokes: int = 6):
+    from a2a_cli.data import read_slice
+    from a2a_cli.radial import simulate_radial
+    from a2a_cli.training import make_physics
+
+    path = simulate_radial(tmp_path / "r.h5", slices=1, frames=frames, size=24, spokes=spokes, coils=2, seed=3)
+    s = read_slice(path, 0)
+    physics = make_physics("dynamic", s.mask, s.coil_maps)
+    start = physics.view_sharing(s.kspace)
+    scale = float(to_complex(start).abs().mean())
+    return physics, s.kspace / scale, start / scale
+
+
+def _objective(physics, y, x, spatial: float, temporal: float) -> float:
+    """The radial problem of :func:`tv_reconstruct`: ``1/2 ||W^(1/2) (A x - y)||^2`` plus anisotropic TV."""
+    from a2a_cli.tv import RADIAL_DCF_POWER
+
+    r = to_complex(physics.A(x) - y)  # (1, T, N, spokes, samples)
+    power = r.abs().square().reshape(r.shape[1], r.shape[2], -1) * physics.data_weights(1, RADIAL_DCF_POWER)[:, None]
+    gs, gt = gradient(to_complex(x))
+    return 0.5 * float(power.sum()) + spatial * float(gs.abs().sum()) + temporal * float(gt.abs().sum())
+
+
+def test_radial_data_weights_are_relative_density_compensation_to_a_power(tmp_path):
+    physics, _, _ = _radial_problem(tmp_path)
+    _, dcf, sampled, _ = physics._frames(1)
+    measured = sampled > 0
+    full, root, none = (physics.data_weights(1, p) for p in (1.0, 0.5, 0.0))
+    assert torch.equal(none, sampled)
+    assert float(full[measured].mean()) == pytest.approx(1.0, rel=1e-5)
+    assert torch.allclose(full, dcf * sampled / dcf[measured].mean())
+    assert torch.allclose(root, full.sqrt(), atol=1e-6)
+
+
+@pytest.mark.parametrize("frames", [4, 1])
+def test_radial_tv_solves_the_root_density_weighted_problem(tmp_path, frames):
+    """Radial data (a sequence, or one image as sequential data become) are fitted with each sample
+    weighted by the square root of its density compensation, by ADMM: without TV the solution satisfies
+    the normal equations A^H W A x = A^H W y; with TV its 30 iterations come within 1 % of 300 in
+    objective, far below the start."""
+    from a2a_cli.tv import ADMM_ITERATIONS, RADIAL_DCF_POWER
+
+    physics, y, start = _radial_problem(tmp_path, frames, spokes=20)  # more samples than pixels per frame
+    weights = physics.data_weights(1, RADIAL_DCF_POWER)
+    ls = to_complex(tv_reconstruct(physics, y, 0.0, 0.0, x0=start, iterations=100))
+    ahy = physics._adjoint_complex(to_complex(y), weights=weights)
+    gap = (physics.normal(ls, weights=weights) - ahy).abs().norm() / ahy.abs().norm()
+    assert float(gap) < 1e-3
+    # the unweighted and the density-compensated least-squares problems have other solutions
+    for other in (physics.data_weights(1, 0.0), physics.data_weights(1, 1.0)):
+        rhs = physics._adjoint_complex(to_complex(y), weights=other)
+        assert float((physics.normal(ls, weights=other) - rhs).abs().norm() / rhs.abs().norm()) > 3 * float(gap)
+
+    s, t = 0.01, (0.05 if frames > 1 else 0.0)
+    x = tv_reconstruct(physics, y, s, t, x0=start)
+    long = tv_reconstruct(physics, y, s, t, x0=start, iterations=10 * ADMM_ITERATIONS)
+    f = _objective(physics, y, x, s, t)
+    assert f <= 1.01 * _objective(physics, y, long, s, t)
+    assert f < 0.5 * _objective(physics, y, start, s, t)
