@@ -101,6 +101,21 @@ def test_choose_method_keeps_the_better_predictor_either_way(tmp_path, height):
     assert chosen == "tv" and errors["tv"] < errors["network"]
 
 
+@pytest.mark.parametrize("network_error, kept", [(0.9, "network"), (0.97, "tv"), (1.0, "tv"), (1.1, "tv")])
+def test_choose_method_keeps_tv_on_a_near_tie(tmp_path, monkeypatch, network_error, kept):
+    """The network is kept only where its held-out error is NETWORK_MARGIN (5 %) below TV's."""
+    import a2a_cli.reconstruction as rec
+    from a2a_cli.data import inspect_file
+    from a2a_cli.models.tvmodel import TVModel
+    from a2a_cli.simulate import write_case
+
+    assert rec.NETWORK_MARGIN == 0.05
+    path = write_case(tmp_path / "c.h5", slices=1, frames=4, height=16, width=16, seed=1)
+    monkeypatch.setattr(rec, "compare", lambda methods, problems: {"network": network_error, "tv": 1.0})
+    chosen, errors = rec.choose_method(TVModel(), TVModel(), "dynamic", path, inspect_file(path), torch.device("cpu"))
+    assert chosen == kept and errors == {"network": network_error, "tv": 1.0}
+
+
 def test_default_training_keeps_tv_weights_and_reconstruct_chooses(tmp_path):
     import h5py
     from cli_runner import invoke
