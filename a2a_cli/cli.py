@@ -439,7 +439,7 @@ def reconstruct(
     json_out: bool = typer.Option(False, "--json", help="Print the quality table as JSON on stdout."),
     export_suffix: Optional[str] = typer.Option(None, "--export", help="Also export each output beside it: a suffix of `a2a export` (.nii.gz, .cfl, .gif, .png, ...) or dicom (a folder NAME_recon_dicom).", show_default=False),
     adapt: Optional[int] = typer.Option(None, "--adapt", metavar="STEPS", help="Fine-tune a copy of the network on each slice for STEPS self-supervised steps before reconstructing it (scan-specific; 0: off). Default: 200 in sequential mode, 0 in dynamic mode and for radial files."),
-    method: Method = typer.Option(Method.auto, "--method", help="network, tv (the TV compressed sensing whose weights training chose beside the network) or auto: per file, whichever of the two better predicts k-space samples held out of that file (network when the checkpoint holds no TV weights)."),
+    method: Method = typer.Option(Method.auto, "--method", help="network, tv (the TV compressed sensing whose weights training chose beside the network) or auto: per file, whichever of the two better predicts k-space samples held out of that file (the network only where its error is 5% below TV's; the network when the checkpoint holds no TV weights)."),
 ) -> None:
     """Reconstruct full sequences (no splitting) with a trained network; report quality when a reference is stored."""
     from .config import check_options

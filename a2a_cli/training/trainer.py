@@ -44,9 +44,9 @@ __all__ = ["Position", "Trainer", "train"]
 
 
 #: The share of a bounded run's time budget the TV weight search may take (the network trains for
-#: the rest). Cartesian searches end well within it (54 to 95 s of 240); the radial dynamic one
-#: needs about 460 s of 570, and a search cut short keeps weights that lose 1 to 2 dB, more than a
-#: network gains from its last minutes (benchmarks/RADIAL.md).
+#: the rest). Cartesian searches end well within it (54 to 95 s of 240), and so does the radial
+#: dynamic one (119 s of 570 since its ADMM solver; 457 s before). A search cut short keeps weights
+#: that lost 1 to 2 dB, more than a network gains from its last minutes (benchmarks/RADIAL.md).
 TV_SHARE = 0.85
 
 
