@@ -3,14 +3,16 @@
 :func:`tv_reconstruct` solves, for a dynamic image ``x`` ``(B, 2, T, H, W)`` (a static
 image is a sequence of one frame),
 
-    argmin_x  1/2 ||A x - y||^2  +  spatial * sum (|d_H x| + |d_W x|)  +  temporal * sum |d_t x|
+    argmin_x  1/2 ||W^(1/2) (A x - y)||^2  +  spatial * sum (|d_H x| + |d_W x|)  +  temporal * sum |d_t x|
 
 (anisotropic spatial TV on the complex image, and TV along time; the anisotropic form measured
 up to 1.1 dB better than the isotropic one at the same weights on dynamic and static phantoms,
-benchmarks/RESULTS.md). Cartesian data, single- or multi-coil, are solved by the primal-dual
-hybrid gradient method (Chambolle and Pock 2011); radial data by ADMM, their data term
-weighted by the square root of the density compensation (:func:`_admm`). The weights refer
-to data normalised as the networks normalise it.
+benchmarks/RESULTS.md). ``W`` weights each measured sample by the k-space it stands for:
+Cartesian lines by their spacing (:func:`line_weights`; all 1 where the frames together measure
+every line), radial samples by the square root of their density compensation. Cartesian data,
+single- or multi-coil, are solved by the primal-dual hybrid gradient method (Chambolle and Pock
+2011), radial data by ADMM (:func:`_admm`). The weights refer to data normalised as the networks
+normalise it.
 
 :func:`select_weights` picks the two weights without ground truth, by k-space
 cross-validation: each frame's measured lines are split into a fitting set and a small
@@ -156,7 +158,7 @@ def tv_reconstruct(physics: MRIPhysics, y: torch.Tensor, spatial: float, tempora
     estimated). Weights of 0 drop a term; with both 0 this is a least-squares solve.
     Not differentiable (it runs under ``no_grad``): the networks take it as their input.
     ``iterations``: the solver's iterations (None: its default, :data:`TV_ITERATIONS` or
-    :data:`ADMM_ITERATIONS`). ``a_norm``: ``||A||`` of a Cartesian operator, if known.
+    :data:`ADMM_ITERATIONS`); ``a_norm`` serves the Cartesian solver only.
 
     Cartesian operators are solved by PDHG with the data term dualised (``A`` is an FFT).
     Radial ones by ADMM (:func:`_admm`), whose linear steps need FFTs only (Toeplitz embedding
