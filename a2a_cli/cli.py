@@ -439,7 +439,7 @@ def reconstruct(
     json_out: bool = typer.Option(False, "--json", help="Print the quality table as JSON on stdout."),
     export_suffix: Optional[str] = typer.Option(None, "--export", help="Also export each output beside it: a suffix of `a2a export` (.nii.gz, .cfl, .gif, .png, ...) or dicom (a folder NAME_recon_dicom).", show_default=False),
     adapt: Optional[int] = typer.Option(None, "--adapt", metavar="STEPS", help="Fine-tune a copy of the network on each slice for STEPS self-supervised steps before reconstructing it (scan-specific; 0: off). Default: 200 in sequential mode, 0 in dynamic mode and for radial files."),
-    method: Method = typer.Option(Method.auto, "--method", help="network, tv (the TV compressed sensing whose weights training chose beside the network) or auto: per file, whichever of the two better predicts k-space samples held out of that file (the network only where its error is 5% below TV's; the network when the checkpoint holds no TV weights)."),
+    method: Method = typer.Option(Method.auto, "--method", help="network, tv (the TV compressed sensing whose weights training chose beside the network) or auto: per file, the blend a x network + (1 - a) x tv, a in [0, 1], that best predicts k-space samples held out of that file (a = 0 keeps TV alone, 1 the network alone; the network when the checkpoint holds no TV weights)."),
 ) -> None:
     """Reconstruct full sequences (no splitting) with a trained network; report quality when a reference is stored."""
     from .config import check_options
@@ -577,6 +577,13 @@ def _write_preview(path: Path, keep: dict, mode: str, frame: int) -> None:
     err.print(f"preview written to {_shown(path)}", highlight=False, markup=False)
 
 
+def _method_label(row: dict) -> str:
+    """What reconstructed a file, for the table: ``network``, ``tv`` or ``blend 0.42`` (the network's share)."""
+    if row.get("method") == "blend" and row.get("network_weight") is not None:
+        return f"blend {row['network_weight']:.2f}"
+    return str(row.get("method"))
+
+
 def _fmt(v: Optional[float], digits: int = 2) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
@@ -586,7 +593,7 @@ def _print_quality(table: dict) -> None:
     for col in ("file", "slices", "method", "PSNR zero-filled", "PSNR a2a", "SSIM zero-filled", "SSIM a2a", "s/frame"):
         t.add_column(col, justify="left" if col == "file" else "right", no_wrap=col == "file")
     for r in table["files"]:
-        t.add_row(escape(_shown(Path(r["file"]).name)), str(r["slices"]), r["method"], _fmt(r["psnr_zero_filled"]),
+        t.add_row(escape(_shown(Path(r["file"]).name)), str(r["slices"]), _method_label(r), _fmt(r["psnr_zero_filled"]),
                   _fmt(r["psnr_network"]), _fmt(r["ssim_zero_filled"], 3), _fmt(r["ssim_network"], 3),
                   _fmt(r["seconds_per_frame"], 4))
     o = table["overall"]

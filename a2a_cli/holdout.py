@@ -5,7 +5,7 @@ into a fitting set and a small held-out set. A method reconstructs from the fitt
 alone, and its score is the squared error of its prediction of the held-out samples,
 relative to their energy (:func:`heldout_error`). No ground truth is needed, so the same
 score chooses the TV weights (:func:`a2a_cli.tv.select_weights`) and, at reconstruction,
-between the trained network and compressed sensing (:func:`compare`).
+how much of the trained network and how much of compressed sensing to keep (:func:`fit_blend`).
 
 >>> import torch
 >>> from a2a_cli.physics import DynamicMRI
@@ -27,13 +27,14 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import torch
 
 from .physics import MRIPhysics, is_sequential
 
-__all__ = ["Fold", "make_fold", "heldout_error", "compare", "spread_problems", "HOLDOUT_FRACTION", "HOLDOUT_PIXELS"]
+__all__ = ["Fold", "make_fold", "heldout_error", "compare", "fit_blend", "Blend", "spread_problems", "HOLDOUT_FRACTION",
+           "HOLDOUT_PIXELS", "BLEND_ROUNDS"]
 
 #: Fraction of each frame's measured locations (or spokes) held out. A 5 % hold-out chose
 #: the same TV weights to within 0.05 dB (benchmarks/RESULTS.md).
@@ -41,6 +42,11 @@ HOLDOUT_FRACTION = 0.1
 #: Coil-image pixels (frames x coils x H x W) a hold-out score is computed on: 4 single-coil
 #: slices of 16 frames at 64x64, or one slice of a large scan.
 HOLDOUT_PIXELS = 4 * 16 * 64 * 64
+#: Most hold-out rounds :func:`fit_blend` averages (fewer on problems larger than HOLDOUT_PIXELS,
+#: at least 2): one round's blend weight moved between 0 and 0.8 with the lines it held out.
+BLEND_ROUNDS = 8
+#: Fewest rounds, however large the problems.
+MIN_BLEND_ROUNDS = 2
 
 
 @dataclass
@@ -95,6 +101,87 @@ def compare(methods: Mapping[str, Callable[[torch.Tensor, MRIPhysics], torch.Ten
     gen = torch.Generator().manual_seed(seed)
     folds = [make_fold(physics, y, fraction, gen) for physics, y in problems]
     return {name: sum(heldout_error(f, method(f.y_in, f.physics_in)) for f in folds) for name, method in methods.items()}
+
+
+@dataclass
+class Blend:
+    """How much of each method to keep: ``weight * network + (1 - weight) * tv``, and the evidence."""
+
+    weight: float  # in [0, 1]: 0 keeps compressed sensing alone, 1 the network alone
+    errors: dict  # mean held-out error per round of "network", "tv" and "blend" (at ``weight``)
+    rounds: int
+
+
+@torch.no_grad()
+def fit_blend(network: Callable[[torch.Tensor, MRIPhysics], torch.Tensor],
+              tv: Callable[[torch.Tensor, MRIPhysics], torch.Tensor],
+              problems: Sequence[tuple[MRIPhysics, torch.Tensor]], pixels: Optional[int] = None,
+              fraction: float = HOLDOUT_FRACTION, seed: int = 0, rounds: Optional[int] = None) -> Blend:
+    """The weight ``a`` in [0, 1] whose ``a * network + (1 - a) * tv`` best predicts held-out samples.
+
+    Each round holds out ``fraction`` of every problem's samples (:func:`make_fold`), runs both
+    methods on the rest and fits ``a`` by least squares to the held-out samples (stacking:
+    a convex combination of two estimators whose errors differ is better than either where
+    they are close); the rounds' weights, each clipped to [0, 1], are averaged. ``rounds``
+    None: :data:`BLEND_ROUNDS` on problems of up to :data:`HOLDOUT_PIXELS` coil-image pixels
+    in all (``pixels``, as :func:`spread_problems` counts them; None: the size of the k-space),
+    proportionally fewer (at least :data:`MIN_BLEND_ROUNDS`) on larger ones.
+
+    >>> import torch
+    >>> from a2a_cli.physics import DynamicMRI
+    >>> mask = torch.zeros(1, 1, 4, 1, 16)
+    >>> for t in range(4):
+    ...     mask[:, :, t, :, t % 2::2] = 1
+    >>> physics = DynamicMRI(mask=mask)
+    >>> x = torch.randn(1, 2, 4, 16, 16)
+    >>> truth = lambda y, p: x                      # predicts every held-out sample
+    >>> zero = lambda y, p: torch.zeros_like(x)
+    >>> half = lambda y, p: 0.5 * x
+    >>> fit_blend(truth, zero, [(physics, physics(x))]).weight
+    1.0
+    >>> fit_blend(zero, truth, [(physics, physics(x))]).weight
+    0.0
+    >>> round(fit_blend(zero, lambda y, p: 2 * x, [(physics, physics(x))], rounds=2).weight, 6)  # 0.5 * 0 + 0.5 * 2x = x
+    0.5
+    """
+    if rounds is None:
+        if pixels is None:
+            pixels = sum(y.numel() // 2 for _physics, y in problems)
+        rounds = max(MIN_BLEND_ROUNDS, min(BLEND_ROUNDS, round(BLEND_ROUNDS * HOLDOUT_PIXELS / max(pixels, 1))))
+    gen = torch.Generator().manual_seed(seed)
+    weights, sums = [], {"network": 0.0, "tv": 0.0, "blend": 0.0}
+    per_round = []
+    for _ in range(rounds):
+        num = den = 0.0
+        preds = []
+        for physics, y in problems:
+            fold = make_fold(physics, y, fraction, gen)
+            p_net, p_tv = (fold.physics_out.A(m(fold.y_in, fold.physics_in)) for m in (network, tv))
+            w = _sample_weights(fold)
+            d, r = p_net - p_tv, fold.y_out - p_tv
+            num += float((w * d * r).sum())
+            den += float((w * d * d).sum())
+            preds.append((fold, w, p_net, p_tv))
+        a = min(1.0, max(0.0, num / den)) if den > 0 else 0.0
+        weights.append(a)
+        per_round.append(preds)
+    weight = sum(weights) / len(weights)
+    for preds in per_round:
+        for fold, w, p_net, p_tv in preds:
+            energy = max(float((w * fold.y_out.pow(2)).sum()), 1e-30)
+            for name, p in (("network", p_net), ("tv", p_tv), ("blend", weight * p_net + (1 - weight) * p_tv)):
+                sums[name] += float((w * (p - fold.y_out).pow(2)).sum()) / energy / rounds
+    return Blend(weight, sums, rounds)
+
+
+def _sample_weights(fold: Fold) -> torch.Tensor | float:
+    """Weights of the held-out samples in a squared error: radial, their density compensation; else 1."""
+    physics, y = fold.physics_out, fold.y_out
+    if not getattr(physics, "radial", False):
+        return 1.0
+    _traj, dcf, sampled, _t = physics._frames(y.shape[0])
+    shape = y.shape[:1] + y.shape[2:]  # the complex layout (B, [T], coils, spokes, samples)
+    return (dcf * sampled).reshape(*shape[:-3], 1, *shape[-2:]).unsqueeze(1)
 
 
 def spread_problems(count: int, load: Callable[[int], tuple[MRIPhysics, torch.Tensor, int]],

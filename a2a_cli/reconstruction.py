@@ -8,9 +8,11 @@ frames its temporal receptive field needs on each side.
 
 A checkpoint whose training also chose the weights of TV compressed sensing (``a2a
 train``'s default) offers a second method. ``method="auto"`` (the default) keeps, for
-each file, whichever of the network and compressed sensing better predicts k-space
-samples held out of the file itself (:func:`choose_method`): no ground truth, and on
-data the network was not trained on.
+each file, the convex combination ``a * network + (1 - a) * TV`` that best predicts
+k-space samples held out of the file itself (:func:`choose_blend`): no ground truth, and
+on data the network was not trained on. ``a`` is 0 (TV alone) where the network predicts
+nothing TV does not, 1 where TV adds nothing; in between, averaging two estimators whose
+errors differ beats both (benchmarks/RESULTS.md).
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from .errors import A2AError, InputError, raise_if_stopped
 from .geometry import read_geometry
 from .data import FileInfo, ReconstructionWriter, Sample, SplitOptions, describe_layout, inspect_file, read_slice
 from .metrics import psnr, ssim
-from .holdout import compare, spread_problems
+from .holdout import Blend, fit_blend, spread_problems
 from .models.base import ReconstructionNet, window_geometry
 from .models.cost import bytes_per_frame
 from .paths import attr_path, same_file
@@ -42,7 +44,7 @@ from .training.data import central_readout_band
 
 #: Memory one forward pass may use on the CPU when ``frames_per_batch`` is not given.
 CPU_WINDOW_BYTES = 1 << 30
-#: What ``method`` may say: the network, compressed sensing, or whichever predicts held-out samples better.
+#: What ``method`` may say: the network, compressed sensing, or the blend of both that predicts held-out samples best.
 METHODS = ("auto", "network", "tv")
 
 
@@ -201,8 +203,9 @@ class FileResult:
     ssim_zero_filled: list[float] = field(default_factory=list)
     ssim_network: list[float] = field(default_factory=list)
     frames_per_batch: Optional[int] = None  # the window used (None: whole sequences)
-    method: str = "network"  # "network" or "tv": what reconstructed the file
-    holdout: Optional[dict] = None  # the held-out k-space error of each method, when method="auto" compared them
+    method: str = "network"  # "network", "tv" or "blend": what reconstructed the file
+    holdout: Optional[dict] = None  # the held-out k-space errors of network, tv and blend, when method="auto" fitted it
+    network_weight: Optional[float] = None  # the blend's share of the network (1: network, 0: TV)
 
     def summary(self) -> dict:
         def mean(v):
@@ -220,6 +223,7 @@ class FileResult:
             "ssim_zero_filled": mean(self.ssim_zero_filled),
             "ssim_network": mean(self.ssim_network),
             "method": self.method,
+            "network_weight": self.network_weight,
             "holdout_error": self.holdout,
         }
 
@@ -283,20 +287,30 @@ def reconstruct_file(
         adapt_steps = default_adapt_steps(mode, radial=info.layout == "radial")
     result = FileResult(source=str(source), output=str(target), slices=info.n_slices, seconds=0.0, frames=0)
     began = time.perf_counter()
-    result.method, result.holdout, tv_net = _resolve_method(checkpoint, net, method, source, info, device, split,
-                                                            mask_file, log)
+    weight, result.holdout, tv_net = _resolve_method(checkpoint, net, method, source, info, device, split, mask_file, log)
     result.seconds += time.perf_counter() - began  # the choice is part of the reconstruction's cost
-    use = tv_net if tv_net is not None and result.method == "tv" else net  # a --model tv checkpoint's net is TV
-    run = _SliceRun(use, mode, device, frames_per_batch, adapt_steps if result.method == "network" else 0, on_adapt_step)
+    result.network_weight = weight
+    result.method = "network" if weight == 1.0 else "tv" if weight == 0.0 else "blend"
+    runs = []  # (share, how a slice is reconstructed)
+    if weight > 0:
+        runs.append((weight, _SliceRun(net, mode, device, frames_per_batch, adapt_steps, on_adapt_step)))
+    if weight < 1:
+        # a --model tv checkpoint's own net is the TV reconstruction
+        runs.append((1.0 - weight, _SliceRun(tv_net if tv_net is not None else net, mode, device, frames_per_batch, 0, None)))
     methods: set[str] = set()
-    attrs = _output_attrs(checkpoint, source, info, run.adapt_steps) | {"method": result.method}
+    attrs = _output_attrs(checkpoint, source, info, runs[0][1].adapt_steps if weight > 0 else 0) | {
+        "method": result.method, "network_weight": float(weight)}
     with ReconstructionWriter(target, info.n_slices, frame_shape, attrs, overwrite=overwrite, extra=("zero_filled",)) as writer:
         for s in range(info.n_slices):
             raise_if_stopped()
             sample: Sample = read_slice(source, s, split=split, info=info, mask_file=mask_file)
             if getattr(sample, "coil_maps", None) is not None:
                 methods.add(getattr(sample, "sensitivity", None) or "estimated")
-            rec_c, zf_c = run(sample, s, result)
+            rec_c = zf_c = None
+            for share, run in runs:
+                part, zf_c = run(sample, s, result)
+                rec_c = share * part if rec_c is None else rec_c + share * part
+            rec_c = rec_c.astype(np.complex64)
             result.frames += info.frames
             _check_finite_output(source, s, rec_c, zf_c, sample.kspace)
             writer.write(s, rec_c)
@@ -315,28 +329,32 @@ def reconstruct_file(
 
 def _resolve_method(checkpoint: Checkpoint, net: torch.nn.Module, method: str, source: Path, info: FileInfo,
                     device: torch.device, split: Optional[SplitOptions], mask_file: Optional[str | Path],
-                    log: Optional[Callable[[str], None]]) -> tuple[str, Optional[dict], Optional[ReconstructionNet]]:
-    """``(method kept, held-out errors compared or None, the TV model or None)`` for one file."""
+                    log: Optional[Callable[[str], None]]) -> tuple[float, Optional[dict], Optional[ReconstructionNet]]:
+    """``(the network's share, held-out errors or None, the TV model or None)`` for one file."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     tv_net = tv_alternative(checkpoint, net, device)
     if checkpoint.model_name == "tv":
         if method == "network":
             raise InputError(checkpoint.path, "--method network: this checkpoint holds no network (--model tv)")
-        return "tv", None, None  # the checkpoint's own model is the TV reconstruction
+        return 0.0, None, None  # the checkpoint's own model is the TV reconstruction
     if method == "tv" and tv_net is None:
         raise InputError(checkpoint.path, "--method tv: this checkpoint holds no TV weights (trained with --no-tv or by an "
                          "older a2a); use --method network, or train with --model tv")
     if method != "auto" or tv_net is None:
-        return ("tv" if method == "tv" else "network"), None, tv_net
-    chosen, errors = choose_method(net, tv_net, checkpoint.mode, source, info, device, split, mask_file)
-    if log is not None and errors:
-        scores = ", ".join(f"{k} {v:.4g}" for k, v in errors.items())
-        log(f"method: {'compressed sensing (tv)' if chosen == 'tv' else 'network'}, the better predictor of "
-            f"held-out k-space samples of this file (relative error: {scores})")
-    elif log is not None:
-        log("method: network (too few samples in this file to hold some out and compare it with TV)")
-    return chosen, errors or None, tv_net
+        return (0.0 if method == "tv" else 1.0), None, tv_net
+    blend = choose_blend(net, tv_net, checkpoint.mode, source, info, device, split, mask_file)
+    if blend is None:
+        if log is not None:
+            log("method: network (too few samples in this file to hold some out and compare it with TV)")
+        return 1.0, None, tv_net
+    if log is not None:
+        scores = ", ".join(f"{k} {v:.4g}" for k, v in blend.errors.items())
+        kept = {0.0: "compressed sensing (tv)", 1.0: "network"}.get(blend.weight, f"blend: {blend.weight:.2f} x network + "
+                                                                    f"{1 - blend.weight:.2f} x compressed sensing (tv)")
+        log(f"method: {kept}, the best predictor of held-out k-space samples of this file over {blend.rounds} "
+            f"rounds (relative error: {scores})")
+    return blend.weight, blend.errors, tv_net
 
 
 def tv_alternative(checkpoint: Checkpoint, net: torch.nn.Module, device: torch.device) -> Optional[ReconstructionNet]:
@@ -351,27 +369,18 @@ def tv_alternative(checkpoint: Checkpoint, net: torch.nn.Module, device: torch.d
     return model.to(device).eval()
 
 
-#: How much lower (relatively) the network's held-out error must be for ``--method auto`` to keep it
-#: over TV. Errors a few percent apart did not rank the two: 1.6 % in TV's favour where the network
-#: was 1.5 dB better (a static abdomen), 0.4 % in the network's favour where TV was 3.0 dB better (a
-#: radial dynamic file), and measured so far the network wins by at most 1.5 dB where it wins, TV by
-#: up to 8 dB: on a near tie TV is the smaller risk (benchmarks/RADIAL.md).
-NETWORK_MARGIN = 0.05
-
-
-def choose_method(net: torch.nn.Module, tv_net: torch.nn.Module, mode: str, source: Path, info: FileInfo,
-                  device: torch.device, split: Optional[SplitOptions] = None,
-                  mask_file: Optional[str | Path] = None) -> tuple[str, dict]:
-    """``("network" or "tv", {method: held-out error})``: the method whose reconstruction from 90 % of the
-    file's measured samples predicts the other 10 % better (:func:`a2a_cli.holdout.compare`).
+def choose_blend(net: torch.nn.Module, tv_net: torch.nn.Module, mode: str, source: Path, info: FileInfo,
+                 device: torch.device, split: Optional[SplitOptions] = None,
+                 mask_file: Optional[str | Path] = None) -> Optional[Blend]:
+    """The share of the network in ``a * network + (1 - a) * TV`` that best predicts samples held
+    out of the file (:func:`a2a_cli.holdout.fit_blend`); None where too few samples can be held out.
 
     Scored on slices spread over the file (:func:`~a2a_cli.holdout.spread_problems`; tall images on
     their central band of readout rows, as training sees them). The file is
     one the network was (normally) not trained on, so neither method has seen the held-out samples.
     The network is scored as trained, before any ``--adapt`` fine-tuning: fine-tuned on each
     fold's input first, it predicted the held-out samples of a static head phantom better
-    than TV while its image was 2.8 dB worse (benchmarks/RESULTS.md). It is kept only where its
-    error is :data:`NETWORK_MARGIN` below TV's.
+    than TV while its image was 2.8 dB worse (benchmarks/RESULTS.md).
     """
     def load(i: int):
         sample = read_slice(source, i, split=split, info=info, mask_file=mask_file)
@@ -386,14 +395,16 @@ def choose_method(net: torch.nn.Module, tv_net: torch.nn.Module, mode: str, sour
         y = normalise_measurement(band["kspace"], mask)[0]
         coils = maps.shape[1] if maps is not None else 1
         pixels = (1 if mode == "sequential" else info.frames) * coils * rows * info.width
+        sizes.append(pixels)
         return _operator(mode, mask, maps), y, pixels
 
+    sizes: list[int] = []
     net.eval()
     try:
-        errors = compare({"network": net, "tv": tv_net}, spread_problems(info.n_slices, load))
+        problems = spread_problems(info.n_slices, load)
+        return fit_blend(net, tv_net, problems, pixels=sum(sizes))
     except SSDUError:  # too few samples to hold any out: nothing to compare on
-        return "network", {}
-    return ("network" if errors["network"] < (1 - NETWORK_MARGIN) * errors["tv"] else "tv"), errors
+        return None
 
 
 def _output_attrs(checkpoint: Checkpoint, source: Path, info: FileInfo, adapt_steps: int) -> dict:

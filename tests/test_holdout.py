@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
-from a2a_cli.holdout import compare, heldout_error, make_fold, spread_problems
+from a2a_cli.holdout import BLEND_ROUNDS, HOLDOUT_PIXELS, compare, fit_blend, heldout_error, make_fold, spread_problems
 from a2a_cli.physics import DynamicMRI
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -83,10 +84,10 @@ def test_stored_tv_weights_are_checked(tmp_path):
 
 
 @pytest.mark.parametrize("height", [32, 128])  # 128 rows: scored on the central band of 64, as training sees them
-def test_choose_method_keeps_the_better_predictor_either_way(tmp_path, height):
+def test_choose_blend_leans_to_the_better_predictor_and_is_symmetric(tmp_path, height):
     from a2a_cli.data import inspect_file
     from a2a_cli.models.tvmodel import TVModel
-    from a2a_cli.reconstruction import choose_method
+    from a2a_cli.reconstruction import choose_blend
     from a2a_cli.simulate import write_case
     from a2a_cli.tv import TVWeights
 
@@ -95,25 +96,48 @@ def test_choose_method_keeps_the_better_predictor_either_way(tmp_path, height):
     good.set_tv_weights(TVWeights(0.005, 0.05))
     awful.set_tv_weights(TVWeights(0.3, 0.8))  # far too smooth
     info = inspect_file(path)
-    chosen, errors = choose_method(good, awful, "dynamic", path, info, torch.device("cpu"))
-    assert chosen == "network" and errors["network"] < errors["tv"]
-    chosen, errors = choose_method(awful, good, "dynamic", path, info, torch.device("cpu"))
-    assert chosen == "tv" and errors["tv"] < errors["network"]
+    first = choose_blend(good, awful, "dynamic", path, info, torch.device("cpu"))
+    second = choose_blend(awful, good, "dynamic", path, info, torch.device("cpu"))
+    assert first.weight > 0.7 and first.errors["network"] < first.errors["tv"]
+    # the same folds with the roles swapped: the weight moves to the other side, exactly
+    assert second.weight == pytest.approx(1 - first.weight, abs=1e-5)
+    assert second.errors["tv"] == pytest.approx(first.errors["network"], rel=1e-5)
+    assert first.errors["blend"] <= first.errors["network"] + 1e-6
+    assert first.rounds == BLEND_ROUNDS
 
 
-@pytest.mark.parametrize("network_error, kept", [(0.9, "network"), (0.97, "tv"), (1.0, "tv"), (1.1, "tv")])
-def test_choose_method_keeps_tv_on_a_near_tie(tmp_path, monkeypatch, network_error, kept):
-    """The network is kept only where its held-out error is NETWORK_MARGIN (5 %) below TV's."""
-    import a2a_cli.reconstruction as rec
-    from a2a_cli.data import inspect_file
-    from a2a_cli.models.tvmodel import TVModel
-    from a2a_cli.simulate import write_case
+def test_fit_blend_averages_two_equally_good_estimators():
+    """Two estimators with independent errors of one size: the held-out fit keeps half of each,
+    and the blend predicts held-out samples better than either (its error about half theirs)."""
+    from a2a_cli.physics import DynamicMRI
 
-    assert rec.NETWORK_MARGIN == 0.05
-    path = write_case(tmp_path / "c.h5", slices=1, frames=4, height=16, width=16, seed=1)
-    monkeypatch.setattr(rec, "compare", lambda methods, problems: {"network": network_error, "tv": 1.0})
-    chosen, errors = rec.choose_method(TVModel(), TVModel(), "dynamic", path, inspect_file(path), torch.device("cpu"))
-    assert chosen == kept and errors == {"network": network_error, "tv": 1.0}
+    gen = torch.Generator().manual_seed(0)
+    mask = (torch.rand(1, 1, 8, 1, 32, generator=gen) < 0.5).float()
+    physics = DynamicMRI(mask=mask)
+    x = torch.randn(1, 2, 8, 32, 32, generator=gen)
+    e1, e2 = (0.3 * torch.randn(x.shape, generator=gen) for _ in range(2))
+    blend = fit_blend(lambda y, p: x + e1, lambda y, p: x + e2, [(physics, physics(x))])
+    assert blend.rounds == BLEND_ROUNDS  # a small problem: every round
+    assert 0.4 < blend.weight < 0.6
+    assert blend.errors["blend"] < 0.6 * min(blend.errors["network"], blend.errors["tv"])
+
+
+def test_fit_blend_rounds_shrink_with_the_problem_size():
+    from a2a_cli.physics import DynamicMRI
+
+    mask = torch.ones(1, 1, 2, 1, 8)
+    physics = DynamicMRI(mask=mask)
+    x = torch.randn(1, 2, 2, 8, 8)
+    calls = []
+
+    def net(y, p):
+        calls.append(1)
+        return x
+
+    assert fit_blend(net, lambda y, p: 0 * x, [(physics, physics(x))], pixels=HOLDOUT_PIXELS).rounds == BLEND_ROUNDS
+    assert len(calls) == BLEND_ROUNDS
+    assert fit_blend(net, lambda y, p: 0 * x, [(physics, physics(x))], pixels=4 * HOLDOUT_PIXELS).rounds == 2
+    assert fit_blend(net, lambda y, p: 0 * x, [(physics, physics(x))], pixels=100 * HOLDOUT_PIXELS).rounds == 2
 
 
 def test_default_training_keeps_tv_weights_and_reconstruct_chooses(tmp_path):
@@ -136,17 +160,27 @@ def test_default_training_keeps_tv_weights_and_reconstruct_chooses(tmp_path):
     code, text = invoke(["reconstruct", tmp_path / "run" / "best.pt", test, "--out", tmp_path / "auto", "--json"])
     assert code == 0, text
     row = json.loads(text[text.index("{"):])["files"][0]
-    assert set(row["holdout_error"]) == {"network", "tv"}
-    # three steps of training: compressed sensing predicts the held-out samples better, and is better
-    assert row["method"] == "tv" and row["holdout_error"]["tv"] < row["holdout_error"]["network"]
-    with h5py.File(tmp_path / "auto" / "test_recon.h5") as f:
-        assert f.attrs["method"] == "tv"
+    assert set(row["holdout_error"]) == {"network", "tv", "blend"}
+    # three steps of training: compressed sensing predicts the held-out samples better, and gets most of the weight
+    assert row["holdout_error"]["tv"] < row["holdout_error"]["network"] and row["network_weight"] < 0.5
+    assert row["method"] == ("tv" if row["network_weight"] == 0 else "blend")
     code, text = invoke(["reconstruct", tmp_path / "run" / "best.pt", test, "--out", tmp_path / "net", "--json",
                          "--method", "network"])
     assert code == 0, text
     net_row = json.loads(text[text.index("{"):])["files"][0]
-    assert net_row["method"] == "network" and net_row["holdout_error"] is None
+    assert net_row["method"] == "network" and net_row["holdout_error"] is None and net_row["network_weight"] == 1
     assert row["psnr_network"] > net_row["psnr_network"]
+    code, text = invoke(["reconstruct", tmp_path / "run" / "best.pt", test, "--out", tmp_path / "tv", "--json",
+                         "--method", "tv"])
+    assert code == 0, text
+    assert json.loads(text[text.index("{"):])["files"][0]["network_weight"] == 0
+    # what auto wrote is the blend of the two methods' images at the weight it reports
+    with h5py.File(tmp_path / "auto" / "test_recon.h5") as f, h5py.File(tmp_path / "net" / "test_recon.h5") as g, \
+            h5py.File(tmp_path / "tv" / "test_recon.h5") as h:
+        assert f.attrs["method"] == row["method"] and f.attrs["network_weight"] == pytest.approx(row["network_weight"])
+        a = row["network_weight"]
+        expected = a * g["reconstruction"][()] + (1 - a) * h["reconstruction"][()]
+        np.testing.assert_allclose(f["reconstruction"][()], expected, atol=1e-5 * np.abs(expected).max())
     # --no-tv: no weights, so auto reconstructs with the network and --method tv is refused
     code, text = invoke(["train", train, "--out", tmp_path / "notv", "--steps", "2", "--no-tv"])
     assert code == 0 and "TV:" not in text, text
@@ -176,4 +210,5 @@ def test_radial_runs_choose_tv_beside_the_network_unless_told_not_to(tmp_path):
     code, text = invoke(["reconstruct", tmp_path / "tv" / "best.pt", path, "--out", tmp_path / "rec", "--json"])
     assert code == 0, text
     row = json.loads(text[text.index("{"):])["files"][0]
-    assert row["method"] in ("network", "tv") and set(row["holdout_error"]) == {"network", "tv"}
+    assert row["method"] in ("network", "tv", "blend") and set(row["holdout_error"]) == {"network", "tv", "blend"}
+    assert 0 <= row["network_weight"] <= 1
