@@ -76,8 +76,8 @@ class TrainConfig:
     mode: Optional[str] = _f(None, Check("str", choices=("dynamic", "sequential"), optional=True, flag="--mode"))
     model: str = _f("unrolled", Check("str", choices=_model_names, flag="--model"))
     model_options: dict = _f(dict, Check("dict", flag="--model-option"))
-    # also choose the weights of TV compressed sensing, so that reconstruction can keep whichever predicts
-    # held-out samples better; None (the default) is on: the key stays optional because earlier run
+    # also choose the weights of TV compressed sensing, so that reconstruction can blend it with the network
+    # as held-out samples say; None (the default) is on: the key stays optional because earlier run
     # configurations hold null, when None meant "on for Cartesian data only"
     tv: Optional[bool] = _f(None, Check("bool", optional=True, flag="--tv"))
     # "auto": resolved from the masks when training starts (Artifact2Artifact, or SSDU where time splitting is unfit)

@@ -167,7 +167,7 @@ class Trainer:
                                                      self.stop))
         self.train_net: torch.nn.Module = self.net
         self.learns = count_parameters(net) > 0  # --model tv: the set-up above chose everything
-        # compressed sensing beside the network: reconstruction keeps whichever predicts held-out samples better
+        # compressed sensing beside the network: reconstruction blends the two as held-out samples say
         self.tv_weights = None if fresh else stored_tv_weights(self.state)
         self.tv_due = (fresh and self.learns and cfg.tv is not False and isinstance(net, ReconstructionNet)
                        and net.init != "tv")
