@@ -136,7 +136,6 @@ def fit_blend(network: Callable[[torch.Tensor, MRIPhysics], torch.Tensor],
     >>> x = torch.randn(1, 2, 4, 16, 16)
     >>> truth = lambda y, p: x                      # predicts every held-out sample
     >>> zero = lambda y, p: torch.zeros_like(x)
-    >>> half = lambda y, p: 0.5 * x
     >>> fit_blend(truth, zero, [(physics, physics(x))]).weight
     1.0
     >>> fit_blend(zero, truth, [(physics, physics(x))]).weight
@@ -149,29 +148,26 @@ def fit_blend(network: Callable[[torch.Tensor, MRIPhysics], torch.Tensor],
             pixels = sum(y.numel() // 2 for _physics, y in problems)
         rounds = max(MIN_BLEND_ROUNDS, min(BLEND_ROUNDS, round(BLEND_ROUNDS * HOLDOUT_PIXELS / max(pixels, 1))))
     gen = torch.Generator().manual_seed(seed)
-    weights, sums = [], {"network": 0.0, "tv": 0.0, "blend": 0.0}
-    per_round = []
+    weights, folds = [], []  # per fold, what its error at any weight needs: energy, |r|^2, <d, r>, |d|^2, |y - net|^2
     for _ in range(rounds):
         num = den = 0.0
-        preds = []
         for physics, y in problems:
             fold = make_fold(physics, y, fraction, gen)
             p_net, p_tv = (fold.physics_out.A(m(fold.y_in, fold.physics_in)) for m in (network, tv))
             w = _sample_weights(fold)
-            d, r = p_net - p_tv, fold.y_out - p_tv
-            num += float((w * d * r).sum())
-            den += float((w * d * d).sum())
-            preds.append((fold, w, p_net, p_tv))
-        a = min(1.0, max(0.0, num / den)) if den > 0 else 0.0
-        weights.append(a)
-        per_round.append(preds)
-    weight = sum(weights) / len(weights)
-    for preds in per_round:
-        for fold, w, p_net, p_tv in preds:
-            energy = max(float((w * fold.y_out.pow(2)).sum()), 1e-30)
-            for name, p in (("network", p_net), ("tv", p_tv), ("blend", weight * p_net + (1 - weight) * p_tv)):
-                sums[name] += float((w * (p - fold.y_out).pow(2)).sum()) / energy / rounds
-    return Blend(weight, sums, rounds)
+            d, r = p_net - p_tv, fold.y_out - p_tv  # blend residual: r - a d
+            dr, dd = float((w * d * r).sum()), float((w * d * d).sum())
+            folds.append((max(float((w * fold.y_out.pow(2)).sum()), 1e-30), float((w * r * r).sum()), dr, dd,
+                          float((w * (fold.y_out - p_net).pow(2)).sum())))
+            num, den = num + dr, den + dd
+        weights.append(min(1.0, max(0.0, num / den)) if den > 0 else 0.0)
+    a = sum(weights) / len(weights)
+    errors = {"network": 0.0, "tv": 0.0, "blend": 0.0}
+    for energy, rr, dr, dd, nn in folds:
+        errors["network"] += nn / energy / rounds
+        errors["tv"] += rr / energy / rounds
+        errors["blend"] += (rr - 2 * a * dr + a * a * dd) / energy / rounds
+    return Blend(a, errors, rounds)
 
 
 def _sample_weights(fold: Fold) -> torch.Tensor | float:
