@@ -159,7 +159,8 @@ def one_mode(mode: str, work: Path, threads: int, study_slices: int, train_optio
     rec = json.loads(text)
     files = rec.get("files", [rec])[0] if isinstance(rec, dict) else rec[0]
     result.update(psnr_a2a=files["psnr_network"], psnr_zero_filled=files["psnr_zero_filled"],
-                  reconstruct_s_per_slice=files["seconds"] / max(1, files["slices"]))
+                  reconstruct_s_per_slice=files["seconds"] / max(1, files["slices"]),
+                  method=files.get("method"), network_weight=files.get("network_weight"))
     if study is not None:
         wall, _, text = run(env_cmd + ["reconstruct", str(run_dir / "best.pt"), str(study), "--out",
                                        str(work / f"{mode}_study_rec"), "--overwrite", "--json"])
@@ -210,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  PSNR: a2a {r['psnr_a2a']:.2f} dB, zero-filled {r['psnr_zero_filled']:.2f} dB"
                   + (f", {cs['label']} {cs['psnr']:.2f} dB ({cs['seconds_per_slice']:.1f} s/slice)" if cs else
                      ", compressed sensing: benchmarks/baselines.py not found"))
-            print(f"  reconstruction: {r['reconstruct_s_per_slice']:.2f} s/slice (network)")
+            kept = r.get("method") if r.get("method") != "blend" else f"blend, network share {r['network_weight']:.2f}"
+            print(f"  reconstruction: {r['reconstruct_s_per_slice']:.2f} s/slice ({kept})")
             if "study" in r:
                 st = r["study"]
                 print(f"  study of {st['slices']} slices, same network: a2a {st['psnr_a2a']:.2f} dB, zero-filled "
