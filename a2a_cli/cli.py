@@ -514,6 +514,7 @@ def _reconstruct_all(ckpt, net, inputs: list, out_dir: Path, dev, overwrite: boo
     with Progress(TextColumn("[bold]reconstruct {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("slices"), TimeElapsedColumn(), console=err) as bar:
         tuning = bar.add_task("fine-tuning on the slice", total=None, visible=False)
+        fitting = bar.add_task("network / TV blend: hold-out rounds", total=None, visible=False)
         for i, source in enumerate(inputs):
             task = bar.add_task(escape(_shown(source.name)), total=None)
             res = reconstruct_file(
@@ -524,6 +525,7 @@ def _reconstruct_all(ckpt, net, inputs: list, out_dir: Path, dev, overwrite: boo
                 adapt_steps=adapt,  # None: the default for the file (reconstruct_file)
                 on_adapt_step=lambda k, n: bar.update(tuning, completed=k % n, total=n, visible=k < n),
                 method=method,
+                on_fit_round=lambda k, n: bar.update(fitting, completed=k, total=n, visible=k < n),
             )
             results.append(res)
             if exports:

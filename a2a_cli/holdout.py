@@ -116,7 +116,8 @@ class Blend:
 def fit_blend(network: Callable[[torch.Tensor, MRIPhysics], torch.Tensor],
               tv: Callable[[torch.Tensor, MRIPhysics], torch.Tensor],
               problems: Sequence[tuple[MRIPhysics, torch.Tensor]], pixels: Optional[int] = None,
-              fraction: float = HOLDOUT_FRACTION, seed: int = 0, rounds: Optional[int] = None) -> Blend:
+              fraction: float = HOLDOUT_FRACTION, seed: int = 0, rounds: Optional[int] = None,
+              on_round: Optional[Callable[[int, int], None]] = None) -> Blend:
     """The weight ``a`` in [0, 1] whose ``a * network + (1 - a) * tv`` best predicts held-out samples.
 
     Each round holds out ``fraction`` of every problem's samples (:func:`make_fold`), runs both
@@ -125,7 +126,8 @@ def fit_blend(network: Callable[[torch.Tensor, MRIPhysics], torch.Tensor],
     they are close); the rounds' weights, each clipped to [0, 1], are averaged. ``rounds``
     None: :data:`BLEND_ROUNDS` on problems of up to :data:`HOLDOUT_PIXELS` coil-image pixels
     in all (``pixels``, as :func:`spread_problems` counts them; None: the size of the k-space),
-    proportionally fewer (at least :data:`MIN_BLEND_ROUNDS`) on larger ones.
+    proportionally fewer (at least :data:`MIN_BLEND_ROUNDS`) on larger ones. ``on_round(k, rounds)``
+    is called after round ``k`` (from 1).
 
     >>> import torch
     >>> from a2a_cli.physics import DynamicMRI
@@ -149,7 +151,7 @@ def fit_blend(network: Callable[[torch.Tensor, MRIPhysics], torch.Tensor],
         rounds = max(MIN_BLEND_ROUNDS, min(BLEND_ROUNDS, round(BLEND_ROUNDS * HOLDOUT_PIXELS / max(pixels, 1))))
     gen = torch.Generator().manual_seed(seed)
     weights, folds = [], []  # per fold, what its error at any weight needs: energy, |r|^2, <d, r>, |d|^2, |y - net|^2
-    for _ in range(rounds):
+    for k in range(rounds):
         num = den = 0.0
         for physics, y in problems:
             fold = make_fold(physics, y, fraction, gen)
@@ -161,6 +163,8 @@ def fit_blend(network: Callable[[torch.Tensor, MRIPhysics], torch.Tensor],
                           float((w * (fold.y_out - p_net).pow(2)).sum())))
             num, den = num + dr, den + dd
         weights.append(min(1.0, max(0.0, num / den)) if den > 0 else 0.0)
+        if on_round is not None:
+            on_round(k + 1, rounds)
     a = sum(weights) / len(weights)
     errors = {"network": 0.0, "tv": 0.0, "blend": 0.0}
     for energy, rr, dr, dd, nn in folds:

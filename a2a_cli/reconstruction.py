@@ -253,6 +253,7 @@ def reconstruct_file(
     adapt_steps: Optional[int] = 0,
     on_adapt_step: Optional[Callable[[int, int], None]] = None,
     method: str = "auto",
+    on_fit_round: Optional[Callable[[int, int], None]] = None,
 ) -> FileResult:
     """Reconstruct every slice of ``source`` into ``OUT_DIR/<stem>_recon.h5`` (atomically).
 
@@ -268,7 +269,8 @@ def reconstruct_file(
     None: the default for this checkpoint's mode and this file's layout
     (:func:`a2a_cli.adapt.default_adapt_steps`).
     ``on_adapt_step(step, steps)`` is called after every fine-tuning step.
-    ``method``: one of :data:`METHODS` (:func:`choose_method`; compressed sensing is not fine-tuned).
+    ``method``: one of :data:`METHODS` (:func:`choose_blend`; compressed sensing is not fine-tuned).
+    ``on_fit_round(k, rounds)`` is called after each hold-out round of ``method="auto"``'s fit.
     """
     source = Path(source)
     target = output_path(source, out_dir)
@@ -287,7 +289,8 @@ def reconstruct_file(
         adapt_steps = default_adapt_steps(mode, radial=info.layout == "radial")
     result = FileResult(source=str(source), output=str(target), slices=info.n_slices, seconds=0.0, frames=0)
     began = time.perf_counter()
-    weight, result.holdout, tv_net = _resolve_method(checkpoint, net, method, source, info, device, split, mask_file, log)
+    weight, result.holdout, tv_net = _resolve_method(checkpoint, net, method, source, info, device, split, mask_file, log,
+                                                     on_fit_round)
     result.seconds += time.perf_counter() - began  # the choice is part of the reconstruction's cost
     result.network_weight = weight
     result.method = "network" if weight == 1.0 else "tv" if weight == 0.0 else "blend"
@@ -329,7 +332,9 @@ def reconstruct_file(
 
 def _resolve_method(checkpoint: Checkpoint, net: torch.nn.Module, method: str, source: Path, info: FileInfo,
                     device: torch.device, split: Optional[SplitOptions], mask_file: Optional[str | Path],
-                    log: Optional[Callable[[str], None]]) -> tuple[float, Optional[dict], Optional[ReconstructionNet]]:
+                    log: Optional[Callable[[str], None]],
+                    on_round: Optional[Callable[[int, int], None]] = None
+                    ) -> tuple[float, Optional[dict], Optional[ReconstructionNet]]:
     """``(the network's share, held-out errors or None, the TV model or None)`` for one file."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -343,7 +348,7 @@ def _resolve_method(checkpoint: Checkpoint, net: torch.nn.Module, method: str, s
                          "older a2a); use --method network, or train with --model tv")
     if method != "auto" or tv_net is None:
         return (0.0 if method == "tv" else 1.0), None, tv_net
-    blend = choose_blend(net, tv_net, checkpoint.mode, source, info, device, split, mask_file)
+    blend = choose_blend(net, tv_net, checkpoint.mode, source, info, device, split, mask_file, on_round)
     if blend is None:
         if log is not None:
             log("method: network (too few samples in this file to hold some out and compare it with TV)")
@@ -371,7 +376,8 @@ def tv_alternative(checkpoint: Checkpoint, net: torch.nn.Module, device: torch.d
 
 def choose_blend(net: torch.nn.Module, tv_net: torch.nn.Module, mode: str, source: Path, info: FileInfo,
                  device: torch.device, split: Optional[SplitOptions] = None,
-                 mask_file: Optional[str | Path] = None) -> Optional[Blend]:
+                 mask_file: Optional[str | Path] = None,
+                 on_round: Optional[Callable[[int, int], None]] = None) -> Optional[Blend]:
     """The share of the network in ``a * network + (1 - a) * TV`` that best predicts samples held
     out of the file (:func:`a2a_cli.holdout.fit_blend`); None where too few samples can be held out.
 
@@ -402,7 +408,7 @@ def choose_blend(net: torch.nn.Module, tv_net: torch.nn.Module, mode: str, sourc
     net.eval()
     try:
         problems = spread_problems(info.n_slices, load)
-        return fit_blend(net, tv_net, problems, pixels=sum(sizes))
+        return fit_blend(net, tv_net, problems, pixels=sum(sizes), on_round=on_round)
     except SSDUError:  # too few samples to hold any out: nothing to compare on
         return None
 

@@ -134,8 +134,11 @@ def test_fit_blend_rounds_shrink_with_the_problem_size():
         calls.append(1)
         return x
 
-    assert fit_blend(net, lambda y, p: 0 * x, [(physics, physics(x))], pixels=HOLDOUT_PIXELS).rounds == BLEND_ROUNDS
-    assert len(calls) == BLEND_ROUNDS
+    reported = []
+    blend = fit_blend(net, lambda y, p: 0 * x, [(physics, physics(x))], pixels=HOLDOUT_PIXELS,
+                      on_round=lambda k, n: reported.append((k, n)))
+    assert blend.rounds == BLEND_ROUNDS and len(calls) == BLEND_ROUNDS
+    assert reported == [(k, BLEND_ROUNDS) for k in range(1, BLEND_ROUNDS + 1)]
     assert fit_blend(net, lambda y, p: 0 * x, [(physics, physics(x))], pixels=4 * HOLDOUT_PIXELS).rounds == 2
     assert fit_blend(net, lambda y, p: 0 * x, [(physics, physics(x))], pixels=100 * HOLDOUT_PIXELS).rounds == 2
 
