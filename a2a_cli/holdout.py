@@ -27,13 +27,13 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
 from .physics import MRIPhysics, is_sequential
 
-__all__ = ["Fold", "make_fold", "heldout_error", "compare", "fit_blend", "Blend", "spread_problems", "HOLDOUT_FRACTION",
+__all__ = ["Fold", "make_fold", "heldout_error", "fit_blend", "Blend", "spread_problems", "HOLDOUT_FRACTION",
            "HOLDOUT_PIXELS", "BLEND_ROUNDS"]
 
 #: Fraction of each frame's measured locations (or spokes) held out. A 5 % hold-out chose
@@ -87,20 +87,6 @@ def heldout_error(fold: Fold, x: torch.Tensor) -> float:
         energy = physics.residual_mse(torch.zeros_like(x), y, weighted=True)
         return float(error) / max(float(energy), 1e-30)
     return float((physics.A(x) - y).pow(2).sum()) / max(float(y.pow(2).sum()), 1e-30)
-
-
-@torch.no_grad()
-def compare(methods: Mapping[str, Callable[[torch.Tensor, MRIPhysics], torch.Tensor]],
-            problems: Sequence[tuple[MRIPhysics, torch.Tensor]], fraction: float = HOLDOUT_FRACTION,
-            seed: int = 0) -> dict[str, float]:
-    """The summed :func:`heldout_error` of each method (``name -> method(y, physics) -> x``) on ``problems``.
-
-    ``problems`` are ``(physics, y)`` pairs of dynamic data (as
-    :func:`~a2a_cli.models.base.as_dynamic` gives them); every method sees the same folds.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    folds = [make_fold(physics, y, fraction, gen) for physics, y in problems]
-    return {name: sum(heldout_error(f, method(f.y_in, f.physics_in)) for f in folds) for name, method in methods.items()}
 
 
 @dataclass

@@ -299,7 +299,8 @@ def reconstruct_file(
         runs.append((weight, _SliceRun(net, mode, device, frames_per_batch, adapt_steps, on_adapt_step)))
     if weight < 1:
         # a --model tv checkpoint's own net is the TV reconstruction
-        runs.append((1.0 - weight, _SliceRun(tv_net if tv_net is not None else net, mode, device, frames_per_batch, 0, None)))
+        runs.append((1.0 - weight, _SliceRun(tv_net if tv_net is not None else net, mode, device, frames_per_batch, 0, None,
+                                             zero_filled=weight == 0)))
     methods: set[str] = set()
     attrs = _output_attrs(checkpoint, source, info, runs[0][1].adapt_steps if weight > 0 else 0) | {
         "method": result.method, "network_weight": float(weight)}
@@ -311,8 +312,9 @@ def reconstruct_file(
                 methods.add(getattr(sample, "sensitivity", None) or "estimated")
             rec_c = zf_c = None
             for share, run in runs:
-                part, zf_c = run(sample, s, result)
+                part, zf = run(sample, s, result)
                 rec_c = share * part if rec_c is None else rec_c + share * part
+                zf_c = zf if zf is not None else zf_c
             rec_c = rec_c.astype(np.complex64)
             result.frames += info.frames
             _check_finite_output(source, s, rec_c, zf_c, sample.kspace)
@@ -444,9 +446,11 @@ class _SliceRun:
     frames_per_batch: Optional[int]
     adapt_steps: int
     on_adapt_step: Optional[Callable[[int, int], None]]
+    zero_filled: bool = True  # False: another run of the same slices gives the zero-filled image
 
-    def __call__(self, sample: Sample, index: int, result: FileResult) -> tuple[np.ndarray, np.ndarray]:
-        """The network's and the zero-filled images of one slice; the time, frames and window go into ``result``."""
+    def __call__(self, sample: Sample, index: int, result: FileResult) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """The network's and the zero-filled (None unless ``zero_filled``) images of one slice; the time, frames
+        and window go into ``result``."""
         y, mask = sample.kspace.to(self.device), sample.mask.to(self.device)
         maps = getattr(sample, "coil_maps", None)
         maps = maps.to(self.device) if maps is not None else None
@@ -468,7 +472,7 @@ class _SliceRun:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         result.seconds += time.perf_counter() - t0
-        return _complex(rec), _complex(zero_filled(self.mode, y, mask, maps))
+        return _complex(rec), _complex(zero_filled(self.mode, y, mask, maps)) if self.zero_filled else None
 
 
 def _score(source: Path, result: FileResult, ref: np.ndarray, rec: np.ndarray, zf: np.ndarray) -> None:

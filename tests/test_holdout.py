@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from a2a_cli.holdout import BLEND_ROUNDS, HOLDOUT_PIXELS, compare, fit_blend, heldout_error, make_fold, spread_problems
+from a2a_cli.holdout import BLEND_ROUNDS, HOLDOUT_PIXELS, fit_blend, heldout_error, make_fold, spread_problems
 from a2a_cli.physics import DynamicMRI
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -38,14 +38,15 @@ def test_folds_are_disjoint_and_cover_every_measured_line():
     assert float(out.sum()) > 0 and bool(torch.equal(fold.y_in + fold.y_out, y))
 
 
-def test_compare_ranks_the_truth_first_and_predicting_nothing_last():
+def test_blend_errors_rank_the_truth_first_and_predicting_nothing_last():
     physics, y, x = _problem()
-    errors = compare({"truth": lambda _y, _p: x, "shared": lambda yi, p: p.view_sharing(yi),
-                      "nothing": lambda _y, _p: torch.zeros_like(x)}, [(physics, y)])
-    assert errors["truth"] < 0.05 < errors["shared"] < errors["nothing"]
-    assert errors["nothing"] == pytest.approx(1.0)
-    again = compare({"shared": lambda yi, p: p.view_sharing(yi)}, [(physics, y)])
-    assert again["shared"] == errors["shared"]  # the same seed draws the same folds
+    shared = lambda yi, p: p.view_sharing(yi)  # noqa: E731
+    first = fit_blend(lambda _y, _p: x, shared, [(physics, y)])
+    assert first.errors["network"] < 0.05 < first.errors["tv"] and first.weight > 0.9
+    again = fit_blend(shared, lambda _y, _p: torch.zeros_like(x), [(physics, y)])
+    assert again.errors["tv"] == pytest.approx(1.0)
+    assert again.errors["network"] == pytest.approx(first.errors["tv"], rel=1e-6)  # the same seed draws the same folds
+    assert 0.5 < again.weight <= 1.0 and again.errors["blend"] <= again.errors["network"]  # mostly view sharing
 
 
 def test_radial_folds_hold_out_whole_spokes(tmp_path):
