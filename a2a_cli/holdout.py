@@ -162,12 +162,8 @@ def fit_blend(network: Callable[[torch.Tensor, MRIPhysics], torch.Tensor],
 
 def _sample_weights(fold: Fold) -> torch.Tensor | float:
     """Weights of the held-out samples in a squared error: radial, their density compensation; else 1."""
-    physics, y = fold.physics_out, fold.y_out
-    if not getattr(physics, "radial", False):
-        return 1.0
-    _traj, dcf, sampled, _t = physics._frames(y.shape[0])
-    shape = y.shape[:1] + y.shape[2:]  # the complex layout (B, [T], coils, spokes, samples)
-    return (dcf * sampled).reshape(*shape[:-3], 1, *shape[-2:]).unsqueeze(1)
+    physics = fold.physics_out
+    return physics.density_like(fold.y_out) if getattr(physics, "radial", False) else 1.0
 
 
 def spread_problems(count: int, load: Callable[[int], tuple[MRIPhysics, torch.Tensor, int]],

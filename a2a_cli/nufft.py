@@ -515,6 +515,13 @@ class RadialMRI:
         out = (toeplitz_normal(coil, kernels) * maps.conj()).sum(1).reshape(b, t, *self.image_size)
         return out[:, 0] if static else out
 
+    def density_like(self, y: torch.Tensor) -> torch.Tensor:
+        """Each measured sample's density compensation (0 where nothing was measured), shaped to
+        broadcast against real k-space ``y`` ``(B, 2, [T], coils, spokes, samples)``."""
+        _, dcf, sampled, _ = self._frames(y.shape[0])
+        shape = y.shape[:1] + y.shape[2:]  # the complex layout
+        return (dcf * sampled).reshape(*shape[:-3], 1, *shape[-2:]).unsqueeze(1)
+
     def residual_mse(self, x: torch.Tensor, y: torch.Tensor, weighted: bool = False) -> torch.Tensor:
         """``mean((A x - y)^2)`` over the real k-space tensor (as ``nn.MSELoss()(self.A(x), y)``),
         computed as ``<x, A^H A x> - 2 Re <x, A^H y> + ||y||^2`` by Toeplitz embedding: FFTs only,
@@ -533,7 +540,7 @@ class RadialMRI:
         ahax = self.normal(z, weighted=weighted)
         energy = yc.abs() ** 2
         if w is not None:
-            energy = energy * w.reshape(*yc.shape[:-3], 1, *yc.shape[-2:])
+            energy = energy * self.density_like(y)[:, 0]
         value = (z.conj() * ahax).real.sum() - 2 * (z.conj() * ahy).real.sum() + energy.sum()
         value = value / y.numel()
         if w is not None:
