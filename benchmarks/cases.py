@@ -14,7 +14,9 @@ lines (:func:`a2a_cli.simulate.line_masks`: the centre lines in every frame plus
 ``new_lines`` others per frame, a different pattern per slice), adds noise at a given
 SNR and writes an a2a file. With coils the maps (:func:`a2a_cli.simulate.coil_sensitivities`)
 are stored as ``sensitivity_maps`` (given, not estimated), so a2a and the baselines
-see the same maps. :func:`write_dynamic_case` is :func:`a2a_cli.simulate.write_case`.
+see the same maps. :func:`write_dynamic_object_case` makes any of these objects breathe
+(a smooth displacement field driven by :func:`a2a_cli.simulate.breathing_curve`) and samples
+each frame by its own lines, as :func:`a2a_cli.simulate.write_case` does for its phantom.
 
 >>> brain_image(32, np.random.default_rng(0)).shape
 (32, 32)
@@ -31,13 +33,15 @@ import numpy as np
 from a2a_cli.data import write_a2a_file
 from a2a_cli.simulate import (
     add_noise,
+    breathing_curve,
     coil_sensitivities,
     fft2c,
     line_masks,
     phantom_static,
 )
 
-__all__ = ["OBJECTS", "abdomen_image", "brain_image", "head_image", "texture_image", "write_sequential_case"]
+__all__ = ["OBJECTS", "abdomen_image", "brain_image", "head_image", "texture_image", "breathe", "write_sequential_case",
+           "write_dynamic_object_case"]
 
 
 def _grid(size: int, oversample: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -203,5 +207,69 @@ def write_sequential_case(
     return write_a2a_file(
         path, np.stack(ks).astype(np.complex64), mask=np.stack(masks), reference=np.stack(refs).astype(np.complex64),
         acquisition="sequential", overwrite=overwrite, attrs={"simulation": json.dumps(params)},
+        coils=coils if multi else None, sensitivity_maps=np.stack(maps).astype(np.complex64) if multi else None,
+    )
+
+
+def breathe(x: np.ndarray, displacement: np.ndarray) -> np.ndarray:
+    """``x`` ``(H, W)`` warped once per frame: complex ``(T, H, W)`` for ``displacement`` ``(T,)``.
+
+    Displacement ``d`` (normalised units, 2 = field of view, as :func:`~a2a_cli.simulate.breathing_curve`
+    gives) moves the bottom of the image up by ``d`` and the top by a quarter of that, and widens the
+    object by ``d / 4`` of its half-width, as a diaphragm pushes the organs above it. Cubic interpolation
+    of the real and imaginary parts; the edges repeat.
+
+    >>> x = np.zeros((16, 16), np.complex64); x[6:10, 6:10] = 1
+    >>> v = breathe(x, np.array([0.0, 0.25]))
+    >>> v.shape, bool(np.allclose(v[0], x, atol=1e-5)), bool(np.allclose(v[1], x, atol=1e-2))
+    ((2, 16, 16), True, False)
+    """
+    from scipy.ndimage import map_coordinates
+
+    h, w = x.shape
+    yy, xx = np.meshgrid((np.arange(h) + 0.5) / h * 2 - 1, (np.arange(w) + 0.5) / w * 2 - 1, indexing="ij")
+    frames = []
+    for d in displacement:
+        # where each output pixel comes from: below it (the object moves up), more so lower down
+        src_y = yy + d * (0.25 + 0.75 * (yy + 1) / 2)
+        src_x = xx / (1 + d / 4)
+        coords = np.stack(((src_y + 1) / 2 * h - 0.5, (src_x + 1) / 2 * w - 0.5))
+        frames.append(map_coordinates(x.real, coords, order=3, mode="nearest")
+                      + 1j * map_coordinates(x.imag, coords, order=3, mode="nearest"))
+    return np.stack(frames).astype(np.complex64)
+
+
+def write_dynamic_object_case(
+    path: str | Path, obj: str, slices: int, seed: int, size: int = 64, frames: int = 16, acceleration: float = 5.0,
+    centre_lines: int = 4, coils: int = 1, snr_db: float = 30.0, motion: str = "respiratory", overwrite: bool = True,
+) -> Path:
+    """Write ``slices`` breathing objects of kind ``obj`` (:func:`breathe`), each frame sampled by its own lines.
+
+    Lines as :func:`a2a_cli.simulate.write_case` draws them (``acceleration``, ``centre_lines`` in every
+    frame, a different pattern per slice). ``reference`` is the noiseless ``(S, T, H, W)`` video. With
+    ``coils`` > 1 the k-space is ``(S, T, N, H, W)`` and the maps are stored as ``sensitivity_maps``.
+    """
+    multi = coils > 1
+    ks, masks, refs, maps = [], [], [], []
+    for s in range(slices):
+        rng = np.random.default_rng([seed, s])
+        x0 = OBJECTS[obj](size, rng)
+        x = breathe(x0 / np.abs(x0).max(), breathing_curve(frames, motion, rng=rng))  # (T, H, W)
+        m = line_masks(frames, size, acceleration, centre_lines, rng)  # (T, W)
+        if multi:
+            smap = coil_sensitivities(coils, size, size, np.random.default_rng([seed, s, 1]))
+            k = fft2c(x[:, None] * smap) * m[:, None, None, :]
+            maps.append(smap)
+        else:
+            k = fft2c(x) * m[:, None, :]
+        mm = m[:, None, None, :] if multi else m[:, None, :]
+        ks.append(add_noise(k, snr_db, rng, mask=np.broadcast_to(mm, k.shape)))
+        masks.append(m)
+        refs.append(x)
+    params = {"object": obj, "slices": slices, "seed": seed, "size": size, "frames": frames, "acceleration": acceleration,
+              "centre_lines": centre_lines, "coils": coils, "snr_db": snr_db, "motion": motion}
+    return write_a2a_file(
+        path, np.stack(ks).astype(np.complex64), mask=np.stack(masks), reference=np.stack(refs).astype(np.complex64),
+        acquisition="dynamic", overwrite=overwrite, attrs={"simulation": json.dumps(params)},
         coils=coils if multi else None, sensitivity_maps=np.stack(maps).astype(np.complex64) if multi else None,
     )

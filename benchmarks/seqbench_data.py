@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from a2a_cli.simulate import write_case  # noqa: E402
-from benchmarks.cases import write_sequential_case  # noqa: E402
+from benchmarks.cases import write_dynamic_object_case, write_sequential_case  # noqa: E402
 
 TRAIN_FILES, SLICES = 4, 2
 
@@ -30,6 +30,10 @@ CASES: dict[str, tuple[str, dict]] = {
     # realistic anatomy and coil maps: 8 coils, 20 of 64 lines together
     "brain-8coil-20": ("sequential", dict(obj="brain", new_lines=1, coils=8)),
     "dynamic-respiratory": ("dynamic", dict(mode="dynamic", motion="respiratory", acceleration=5.0)),
+    # dynamic, objects other than the simulator's flat phantom (benchmarks/cases.py::breathe moves them):
+    # a texture at 12-13 lines per frame, a brain with 8 coils at 8 lines per frame
+    "texture-dyn": ("dynamic-object", dict(obj="texture", acceleration=5.0)),
+    "brain-dyn-8coil": ("dynamic-object", dict(obj="brain", acceleration=8.0, coils=8)),
 }
 CASE_SEEDS = {name: 5000 + 1000 * i for i, name in enumerate(CASES)}
 
@@ -47,9 +51,11 @@ def make_case(root: Path, name: str) -> dict:
             continue
         if kind == "dynamic":
             write_case(p, slices=SLICES, seed=seed, **opts)
+        elif kind == "dynamic-object":
+            write_dynamic_object_case(p, slices=SLICES, seed=seed, **opts)
         else:
             write_sequential_case(p, slices=SLICES, seed=seed, **opts)
-    return {"name": name, "mode": kind, "train": [d / f"train{i}.h5" for i in range(TRAIN_FILES)],
+    return {"name": name, "mode": "dynamic" if kind.startswith("dynamic") else kind, "train": [d / f"train{i}.h5" for i in range(TRAIN_FILES)],
             "val": d / "val.h5", "test": d / "test.h5"}
 
 

@@ -88,3 +88,30 @@ def test_plain_sense_unfolds_equispaced_lines_with_coils():
     assert psnr(x, out) > psnr(x, zf) + 10.0  # noiseless, exact maps: SENSE is close to exact
     with pytest.raises(ValueError, match="needs dynamic data"):
         baselines.reconstruct(k, m, maps, mode="sequential", regulariser="tv-t", weight=0.01, backend_name="bart")
+
+
+@pytest.mark.parametrize("coils", [1, 3])
+def test_dynamic_object_case_breathes_and_is_sampled_per_frame(tmp_path, coils):
+    from a2a_cli.data import inspect_file, read_slice
+    from benchmarks.cases import breathe, write_dynamic_object_case
+
+    x = np.zeros((16, 16), np.complex64)
+    x[4:12, 6:10] = 1 + 1j
+    still = breathe(x, np.zeros(3))
+    assert still.shape == (3, 16, 16) and np.allclose(still, x, atol=1e-5)  # no displacement: the object itself
+    moved = breathe(x, np.array([0.3]))[0]
+    rows = np.abs(x).sum(1), np.abs(moved).sum(1)
+    assert (np.arange(16) * rows[1]).sum() / rows[1].sum() < (np.arange(16) * rows[0]).sum() / rows[0].sum() - 0.5  # moved up
+
+    path = write_dynamic_object_case(tmp_path / "c.h5", "head", slices=1, seed=3, size=32, frames=6, coils=coils,
+                                     snr_db=None)
+    info = inspect_file(path)
+    assert (info.n_slices, info.frames, info.height, info.width) == (1, 6, 32, 32)
+    assert (info.coils or 1) == coils
+    k, m, maps, ref = baselines.sample_arrays(read_slice(path, 0))
+    assert ref.shape == (6, 32, 32) and not np.allclose(ref[0], ref[3])  # a video that moves
+    lines = np.asarray(m).reshape(6, -1, 32).any(1)  # (T, W)
+    assert len({tuple(r) for r in lines}) > 1  # each frame its own lines
+    img = ref[:, None] * maps if coils > 1 else ref
+    expected = fft2c(img) * (lines[:, None, None, :] if coils > 1 else lines[:, None, :])
+    np.testing.assert_allclose(k, expected, atol=1e-4 * np.abs(expected).max())  # noiseless: exactly M_t F S x_t
