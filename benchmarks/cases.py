@@ -184,30 +184,46 @@ def write_sequential_case(
     ``centre_lines + frames * new_lines`` of ``size`` lines, when they fit). With ``coils`` > 1 the
     k-space is ``(S, T, N, H, W)`` and the maps are stored as ``sensitivity_maps``.
     """
-    acceleration = size / (centre_lines + new_lines)
-    multi = coils > 1
-    ks, masks, refs, maps = [], [], [], []
-    for s in range(slices):
-        rng = np.random.default_rng([seed, s])
-        x = OBJECTS[obj](size, rng)
-        x = x / np.abs(x).max()
-        m = line_masks(frames, size, acceleration, centre_lines, rng)  # (T, W)
-        if multi:
-            smap = coil_sensitivities(coils, size, size, np.random.default_rng([seed, s, 1]))
-            k = np.broadcast_to(fft2c(x * smap), (frames, coils, size, size)) * m[:, None, None, :]
-            maps.append(smap)
-        else:
-            k = np.broadcast_to(fft2c(x), (frames, size, size)) * m[:, None, :]
-        mm = m[:, None, None, :] if multi else m[:, None, :]
-        ks.append(add_noise(k, snr_db, rng, mask=np.broadcast_to(mm, k.shape)))
-        masks.append(m)
-        refs.append(x)
     params = {"object": obj, "slices": slices, "seed": seed, "size": size, "frames": frames, "new_lines": new_lines,
               "centre_lines": centre_lines, "coils": coils, "snr_db": snr_db}
+    return _write_object_case(path, params, size / (centre_lines + new_lines), motion=None, overwrite=overwrite)
+
+
+def _write_object_case(path: str | Path, params: dict, acceleration: float, motion: str | None, overwrite: bool) -> Path:
+    """The objects of ``params`` (``object``, ``slices``, ``seed``, ``size``, ``frames``, ``centre_lines``,
+    ``coils``, ``snr_db``), each sampled by its own lines per frame, written as an a2a file.
+
+    ``motion`` None: one static object per slice (sequential file, ``reference`` ``(S, H, W)``); else
+    it breathes (:func:`breathe`, ``motion`` as :func:`~a2a_cli.simulate.breathing_curve` takes it;
+    dynamic file, ``reference`` ``(S, T, H, W)``). Per slice the draws are, in order: the object, the
+    breathing curve, the lines, the noise; the coil maps come from a stream of their own.
+    """
+    size, frames, coils = params["size"], params["frames"], params["coils"]
+    multi = coils > 1
+    ks, masks, refs, maps = [], [], [], []
+    for s in range(params["slices"]):
+        rng = np.random.default_rng([params["seed"], s])
+        x = OBJECTS[params["object"]](size, rng)
+        x = x / np.abs(x).max()
+        if motion is not None:
+            x = breathe(x, breathing_curve(frames, motion, rng=rng))  # (T, H, W)
+        m = line_masks(frames, size, acceleration, params["centre_lines"], rng)  # (T, W)
+        smap = coil_sensitivities(coils, size, size, np.random.default_rng([params["seed"], s, 1])) if multi else None
+        image = x[..., None, :, :] * smap if multi else x  # ([T,] [N,] H, W)
+        k = fft2c(image)
+        if motion is None:  # one static object: every frame sees the same k-space
+            k = np.broadcast_to(k, (frames,) + k.shape)
+        mm = m[:, None, None, :] if multi else m[:, None, :]
+        ks.append(add_noise(k * mm, params["snr_db"], rng, mask=np.broadcast_to(mm, k.shape)))
+        masks.append(m)
+        refs.append(x)
+        if multi:
+            maps.append(smap)
     return write_a2a_file(
         path, np.stack(ks).astype(np.complex64), mask=np.stack(masks), reference=np.stack(refs).astype(np.complex64),
-        acquisition="sequential", overwrite=overwrite, attrs={"simulation": json.dumps(params)},
-        coils=coils if multi else None, sensitivity_maps=np.stack(maps).astype(np.complex64) if multi else None,
+        acquisition="sequential" if motion is None else "dynamic", overwrite=overwrite,
+        attrs={"simulation": json.dumps(params)}, coils=coils if multi else None,
+        sensitivity_maps=np.stack(maps).astype(np.complex64) if multi else None,
     )
 
 
@@ -249,27 +265,6 @@ def write_dynamic_object_case(
     frame, a different pattern per slice). ``reference`` is the noiseless ``(S, T, H, W)`` video. With
     ``coils`` > 1 the k-space is ``(S, T, N, H, W)`` and the maps are stored as ``sensitivity_maps``.
     """
-    multi = coils > 1
-    ks, masks, refs, maps = [], [], [], []
-    for s in range(slices):
-        rng = np.random.default_rng([seed, s])
-        x0 = OBJECTS[obj](size, rng)
-        x = breathe(x0 / np.abs(x0).max(), breathing_curve(frames, motion, rng=rng))  # (T, H, W)
-        m = line_masks(frames, size, acceleration, centre_lines, rng)  # (T, W)
-        if multi:
-            smap = coil_sensitivities(coils, size, size, np.random.default_rng([seed, s, 1]))
-            k = fft2c(x[:, None] * smap) * m[:, None, None, :]
-            maps.append(smap)
-        else:
-            k = fft2c(x) * m[:, None, :]
-        mm = m[:, None, None, :] if multi else m[:, None, :]
-        ks.append(add_noise(k, snr_db, rng, mask=np.broadcast_to(mm, k.shape)))
-        masks.append(m)
-        refs.append(x)
     params = {"object": obj, "slices": slices, "seed": seed, "size": size, "frames": frames, "acceleration": acceleration,
               "centre_lines": centre_lines, "coils": coils, "snr_db": snr_db, "motion": motion}
-    return write_a2a_file(
-        path, np.stack(ks).astype(np.complex64), mask=np.stack(masks), reference=np.stack(refs).astype(np.complex64),
-        acquisition="dynamic", overwrite=overwrite, attrs={"simulation": json.dumps(params)},
-        coils=coils if multi else None, sensitivity_maps=np.stack(maps).astype(np.complex64) if multi else None,
-    )
+    return _write_object_case(path, params, acceleration, motion=motion, overwrite=overwrite)
