@@ -34,7 +34,7 @@ import torch
 from .physics import MRIPhysics, is_sequential
 
 __all__ = ["Fold", "make_fold", "heldout_error", "fit_blend", "Blend", "spread_problems", "HOLDOUT_FRACTION",
-           "HOLDOUT_PIXELS", "BLEND_ROUNDS", "BLEND_PRECISION"]
+           "HOLDOUT_PIXELS", "BLEND_ROUNDS"]
 
 #: Fraction of each frame's measured locations (or spokes) held out. A 5 % hold-out chose
 #: the same TV weights to within 0.05 dB (benchmarks/RESULTS.md).
@@ -47,10 +47,6 @@ HOLDOUT_PIXELS = 4 * 16 * 64 * 64
 BLEND_ROUNDS = 8
 #: Fewest rounds, however large the problems.
 MIN_BLEND_ROUNDS = 2
-#: The rounds stop early, after at least 3, once the standard error of their averaged weight is at
-#: most this: where every round agrees (a dynamic file whose network is far behind TV gives about 0
-#: each time) more rounds would not move the weight, while a static file's rounds (0 to 0.8) run on.
-BLEND_PRECISION = 0.02
 
 
 @dataclass
@@ -116,10 +112,8 @@ def fit_blend(network: Callable[[torch.Tensor, MRIPhysics], torch.Tensor],
     they are close); the rounds' weights, each clipped to [0, 1], are averaged. ``rounds``
     None: :data:`BLEND_ROUNDS` on problems of up to :data:`HOLDOUT_PIXELS` coil-image pixels
     in all (``pixels``, as :func:`spread_problems` counts them; None: the size of the k-space),
-    proportionally fewer (at least :data:`MIN_BLEND_ROUNDS`) on larger ones. From the third round
-    on, the rounds stop once the average's standard error is at most :data:`BLEND_PRECISION`
-    (``Blend.rounds`` says how many ran). ``on_round(k, n)`` is called after round ``k`` (from 1)
-    of ``n`` planned (``n = k`` after the last).
+    proportionally fewer (at least :data:`MIN_BLEND_ROUNDS`) on larger ones. ``on_round(k, rounds)``
+    is called after round ``k`` (from 1).
 
     >>> import torch
     >>> from a2a_cli.physics import DynamicMRI
@@ -134,9 +128,8 @@ def fit_blend(network: Callable[[torch.Tensor, MRIPhysics], torch.Tensor],
     1.0
     >>> fit_blend(zero, truth, [(physics, physics(x))]).weight
     0.0
-    >>> half = fit_blend(zero, lambda y, p: 2 * x, [(physics, physics(x))])   # 0.5 * 0 + 0.5 * 2x = x
-    >>> round(half.weight, 6), half.rounds                                     # every round agrees: 3 are enough
-    (0.5, 3)
+    >>> round(fit_blend(zero, lambda y, p: 2 * x, [(physics, physics(x))], rounds=2).weight, 6)  # 0.5 * 0 + 0.5 * 2x = x
+    0.5
     """
     if rounds is None:
         if pixels is None:
@@ -156,19 +149,15 @@ def fit_blend(network: Callable[[torch.Tensor, MRIPhysics], torch.Tensor],
                           float((w * (fold.y_out - p_net).pow(2)).sum())))
             num, den = num + dr, den + dd
         weights.append(min(1.0, max(0.0, num / den)) if den > 0 else 0.0)
-        done = len(weights) >= 3 and float(torch.tensor(weights, dtype=torch.float64).std()) <= BLEND_PRECISION * len(weights) ** 0.5
         if on_round is not None:
-            on_round(k + 1, k + 1 if done else rounds)
-        if done:
-            break
-    ran = len(weights)
-    a = sum(weights) / ran
+            on_round(k + 1, rounds)
+    a = sum(weights) / len(weights)
     errors = {"network": 0.0, "tv": 0.0, "blend": 0.0}
     for energy, rr, dr, dd, nn in folds:
-        errors["network"] += nn / energy / ran
-        errors["tv"] += rr / energy / ran
-        errors["blend"] += (rr - 2 * a * dr + a * a * dd) / energy / ran
-    return Blend(a, errors, ran)
+        errors["network"] += nn / energy / rounds
+        errors["tv"] += rr / energy / rounds
+        errors["blend"] += (rr - 2 * a * dr + a * a * dd) / energy / rounds
+    return Blend(a, errors, rounds)
 
 
 def _sample_weights(fold: Fold) -> torch.Tensor | float:
