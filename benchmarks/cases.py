@@ -257,7 +257,7 @@ def breathe(x: np.ndarray, displacement: np.ndarray) -> np.ndarray:
 
 def write_dynamic_object_case(
     path: str | Path, obj: str, slices: int, seed: int, size: int = 64, frames: int = 16, acceleration: float = 5.0,
-    centre_lines: int = 4, coils: int = 1, snr_db: float = 30.0, motion: str = "respiratory", overwrite: bool = True,
+    centre_lines: int = 4, coils: int = 1, snr_db: float | None = 30.0, motion: str = "respiratory", overwrite: bool = True,
 ) -> Path:
     """Write ``slices`` breathing objects of kind ``obj`` (:func:`breathe`), each frame sampled by its own lines.
 
