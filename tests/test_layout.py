@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from a2a_cli.cli import app
-from a2a_cli.data import describe_layout, inspect_file, layout_warning, read_mask
+from a2a_cli.data import describe_layout, inspect_file, layout_warning, read_mask, read_slice
+from a2a_cli.data.layout import check_mask_matches
+from a2a_cli.errors import InputError
 from a2a_cli.simulate import write_case
 
 runner = CliRunner()
@@ -67,3 +71,66 @@ def test_train_and_reconstruct_print_the_interpretation(files, tmp_path, one_thr
                            env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
     assert "single.h5: read as 2 slices (kspace axis 0) x 8 frames" in result.output
+
+
+def _frames_by_coils(tmp_path, name, coils_attr: bool, acquisition: str | None, with_mask: bool):
+    """A multi-coil cine slice (T, N, H, W) = (6, 6, 8, 12): frame t measures columns 3j + t % 3 and the centre."""
+    rng = np.random.default_rng(0)
+    t, n, h, w = 6, 6, 8, 12
+    mask = np.zeros((t, w), bool)
+    for i in range(t):
+        mask[i, i % 3::3] = True
+    mask[:, 5:7] = True
+    k = (rng.standard_normal((t, n, h, w)) + 1j * rng.standard_normal((t, n, h, w))).astype(np.complex64)
+    k *= mask[:, None, None, :]
+    path = tmp_path / name
+    with h5py.File(path, "w") as f:
+        f["kspace"] = k
+        if with_mask:
+            f["mask"] = mask.astype(np.uint8)
+        if coils_attr:
+            f.attrs["coils"] = n
+        if acquisition is not None:
+            f.attrs["acquisition"] = acquisition
+    return path
+
+
+def test_the_coils_attribute_is_never_read_as_fastmri(tmp_path):
+    """A 4D file with ``coils`` and a protocol name as acquisition is an a2a file: refused as one, not read as
+    fastMRI slices (which would turn frames into static slices)."""
+    path = _frames_by_coils(tmp_path, "cine.h5", coils_attr=True, acquisition="cine", with_mask=False)
+    result = runner.invoke(app, ["inspect-mask", str(path)])
+    assert result.exit_code != 0
+    assert "must be 'dynamic' or 'sequential'" in result.output and "cine.h5" in result.output
+    assert "Traceback" not in result.output
+    fixed = _frames_by_coils(tmp_path, "cine_dyn.h5", coils_attr=True, acquisition="dynamic", with_mask=False)
+    assert "1 slice (no slice axis) x 6 frames (axis 0) x 6 coils" in describe_layout(inspect_file(fixed))
+
+
+def test_a_mask_that_does_not_fit_the_kspace_is_refused(tmp_path):
+    """Coils read as frames (the attribute forgotten): half the lines the mask marks hold zeros in every 'frame'."""
+    bad = _frames_by_coils(tmp_path, "forgot.h5", coils_attr=False, acquisition=None, with_mask=True)
+    with pytest.raises(InputError, match="lines .* that the mask marks as measured hold only zeros") as e:
+        read_slice(bad, 0)
+    assert "forgot.h5" in str(e.value)
+    result = runner.invoke(app, ["inspect-mask", str(bad)])
+    assert result.exit_code != 0 and "hold only zeros" in result.output and "Traceback" not in result.output
+    # the same data stored as a2a expects it is read, and every measured sample is kept
+    good = _frames_by_coils(tmp_path, "good.h5", coils_attr=True, acquisition="dynamic", with_mask=True)
+    sample = read_slice(good, 0, sensitivity="lowres")
+    with h5py.File(good, "r") as f:
+        k = f["kspace"][()]
+    kept = sample.kspace[0, 0].numpy() + 1j * sample.kspace[0, 1].numpy()
+    np.testing.assert_array_equal(kept, k)
+
+
+def test_a_few_empty_marked_lines_are_let_through():
+    """Zero-padded edges marked as measured (here 1 of 6 lines per frame) are not a mismatch."""
+    mask = np.zeros((2, 4, 6), bool)
+    mask[..., :] = True
+    k = np.ones((2, 4, 6), np.complex64)
+    k[..., 0] = 0
+    check_mask_matches(k, mask, Path("edge.h5"), 0)
+    k[..., 1] = 0
+    with pytest.raises(InputError, match="4 of the 12 lines"):
+        check_mask_matches(k, mask, Path("edge.h5"), 0)

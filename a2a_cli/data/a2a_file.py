@@ -105,7 +105,7 @@ from .hdf5 import (
     attr_str, check_binary, classify_complex, coil_attr, dataset, read_checked, read_slice_of, shape_str,
 )
 from .layout import (
-    SINGLE_FRAME, FileInfo, Sample, SplitOptions, check_frames_sampled, dims_str, match_dims, split_lines, stored_maps,
+    SINGLE_FRAME, FileInfo, Sample, SplitOptions, check_frames_sampled, check_mask_matches, dims_str, match_dims, split_lines, stored_maps,
     stored_reference, to_tensor,
 )
 
@@ -155,7 +155,7 @@ def inspect(f: h5py.File, path: Path, split: SplitOptions | None, mask_file: Any
     return FileInfo(
         path=path, layout=layout, mode=mode, n_slices=int(s), frames=int(t), height=int(h), width=int(w),  # type: ignore[arg-type]
         has_reference=ref_dims is not None, complex_style=style,  # type: ignore[arg-type]
-        mask_source="split" if layout == "fastmri" else ("stored" if mask_dims else "derived"),
+        mask_source="split" if layout == "fastmri" and t > 1 else ("stored" if mask_dims else "derived"),
         reference_static=ref_dims is not None and "T" not in ref_dims,
         coils=n_coils if multi else None,
         sensitivity=("stored" if maps_dims else "espirit") if multi else None, reader=NAME,
@@ -222,7 +222,7 @@ def _layout_and_mode(f: h5py.File, path: Path, shape: tuple[int, ...], n_coils: 
                 f"only as a fastMRI file, which has an 'ismrmrd_header' dataset or a protocol name as acquisition",
             )
         return "a2a", "dynamic", "default: no 'acquisition' attribute"
-    return "fastmri", "sequential", "static file split into frames"
+    return "fastmri", "sequential", "a static file"
 
 
 def _mask_dims(f: h5py.File, path: Path, layout: str, slice_axis: bool, sizes: dict[str, int],
@@ -303,6 +303,7 @@ def read_sample(f: h5py.File, info: FileInfo, index: int, split: SplitOptions | 
     """Slice ``index`` (checked) without its reference; stored coil maps are read, estimated ones are not."""
     k = _read_kspace(f, info, index)
     m = _slice_mask(f, info, index, split, k)
+    check_mask_matches(k, m, info.path, index)
     # samples outside the mask are not part of the measurement model y = M F x
     multi = k.ndim == 4  # (T, N, H, W): the mask is shared by the coils
     k = np.where(m[:, None] if multi else m, k if info.layout == "a2a" else k[None], np.complex64(0))

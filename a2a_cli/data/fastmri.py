@@ -42,8 +42,8 @@ def _rank(ds: h5py.Dataset) -> int:
 def static_layout(f: h5py.File) -> str:
     """``"fastmri"`` when ``kspace`` is a static fastMRI-style stack, else ``"a2a"`` (or no ``kspace``).
 
-    A 3D ``kspace`` without the a2a ``acquisition`` (``dynamic``/``sequential``) is a
-    fastMRI-style ``(S, H, W)``; a 4D one is fastMRI ``(slices, coils, H, W)`` only with
+    A 3D ``kspace`` without the a2a ``acquisition`` (``dynamic``/``sequential``) or the
+    ``coils`` attribute is a fastMRI-style ``(S, H, W)``; a 4D one is fastMRI ``(slices, coils, H, W)`` only with
     fastMRI's own marks (an ``ismrmrd_header`` dataset or a protocol name as
     ``acquisition``): a 4D ``static`` file stays a2a (and is rejected there).
     """
@@ -51,7 +51,7 @@ def static_layout(f: h5py.File) -> str:
     if not isinstance(ds, h5py.Dataset):
         return "a2a"  # the a2a reader reports what is missing
     acq = (attr_str(f.attrs.get("acquisition")) or "").lower()
-    if acq in ("dynamic", "sequential"):
+    if acq in ("dynamic", "sequential") or "coils" in f.attrs:  # ``coils`` is a2a's mark of a coil axis
         return "a2a"
     if _rank(ds) == 3 or "ismrmrd_header" in f or acq not in ("", "static"):
         return "fastmri"

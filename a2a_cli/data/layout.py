@@ -22,7 +22,7 @@ from .hdf5 import check_finite, classify_complex, dataset, shape_str
 
 __all__ = [
     "SplitOptions", "SINGLE_FRAME", "centre_line_indices", "split_lines", "FileInfo", "Sample", "SensitivityChoice",
-    "describe_layout", "layout_warning", "with_sensitivity", "check_declared_size", "check_index",
+    "describe_layout", "layout_warning", "check_mask_matches", "with_sensitivity", "check_declared_size", "check_index",
     "check_frames_sampled", "match_dims", "dims_str", "to_tensor", "format_info", "format_sample",
 ]
 
@@ -213,7 +213,8 @@ def _a2a_axes(info: FileInfo) -> str:
 
     if info.layout == "fastmri":
         slices = f"{n(info.n_slices, 'slice')} (kspace axis 0)"
-        frames = f"{info.frames} frames (the frames option: lines split into frames)"
+        how = "the frames option: lines split into frames" if info.frames > 1 else "one per slice: no frames option"
+        frames = f"{n(info.frames, 'frame')} ({how})"
     elif info._kspace_slice_axis:
         slices = f"{n(info.n_slices, 'slice')} (kspace axis 0)"
         frames = f"{n(info.frames, 'frame')} (axis 1)"
@@ -243,7 +244,9 @@ def layout_warning(info: FileInfo, mask: np.ndarray | None = None) -> str | None
     return (
         f"{info.path}: 'kspace' {shape_str(shape)} has no 'coils' attribute, so it is read as {shape[0]} slices x "
         f"{shape[1]} frames; if it is one slice of multi-coil k-space (frames x {shape[1]} coils), set the file "
-        f"attribute coils = {shape[1]} (and check that the slices and frames above are right)"
+        f"attribute coils = {shape[1]} (and check that the slices and frames above are right); if it is a static "
+        f"multi-coil stack ({shape[0]} slices x {shape[1]} coils), mark it as fastMRI files are: an 'ismrmrd_header' "
+        f"dataset or the protocol's name (e.g. CORPD_FBK) as the attribute acquisition"
     )
 
 
@@ -306,6 +309,44 @@ def check_frames_sampled(mask: np.ndarray, path: Path, index: int) -> None:
         raise InputError(path, f"slice {index}: frame(s) {listed} have no k-space samples ({empty.size} of {mask.shape[0]} frames empty)")
 
 
+#: above this share of the lines a mask marks as measured holding only zeros, mask and k-space do not match
+EMPTY_LINE_LIMIT = 0.25
+
+
+def check_mask_matches(kspace: np.ndarray, mask: np.ndarray, path: Path, index: int) -> None:
+    """Refuse a slice where many lines the mask ``(T, H, W)`` marks as measured hold only zeros.
+
+    ``kspace`` is ``(T, H, W)``, ``(T, N, H, W)`` or ``(H, W)`` (one k-space for every frame).
+    A measured line is never zero in every coil, so this is a mask that belongs to other
+    data or k-space read along the wrong axes (frames and coils swapped, or a forgotten
+    ``coils`` attribute). A few empty lines are let through: zero-padded k-space edges
+    marked as measured. Samples are grouped by phase-encode column (W) and frame, so a
+    partial echo's zeros along the readout do not count.
+
+    >>> m = np.ones((2, 4, 3), bool)
+    >>> check_mask_matches(np.ones((2, 4, 3)), m, Path("a.h5"), 0)
+    >>> check_mask_matches(np.zeros((2, 4, 3)), m, Path("a.h5"), 0)
+    Traceback (most recent call last):
+    a2a_cli.errors.InputError: a.h5: slice 0: 6 of the 6 lines (phase-encode columns of a frame) that the mask marks as measured hold only zeros in 'kspace': the mask does not match the k-space; check that it belongs to this file and the order of the axes (multi-coil k-space is (frames, coils, H, W) with the file attribute coils)
+    """
+    filled = kspace != 0
+    several_coils = filled.ndim == 4 and filled.shape[1] > 1
+    if filled.ndim == 4:
+        filled = filled.any(axis=1)
+    declared = mask.any(axis=-2)  # (T, W)
+    measured = (filled & mask).any(axis=-2)
+    n_declared = int(declared.sum())
+    n_empty = int((declared & ~measured).sum())
+    if n_declared and n_empty > EMPTY_LINE_LIMIT * n_declared:
+        coils = " in every coil" if several_coils else ""
+        raise InputError(
+            path,
+            f"slice {index}: {n_empty} of the {n_declared} lines (phase-encode columns of a frame) that the mask marks as "
+            f"measured hold only zeros in 'kspace'{coils}: the mask does not match the k-space; check that it belongs to "
+            f"this file and the order of the axes (multi-coil k-space is (frames, coils, H, W) with the file attribute coils)",
+        )
+
+
 def dims_str(dims: tuple[str, ...], sizes: Mapping[str, int]) -> str:
     """``(T, W) = (16, 48)``: named axes and their sizes."""
     return f"({', '.join(dims)}) = {shape_str([sizes[d] for d in dims])}"
@@ -349,6 +390,7 @@ def format_sample(info: FileInfo, index: int, k: np.ndarray, m: np.ndarray, allo
     k-space is checked finite and zeroed outside the mask; one coil drops the coil axis.
     """
     check_finite(k, info.path, f"slice {index}: k-space")
+    check_mask_matches(k, m, info.path, index)
     k = np.where(m[:, None], k, np.complex64(0)).astype(np.complex64, copy=False)
     if not allow_empty_frames:
         check_frames_sampled(m, info.path, index)
