@@ -119,10 +119,15 @@ def bin_file(source: str | Path, target: str | Path, bins: int = 10, plot: Optio
     if info.layout != "radial":
         raise InputError(source, "respiratory binning needs a radial file (a 'trajectory' dataset)")
     n_spokes = info.frames * info.plan["spokes"]
+    low_given, high_given = low, high
     low = 2.0 / n_spokes if low is None else float(low)
     high = 1.0 / info.plan["spokes"] if high is None else float(high)
     if not 0 <= low < high <= 0.5:
-        raise A2AError(f"the pass band must satisfy 0 <= low < high <= 0.5 cycles per spoke, got {low:g}..{high:g}")
+        given = "--band" if (low_given, high_given) != (None, None) else f"the default band for {n_spokes} spokes ({info.frames} frame(s) of {info.plan['spokes']})"
+        raise InputError(source, f"{given}: the pass band must satisfy 0 <= low < high <= 0.5 cycles per spoke, got {low:g}..{high:g}"
+                         + ("" if given == "--band" else "; give --band LOW HIGH, or bin a file of several frames"))
+    if bins >= 2 and n_spokes < bins:  # fewer than 2 bins: bin_spokes says so
+        raise InputError(source, f"{n_spokes} spokes per slice cannot fill {bins} bins; ask for at most {n_spokes} (--bins)")
     per = n_spokes // bins if bins >= 1 else 0
     ks, trajs, refs, signals, labels = [], [], [], [], []
     with open_file(source) as f, damage_as_input_error(source):
@@ -133,7 +138,10 @@ def bin_file(source: str | Path, target: str | Path, bins: int = 10, plot: Optio
             if not info.plan["coil_axis"]:
                 k = k[:, None]
             traj = read_trajectory(f, info, s)[0].numpy()
-            sig = respiratory_signal(centre_samples(k, traj), low, high)
+            try:
+                sig = respiratory_signal(centre_samples(k, traj), low, high)
+            except A2AError as e:
+                raise InputError(source, f"slice {s}: {e}") from None
             lab = bin_spokes(sig, bins)
             t, n, sp, sa = k.shape
             flat_k = k.transpose(0, 2, 1, 3).reshape(t * sp, n, sa)

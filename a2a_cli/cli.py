@@ -886,10 +886,21 @@ def bin_(
 
     from .binning import bin_file
 
+    from .atomic import check_output
+    from .paths import check_output_folder, refuse_outputs_over_inputs, same_file
+
     low, high = band if band is not None else (None, None)
-    for p in (target, plot):
-        if p is not None and p.exists() and not overwrite:
-            raise InputError(p, "exists; pass --overwrite to replace it")
+    # every output checked before any work: none may replace the input or the other, or be left half-made
+    refuse_outputs_over_inputs([target, plot], [source], "would overwrite the input file; choose another name")
+    if plot is not None:
+        if same_file(plot, target):
+            raise InputError(plot, "--plot names the output file; choose another name")
+        if plot.suffix.lower() != ".png":
+            raise InputError(plot, "--plot must end in .png (the curve is written as PNG)")
+    for p, option in ((target, "the output"), (plot, "--plot")):
+        if p is not None:
+            check_output(p, overwrite)  # a directory, an existing file, a missing folder
+            check_output_folder(p, option)  # a folder we may not write in
     with Progress(TextColumn("[bold]bin"), BarColumn(), MofNCompleteColumn(), TextColumn("slices"), console=err) as bar:
         task = bar.add_task("bin", total=None)
         summary = bin_file(source, target, bins=bins, plot=plot, low=low, high=high, overwrite=overwrite,
