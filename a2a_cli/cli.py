@@ -765,7 +765,7 @@ def convert(
     seed: int = typer.Option(0, help="Seed of the line assignment (with --frames)."),
     virtual_coils: Optional[int] = typer.Option(None, "--virtual-coils", help="Compress the coils of each slice to this many virtual coils (SVD; sensitivity maps compressed alike), for faster training and reconstruction."),
     trajectory: Optional[Path] = typer.Option(None, "--trajectory", help="BART radial k-space (IN is a .cfl/.hdr array): its trajectory array (`bart traj` units)."),
-    image_size: Optional[Tuple[int, int]] = typer.Option(None, "--image-size", help="Radial inputs: the image grid H W (default: twice the largest coordinate)."),
+    image_size: Optional[Tuple[int, int]] = typer.Option(None, "--image-size", help="BART radial arrays: the image grid H W (default: twice the largest coordinate)."),
 ) -> None:
     """Write the a2a file of any supported input (slice by slice; the output appears only when complete)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -775,9 +775,14 @@ def convert(
     from .paths import check_output_folder, refuse_outputs_over_inputs
 
     check_options(frames=frames, centre_lines=centre_lines, seed=seed, virtual_coils=virtual_coils)
-    refuse_outputs_over_inputs([target], [source, mask_file, trajectory], "the output would replace an input file (the data, its --mask or --trajectory); choose another name")
+    bart = trajectory is not None or source.suffix in (".cfl", ".hdr")
+    # a BART array is two files (.cfl data, .hdr header): neither may be replaced
+    inputs = [p.with_suffix(x) for p in (source, trajectory) if p is not None and p.suffix in (".cfl", ".hdr") for x in (".cfl", ".hdr")]
+    refuse_outputs_over_inputs([target], [source, trajectory, *inputs, mask_file], "the output would replace an input file (the data, its --mask or --trajectory); choose another name")
     check_output_folder(target, "the output")
-    if trajectory is not None or source.suffix in (".cfl", ".hdr"):
+    if image_size is not None and not bart:
+        raise A2AError("--image-size is for BART radial arrays (with --trajectory); other inputs carry their image size")
+    if bart:
         from .radial_convert import convert_bart
 
         if trajectory is None:

@@ -31,11 +31,30 @@ def write_radial_file(
     path: str | Path, kspace: np.ndarray, trajectory: np.ndarray, image_size: tuple[int, int],
     dcf: Optional[np.ndarray] = None, reference: Optional[np.ndarray] = None, acquisition: str = "dynamic",
     coils: Optional[int] = None, sensitivity_maps: Optional[np.ndarray] = None, extra: Optional[dict] = None,
-    attrs: Optional[dict[str, Any]] = None, overwrite: bool = False,
+    attrs: Optional[dict[str, Any]] = None, overwrite: bool = False, converted_from: Optional[str | Path] = None,
 ) -> Path:
-    """Write an a2a radial file (atomically: nothing is left behind if it fails)."""
+    """Write an a2a radial file (atomically: nothing is left behind if it fails).
+
+    With ``converted_from`` (the input of a conversion) the file is read back as every command
+    will read it before it appears; a problem is an :class:`InputError` naming that input.
+    """
     path = Path(path)
-    with atomic_write(path, overwrite) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_write(path, overwrite) as tmp:
+        _write_radial(tmp, kspace, trajectory, image_size, dcf, reference, acquisition, coils, sensitivity_maps, extra, attrs)
+        if converted_from is not None:
+            from .data import inspect_file
+
+            try:
+                inspect_file(tmp)
+            except InputError as e:
+                raise InputError(converted_from, f"the converted file would not be readable: {e.problem}") from None
+    return path
+
+
+def _write_radial(tmp: Path, kspace: np.ndarray, trajectory: np.ndarray, image_size: tuple[int, int],
+                  dcf: Optional[np.ndarray], reference: Optional[np.ndarray], acquisition: str, coils: Optional[int],
+                  sensitivity_maps: Optional[np.ndarray], extra: Optional[dict], attrs: Optional[dict[str, Any]]) -> None:
+    with h5py.File(tmp, "w") as f:
         k = np.asarray(kspace, np.complex64)
         f.create_dataset("kspace", data=k, chunks=(1,) * (k.ndim - 2) + k.shape[-2:], compression="gzip", compression_opts=1)
         f.create_dataset("trajectory", data=np.asarray(trajectory, np.float32))
@@ -53,7 +72,6 @@ def write_radial_file(
             f.attrs["coils"] = int(coils)
         for key, value in (attrs or {}).items():
             f.attrs[key] = value
-    return path
 
 
 def simulate_radial(

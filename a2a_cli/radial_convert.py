@@ -33,6 +33,8 @@ def _dims16(a: np.ndarray) -> np.ndarray:
 
 def _image_size(traj: np.ndarray, given: Optional[tuple[int, int]]) -> tuple[int, int]:
     if given is not None:
+        if min(given) < 2:
+            raise InputError("--image-size", f"the image grid must be two integers H W >= 2, got {given[0]} {given[1]}")
         return int(given[0]), int(given[1])
     # twice the largest coordinate, rounded up to even: the edges then hold every sample
     return tuple(max(2, 2 * math.ceil(float(np.abs(traj[..., a]).max()) - 1e-6)) for a in (0, 1))  # type: ignore[return-value]
@@ -63,12 +65,22 @@ def convert_bart(kspace: str | Path, trajectory: str | Path, target: str | Path,
     tt = t[:2, :, :, 0, 0, 0, 0, 0, 0, 0, :, 0, 0, :, 0, 0].real  # (2, samples, spokes, T', S')
     tt = np.broadcast_to(tt.transpose(4, 3, 2, 1, 0), (slices, frames, spokes, samples, 2))
     size = _image_size(tt, image_size)
+    _check_samples(kk, kspace)
     single = coils == 1
     return write_radial_file(
         target, kk[:, :, 0] if single else kk, np.ascontiguousarray(tt, np.float32), size, acquisition=acquisition,
         coils=None if single else coils, attrs={"source_file": str(Path(kspace).resolve()), "source_format": "bart"},
-        overwrite=overwrite,
+        overwrite=overwrite, converted_from=kspace,
     )
+
+
+def _check_samples(k: np.ndarray, source: str | Path) -> None:
+    """Refuse k-space that no command could train on: NaN/Inf values, or nothing but zeros."""
+    bad = int(np.count_nonzero(~np.isfinite(k)))
+    if bad:
+        raise InputError(source, f"the k-space contains {bad} NaN or Inf values; remove or zero them first")
+    if not np.any(k):
+        raise InputError(source, "the k-space holds only zeros")
 
 
 def ismrmrd_has_trajectories(f: h5py.File) -> bool:
@@ -134,8 +146,10 @@ def convert_ismrmrd(source: str | Path, target: str | Path, overwrite: bool = Fa
         raise InputError(source, "the trajectories contain NaN or Inf values")
     if np.abs(tr).max() <= 0.5 + 1e-6:  # fractions of k-space: scale to cycles per field of view
         tr = tr * np.array([rx, ry], np.float32)
+    _check_samples(k, source)
     single = n == 1
     return write_radial_file(
         target, k[:, :, 0] if single else k, tr, (rx, ry), acquisition="dynamic", coils=None if single else n,
         attrs={"source_file": str(source.resolve()), "source_format": "ismrmrd"}, overwrite=overwrite,
+        converted_from=source,
     )

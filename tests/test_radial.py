@@ -214,7 +214,8 @@ def test_the_same_spokes_in_every_frame_are_flagged():
 # ----------------------------------------------------------------------------------
 # conversion
 # ----------------------------------------------------------------------------------
-def test_convert_bart_arrays_gives_the_same_radial_data(radial_file, tmp_path):
+def _bart_arrays(radial_file, folder, kspace_scale: float = 1.0):
+    """The radial file's first slice as BART arrays ``folder/ksp.cfl`` and ``folder/traj.cfl``."""
     from a2a_cli.cfl import write_cfl
 
     with h5py.File(radial_file) as f:
@@ -223,8 +224,13 @@ def test_convert_bart_arrays_gives_the_same_radial_data(radial_file, tmp_path):
     ksp = k.transpose(3, 2, 1, 0).reshape(1, sa, sp, n, 1, 1, 1, 1, 1, 1, t)
     tr = np.zeros((3, sa, sp, t), np.complex64)
     tr[0], tr[1] = traj[..., 0].transpose(2, 1, 0), traj[..., 1].transpose(2, 1, 0)
-    write_cfl(tmp_path / "ksp", ksp)
-    write_cfl(tmp_path / "traj", tr.reshape(3, sa, sp, 1, 1, 1, 1, 1, 1, 1, t))
+    write_cfl(folder / "ksp", ksp * np.complex64(kspace_scale))
+    write_cfl(folder / "traj", tr.reshape(3, sa, sp, 1, 1, 1, 1, 1, 1, 1, t))
+    return k, traj
+
+
+def test_convert_bart_arrays_gives_the_same_radial_data(radial_file, tmp_path):
+    k, traj = _bart_arrays(radial_file, tmp_path)
     out = tmp_path / "from_bart.h5"
     result = runner.invoke(app, ["convert", str(tmp_path / "ksp.cfl"), str(out), "--trajectory", str(tmp_path / "traj.cfl")])
     assert result.exit_code == 0, result.output
@@ -234,6 +240,24 @@ def test_convert_bart_arrays_gives_the_same_radial_data(radial_file, tmp_path):
         assert np.array_equal(f["kspace"][0], k) and np.allclose(f["trajectory"][0], traj)
     missing = runner.invoke(app, ["convert", str(tmp_path / "ksp.cfl"), str(tmp_path / "x.h5")])
     assert missing.exit_code == 2 and "--trajectory" in missing.output
+
+
+@pytest.mark.parametrize("case", ["output over the header", "image size 0", "image size too small", "NaN", "zeros"])
+def test_convert_bart_refuses_what_it_cannot_write_as_readable(radial_file, tmp_path, case):
+    """Every refusal names the file, writes nothing and leaves the inputs as they were."""
+    scale = {"NaN": np.nan, "zeros": 0.0}.get(case, 1.0)
+    _bart_arrays(radial_file, tmp_path, kspace_scale=scale)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    out = tmp_path / ("traj.hdr" if case == "output over the header" else "out.h5")
+    size = {"image size 0": ["--image-size", "0", "0"], "image size too small": ["--image-size", "4", "4"]}.get(case, [])
+    result = runner.invoke(app, ["convert", str(tmp_path / "ksp.cfl"), str(out), "--trajectory", str(tmp_path / "traj.cfl"),
+                                 "--overwrite", *size])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    words = {"output over the header": "would replace an input", "image size 0": ">= 2", "image size too small": "beyond the k-space edge",
+             "NaN": "NaN", "zeros": "only zeros"}[case]
+    assert words in result.output
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
 def test_convert_ismrmrd_with_trajectories(tmp_path):
