@@ -308,7 +308,7 @@ def _train_config(ctx: typer.Context) -> tuple[Any, Optional[Path]]:
 def _check_run_dir(cfg: Any, config: Optional[Path], resume: bool, overwrite: bool) -> None:
     """Refuse a run directory that is a file, holds an input of the run, or holds a run (unless
     ``--resume`` or ``--overwrite``, which clears the previous run's files)."""
-    from .paths import refuse_outputs_over_inputs
+    from .paths import check_output_folder, refuse_outputs_over_inputs
 
     run = RunDir(cfg.out)
     if run.path.exists() and not run.path.is_dir():
@@ -316,6 +316,7 @@ def _check_run_dir(cfg: Any, config: Optional[Path], resume: bool, overwrite: bo
     # the run writes these names: none of them may be an input of the run
     inputs = [*cfg.train, *cfg.val, *([config] if config is not None else []), *([cfg.mask] if cfg.mask else [])]
     refuse_outputs_over_inputs(run.outputs(), inputs, "is an input of this run and would be overwritten by its output; choose another --out")
+    check_output_folder(run.config, "--out")  # the run directory, or the folder it is made in, must be writable
     # only rank 0 looks at the run directory: another rank could find the files rank 0 has just written
     if int(os.environ.get("RANK", "0")) == 0 and run.holds_run() and not resume:
         if not overwrite:

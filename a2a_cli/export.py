@@ -493,6 +493,8 @@ def check_target(out: Path, kind: str, overwrite: bool) -> None:
             raise OutputExistsError(p, "already exists; use the overwrite option (--overwrite) to replace it")
         if not p.parent.is_dir():
             raise InputError(p, f"the output directory {p.parent} does not exist")
+        if not os.access(p.parent, os.W_OK | os.X_OK):
+            raise InputError(p, f"cannot write in the folder {p.parent} (permission denied)")
 
 
 def _publish_folder(tmp: Path, out: Path, overwrite: bool) -> None:

@@ -45,8 +45,14 @@ FRAME_TIME = "frame_time"
 GEOMETRY_ATTRS = (PIXEL_SPACING, SLICE_THICKNESS, FRAME_TIME)
 
 
-def _positive(value: Any, count: int | None) -> list[float] | float | None:
-    """``value`` as a positive finite float (``count`` None) or list of ``count`` of them; None if not."""
+#: the plausible range of each geometry attribute: outside it a value is a unit mistake (um, ms) or damage,
+#: and no viewer's header can hold it (NIfTI's float32 zooms, GIF's 16-bit delays)
+PLAUSIBLE = {"mm": (1e-4, 1e4), "s": (1e-6, 600.0)}
+
+
+def _positive(value: Any, count: int | None, unit: str = "mm") -> list[float] | float | None:
+    """``value`` as a finite float in the plausible range of ``unit`` (``count`` None) or a list of ``count``
+    of them; None if not."""
     if isinstance(value, (bytes, str)):
         return None
     try:
@@ -55,7 +61,8 @@ def _positive(value: Any, count: int | None) -> list[float] | float | None:
         return None
     if count is not None and arr.size == 1:
         arr = np.repeat(arr, count)  # one spacing: square pixels
-    if arr.size != (count or 1) or not np.all(np.isfinite(arr)) or not np.all(arr > 0):
+    low, high = PLAUSIBLE[unit]
+    if arr.size != (count or 1) or not np.all(np.isfinite(arr)) or not np.all((arr >= low) & (arr <= high)):
         return None
     return [float(v) for v in arr] if count is not None else float(arr[0])
 
@@ -68,17 +75,19 @@ def geometry_from_attrs(attrs: Mapping[str, Any], path: str | os.PathLike) -> di
     >>> geometry_from_attrs({"frame_time": -1}, "a.h5")
     Traceback (most recent call last):
     ...
-    a2a_cli.errors.InputError: a.h5: the attribute frame_time must be a positive number of s, got -1
+    a2a_cli.errors.InputError: a.h5: the attribute frame_time must be a number of s from 1e-06 to 600, got -1
     """
     out: dict[str, Any] = {}
     for key, count, unit in ((PIXEL_SPACING, 2, "mm (row, column)"), (SLICE_THICKNESS, None, "mm"), (FRAME_TIME, None, "s")):
         if key not in attrs:
             continue
-        value = _positive(attrs[key], count)
+        base = unit.split()[0]
+        value = _positive(attrs[key], count, base)
         if value is None:
-            what = "one or two positive numbers" if count else "a positive number"
+            what = "one or two numbers" if count else "a number"
             raw = attrs[key].tolist() if isinstance(attrs[key], np.ndarray) else attrs[key]
-            raise InputError(path, f"the attribute {key} must be {what} of {unit}, got {raw!r}")
+            low, high = PLAUSIBLE[base]
+            raise InputError(path, f"the attribute {key} must be {what} of {unit} from {low:g} to {high:g}, got {raw!r}")
         out[key] = value
     return out
 
@@ -127,7 +136,8 @@ def ismrmrd_geometry(xml_text: str | bytes) -> dict[str, Any]:
     tr = _xml_float(root, "sequenceParameters/TR")
     if tr:
         out[FRAME_TIME] = tr / 1000.0
-    return out
+    # a header's implausible value (damage, another unit) is dropped: unknown geometry is written as such
+    return {k: v for k, v in out.items() if _positive(v, 2 if k == PIXEL_SPACING else None, "s" if k == FRAME_TIME else "mm") is not None}
 
 
 def _header_text(f: h5py.File) -> str | bytes | None:

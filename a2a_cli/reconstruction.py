@@ -32,6 +32,7 @@ from .checkpoints import Checkpoint, load_checkpoint, stored_tv_weights
 from .errors import A2AError, InputError, raise_if_stopped
 from .geometry import read_geometry
 from .data import FileInfo, ReconstructionWriter, Sample, SplitOptions, describe_layout, inspect_file, read_slice
+from .data.layout import mode_conflict
 from .metrics import psnr, ssim
 from .holdout import Blend, fit_blend, spread_problems
 from .models.base import ReconstructionNet, window_geometry
@@ -277,11 +278,13 @@ def reconstruct_file(
     if same_file(target, source):
         raise InputError(source, "the output would overwrite the input file; choose another --out directory")
     info = inspect_file(source, split=split, mask_file=mask_file)
+    geometry = read_geometry(source)  # a bad geometry attribute is refused before any work
     if log is not None:
         log(describe_layout(info))
     mode = checkpoint.mode
-    if info.mode != mode and info.layout != "fastmri":  # only static fastMRI slices read either way
-        raise InputError(source, f"the file's acquisition is {info.mode!r} but the checkpoint was trained for {mode!r}")
+    conflict = mode_conflict(info, mode)
+    if conflict:
+        raise InputError(source, f"{conflict}: the checkpoint was trained for {mode!r}")
     frame_shape = (info.frames, info.height, info.width) if mode == "dynamic" else (info.height, info.width)
     if adapt_steps is None:
         from .adapt import default_adapt_steps
@@ -302,7 +305,7 @@ def reconstruct_file(
         runs.append((1.0 - weight, _SliceRun(tv_net if tv_net is not None else net, mode, device, frames_per_batch, 0, None,
                                              zero_filled=weight == 0)))
     methods: set[str] = set()
-    attrs = _output_attrs(checkpoint, source, info, runs[0][1].adapt_steps if weight > 0 else 0) | {
+    attrs = _output_attrs(checkpoint, source, info, runs[0][1].adapt_steps if weight > 0 else 0, geometry) | {
         "method": result.method, "network_weight": float(weight)}
     with ReconstructionWriter(target, info.n_slices, frame_shape, attrs, overwrite=overwrite, extra=("zero_filled",)) as writer:
         for s in range(info.n_slices):
@@ -415,7 +418,7 @@ def choose_blend(net: torch.nn.Module, tv_net: torch.nn.Module, mode: str, sourc
         return None
 
 
-def _output_attrs(checkpoint: Checkpoint, source: Path, info: FileInfo, adapt_steps: int) -> dict:
+def _output_attrs(checkpoint: Checkpoint, source: Path, info: FileInfo, adapt_steps: int, geometry: dict) -> dict:
     """The attributes of a reconstruction file: where it came from, and what the input records."""
     return {
         # names that are not UTF-8 are stored as their bytes: nothing is lost
@@ -431,7 +434,7 @@ def _output_attrs(checkpoint: Checkpoint, source: Path, info: FileInfo, adapt_st
         "coils": int(getattr(info, "coils", None) or 1),
         "sensitivity": getattr(info, "sensitivity", None) or "none",
         # pixel spacing and frame time, when the input records them, so that exports carry them
-        **read_geometry(source),
+        **geometry,
         "adapt_steps": int(adapt_steps),
     }
 

@@ -680,3 +680,80 @@ def test_good_inputs_still_work(world, tmp_path):
 def test_inspect_mask_png_must_be_named_png(world, tmp_path):
     refused(["inspect-mask", world["scan"], "--png", tmp_path / "mask.txt"], ["--png must end in .png"], tmp_path)
     assert not (tmp_path / "mask.txt").exists()
+
+
+# ----------------------------------------------------------------------------------
+# 7. found by walking every command with hostile inputs
+# ----------------------------------------------------------------------------------
+def _deny_writes_in(monkeypatch, folder: Path) -> None:
+    """Make ``folder`` look read-only to the permission checks (the tests may run as root, who may write anywhere)."""
+    real = os.access
+
+    def access(path, mode, *args, **kwargs):
+        if Path(path).resolve() == folder.resolve() and mode & os.W_OK:
+            return False
+        return real(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+
+
+def test_a_folder_that_cannot_be_written_is_named_before_any_work(world, tmp_path, monkeypatch):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    _deny_writes_in(monkeypatch, locked)
+    refused(["train", world["scan"], "--out", locked / "run", "--device", "cpu", "--steps", "1"],
+            ["--out", "cannot write in the folder", "locked"], tmp_path)
+    refused(["train", world["scan"], "--out", locked, "--device", "cpu", "--steps", "1", "--overwrite"],
+            ["--out", "cannot write in the folder", "locked"], tmp_path)
+    recon = tmp_path / "recon"
+    code, text = invoke(["reconstruct", world["ckpt"], world["scan"], "--out", recon, "--device", "cpu", "--method", "network"])
+    assert code == 0, text
+    for name, extra in (("x.nii.gz", []), ("x.gif", []), ("dcm", ["--format", "dicom"])):
+        refused(["export", recon / "scan_recon.h5", locked / name, *extra], ["cannot write in the folder", "locked"], tmp_path)
+
+
+@pytest.mark.parametrize("key,value,words", [
+    ("frame_time", 700.0, ["frame_time", "from 1e-06 to 600", "700"]),
+    ("pixel_spacing", 1e-300, ["pixel_spacing", "mm (row, column) from 0.0001 to 10000"]),
+    ("pixel_spacing", [1.0, 1e39], ["pixel_spacing"]),
+    ("slice_thickness", 0.0, ["slice_thickness"]),
+])
+def test_implausible_geometry_is_refused_before_reconstructing(world, tmp_path, key, value, words):
+    """Values no viewer's header can hold (a unit mistake) are named; nothing is reconstructed or written."""
+    scan = tmp_path / "scan.h5"
+    scan.write_bytes(world["scan"].read_bytes())
+    with h5py.File(scan, "a") as f:
+        f.attrs[key] = value
+    refused(["reconstruct", world["ckpt"], scan, "--out", tmp_path / "r", "--device", "cpu"], ["scan.h5", *words], tmp_path)
+
+
+def test_a_file_that_names_the_other_mode_is_refused_by_training(world, tmp_path):
+    """``--mode`` or a resumed run cannot train a file whose acquisition attribute says otherwise (reconstruction
+    would refuse it), but a file with no attribute is read in the mode asked for, by both commands."""
+    run = tmp_path / "run"
+    code, text = invoke(["train", world["scan"], "--out", run, "--device", "cpu", "--steps", "1", "--no-tv",
+                         "--model", "cnn2dt", "--model-option", "channels=4", "--model-option", "depth=2"])
+    assert code == 0, text
+    seq = tmp_path / "seq.h5"
+    seq.write_bytes(world["scan"].read_bytes())
+    with h5py.File(seq, "a") as f:
+        f.attrs["acquisition"] = "sequential"
+    for args in (["--out", run, "--resume", "--steps", "2"], ["--out", tmp_path / "run2", "--mode", "dynamic", "--steps", "1"]):
+        before = files_under(tmp_path)
+        code, text = invoke(["train", seq, *args, "--device", "cpu"])
+        assert code == 2 and "Traceback" not in text, text
+        last = text.strip().splitlines()[-1]
+        assert last.startswith("error: ") and "seq.h5: the file's acquisition is 'sequential', not 'dynamic'" in last, text
+        assert files_under(tmp_path) == before
+    bare = tmp_path / "bare.h5"
+    bare.write_bytes(world["scan"].read_bytes())
+    with h5py.File(bare, "a") as f:
+        del f.attrs["acquisition"]
+    run3 = tmp_path / "run3"
+    code, text = invoke(["train", bare, "--out", run3, "--mode", "sequential", "--steps", "1", "--no-tv", "--device", "cpu",
+                         "--model-option", "channels=4", "--model-option", "iterations=1"])
+    assert code == 0, text
+    code, text = invoke(["reconstruct", run3 / "best.pt", bare, "--out", tmp_path / "r3", "--device", "cpu"])
+    assert code == 0, text
+    with h5py.File(tmp_path / "r3" / "bare_recon.h5") as f:
+        assert f.attrs["mode"] == "sequential" and f["reconstruction"].shape == (1, H, W)

@@ -22,7 +22,7 @@ from .hdf5 import check_finite, classify_complex, dataset, shape_str
 
 __all__ = [
     "SplitOptions", "SINGLE_FRAME", "centre_line_indices", "split_lines", "FileInfo", "Sample", "SensitivityChoice",
-    "describe_layout", "layout_warning", "check_mask_matches", "with_sensitivity", "check_declared_size", "check_index",
+    "describe_layout", "layout_warning", "mode_conflict", "check_mask_matches", "with_sensitivity", "check_declared_size", "check_index",
     "check_frames_sampled", "match_dims", "dims_str", "to_tensor", "format_info", "format_sample",
 ]
 
@@ -226,6 +226,17 @@ def _a2a_axes(info: FileInfo) -> str:
     else:
         coil_text = "1 coil (no 'coils' attribute)"
     return f"{slices} x {frames} x {coil_text}"
+
+
+def mode_conflict(info: FileInfo, mode: str) -> str | None:
+    """Why a file cannot be read in ``mode`` (a run's or a checkpoint's), or None when it can.
+
+    A file whose mode is only a default (no ``acquisition`` attribute) is read in any mode,
+    as are static fastMRI-style slices; one that names its mode is read only in it.
+    """
+    if info.mode == mode or info.layout == "fastmri" or info.mode_source.startswith("default"):
+        return None
+    return f"the file's acquisition is {info.mode!r}, not {mode!r}"
 
 
 def layout_warning(info: FileInfo, mask: np.ndarray | None = None) -> str | None:

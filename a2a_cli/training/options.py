@@ -216,11 +216,21 @@ def default_model_options(cfg: TrainConfig, dataset: KspaceDataset, mode: str = 
     return options
 
 
-def resolve_mode(cfg: TrainConfig, dataset: KspaceDataset) -> str:
-    """The run's mode: as asked, else the files' own (which must then agree)."""
+def resolve_mode(cfg: TrainConfig, dataset: KspaceDataset, val_set: Optional[KspaceDataset] = None) -> str:
+    """The run's mode: as asked (``--mode``, or the run resumed), else the training files' own (which must
+    then agree).
+
+    A training or validation file that names another mode in its ``acquisition`` attribute is
+    refused (:func:`~a2a_cli.data.layout.mode_conflict`): reconstruction would refuse it too.
+    """
+    from ..data.layout import mode_conflict
+
     modes = {info.mode for info in dataset.infos}
-    if cfg.mode is not None:
-        return cfg.mode
-    if len(modes) > 1:
+    if cfg.mode is None and len(modes) > 1:
         raise TrainingError(f"the training files mix acquisition modes ({', '.join(sorted(modes))}): pass --mode")
-    return modes.pop()
+    mode = cfg.mode if cfg.mode is not None else modes.pop()
+    for info in [*dataset.infos, *(val_set.infos if val_set is not None else [])]:
+        conflict = mode_conflict(info, mode)
+        if conflict:
+            raise InputError(info.path, f"{conflict}: this run trains {mode!r} (--mode, the run resumed, or the training files)")
+    return mode

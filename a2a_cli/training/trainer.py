@@ -110,8 +110,8 @@ class Trainer:
         dataset = KspaceDataset(cfg.train, split=split, mask_file=cfg.mask)
         if len(dataset) == 0:
             raise TrainingError("the training files hold no slices")
-        self.mode = resolve_mode(cfg, dataset)
         val_set = KspaceDataset(cfg.val, split=split, mask_file=cfg.mask) if cfg.val else None
+        self.mode = resolve_mode(cfg, dataset, val_set)
         log_layouts([*dataset.infos, *(val_set.infos if val_set is not None else [])], self.log)
         self.radial = radial = any(info.layout == "radial" for info in dataset.infos)
         unbounded = cfg.steps is None and cfg.epochs is None and cfg.time_limit is None
