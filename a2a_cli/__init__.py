@@ -18,26 +18,29 @@ True
 """
 __version__ = "0.1.0"
 
-from .models import AutoEncoder, Conv2dtNet, ResidualUNet, TimeAgnosticNet, UnrolledNet, build_model
-from .physics import DynamicMRI, SequentialMRI, fft2c, ifft2c, to_complex, to_real
-from .splitting import Artifact2ArtifactLoss, Phase2PhaseLoss
-from .ssdu import SSDULoss
+import importlib
+from typing import Any
 
-__all__ = [
-    "__version__",
-    "DynamicMRI",
-    "SequentialMRI",
-    "fft2c",
-    "ifft2c",
-    "to_complex",
-    "to_real",
-    "Artifact2ArtifactLoss",
-    "Phase2PhaseLoss",
-    "SSDULoss",
-    "AutoEncoder",
-    "TimeAgnosticNet",
-    "ResidualUNet",
-    "Conv2dtNet",
-    "UnrolledNet",
-    "build_model",
-]
+#: where each public name lives: imported on first use, so that starting the command line
+#: (``a2a --help``, and Ctrl-C while it starts) does not wait for torch
+_PUBLIC = {
+    "DynamicMRI": "physics", "SequentialMRI": "physics", "fft2c": "physics", "ifft2c": "physics",
+    "to_complex": "physics", "to_real": "physics",
+    "Artifact2ArtifactLoss": "splitting", "Phase2PhaseLoss": "splitting", "SSDULoss": "ssdu",
+    "AutoEncoder": "models", "TimeAgnosticNet": "models", "ResidualUNet": "models", "Conv2dtNet": "models",
+    "UnrolledNet": "models", "build_model": "models",
+}
+
+__all__ = ["__version__", *_PUBLIC]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+        globals()[name] = value  # later look-ups are plain attribute reads
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC])

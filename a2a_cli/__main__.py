@@ -1,4 +1,4 @@
 """``python -m a2a_cli`` (also what ``torchrun -m a2a_cli`` runs)."""
-from .cli import main
+from .launch import main
 
 main()

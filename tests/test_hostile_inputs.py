@@ -757,3 +757,32 @@ def test_a_file_that_names_the_other_mode_is_refused_by_training(world, tmp_path
     assert code == 0, text
     with h5py.File(tmp_path / "r3" / "bare_recon.h5") as f:
         assert f.attrs["mode"] == "sequential" and f["reconstruction"].shape == (1, H, W)
+
+
+def test_ctrl_c_while_the_command_line_loads_is_one_line_and_exit_130(monkeypatch, capsys):
+    """The console script catches a stop that comes while torch and the command line are imported."""
+    import sys
+
+    from a2a_cli import launch
+
+    class StopWhileImporting:
+        def find_spec(self, name, path=None, target=None):
+            if name == "a2a_cli.cli":
+                raise KeyboardInterrupt
+            return None
+
+    monkeypatch.delitem(sys.modules, "a2a_cli.cli", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [StopWhileImporting(), *sys.meta_path])
+    with pytest.raises(SystemExit) as stop:
+        launch.main()
+    assert stop.value.code == 130
+    assert capsys.readouterr().err == "error: stopped by SIGINT while starting; nothing was written\n"
+
+
+def test_the_public_api_loads_on_first_use():
+    """``import a2a_cli`` is light; its public names still resolve (and are listed)."""
+    import a2a_cli
+
+    assert a2a_cli.UnrolledNet.__name__ == "UnrolledNet" and "SSDULoss" in dir(a2a_cli)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        a2a_cli.Nope  # noqa: B018
