@@ -463,8 +463,12 @@ def reconstruct(
     for target in targets:
         if target.exists() and not overwrite:
             raise InputError(target, "output exists; pass --overwrite to replace it")
-    if len(set(targets)) != len(targets):
-        raise A2AError("two inputs have the same file name, so their outputs would collide; reconstruct them separately")
+    seen: dict[Path, Path] = {}
+    for source, target in zip(inputs, targets):
+        if target in seen:
+            raise InputError(source, f"has the same file name as {seen[target]}, so both would be written to {target.name}; "
+                                     "reconstruct them separately (another --out)")
+        seen[target] = source
     exports = _export_targets(targets, export_suffix, overwrite)
     if preview is not None:
         if preview.suffix.lower() not in (".png", ".gif"):

@@ -49,6 +49,7 @@ from . import cfl as cfl_io
 from .errors import A2AError, InputError, raise_if_stopped
 from .geometry import FRAME_TIME, PIXEL_SPACING, SLICE_THICKNESS, geometry_from_attrs
 from .atomic import OutputExistsError, atomic_write
+from .data.hdf5 import open_file
 
 __all__ = ["FORMATS", "SUFFIXES", "EXTRA_HINT", "Recon", "format_for", "parse_frames", "load_recon",
            "export_target", "require_packages", "check_target", "export", "read_cfl"]
@@ -176,7 +177,8 @@ def parse_frames(text: Optional[str], total: int) -> range:
     except ValueError:
         raise A2AError(f"--frames expects A:B (or one frame N), got {text!r}") from None
     if not 0 <= start < stop <= total:
-        raise A2AError(f"--frames {text} selects no frames of 0..{total - 1} (A:B takes frames A to B - 1)")
+        problem = "selects no frames" if start >= stop else "reaches past the frames"
+        raise A2AError(f"--frames {text} {problem} of 0..{total - 1} (A:B takes frames A to B - 1)")
     return range(start, stop)
 
 
@@ -198,11 +200,7 @@ def load_recon(path: PathLike, slice_index: Optional[int] = None, frames: Option
                  "as written by `a2a reconstruct`)")
     if not path.is_file():
         raise InputError(path, "not found" if not path.exists() else "is not a file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError:
-        raise InputError(path, f"{not_recon}: not an HDF5 file") from None
-    with f:
+    with open_file(path) as f:  # missing, truncated, not HDF5: said as the readers say it
         ds = f.get("reconstruction")
         mode = _attr_text(f.attrs.get("mode", ""))
         if not isinstance(ds, h5py.Dataset) or mode not in ("dynamic", "sequential"):

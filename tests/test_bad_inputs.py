@@ -175,6 +175,7 @@ def test_impossible_split_size(tmp_path):
     code, text = invoke(["train", data, "--out", run, *TRAIN, "--split-size", "5"])
     assert code == 2 and "Traceback" not in text, text
     assert "split_size 5 does not divide the number of frames T=16" in text and "(1, 2, 4, 8)" in text
+    assert f"{data}: sequences of 16 frames" in text  # the file whose sequences cannot be split
     assert not run.exists()
     code, text = invoke(["train", data, "--out", run, *TRAIN, "--split-size", "16"])
     assert code == 2 and "at least two chunks" in text, text

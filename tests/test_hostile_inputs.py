@@ -786,3 +786,28 @@ def test_the_public_api_loads_on_first_use():
     assert a2a_cli.UnrolledNet.__name__ == "UnrolledNet" and "SSDULoss" in dir(a2a_cli)
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         a2a_cli.Nope  # noqa: B018
+
+
+def test_messages_say_which_file_and_what_is_wrong(world, tmp_path):
+    """Two inputs of one name are both named; a truncated reconstruction is called truncated; frames past the end
+    are said to be past the end; a 4D file read as fastMRI says what made it so."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, b = tmp_path / "a" / "scan.h5", tmp_path / "b" / "scan.h5"
+    a.write_bytes(world["scan"].read_bytes())
+    b.write_bytes(world["scan"].read_bytes())
+    refused(["reconstruct", world["ckpt"], a, b, "--out", tmp_path / "r", "--device", "cpu"],
+            [f"{b}: has the same file name as {a}"], tmp_path)
+    code, text = invoke(["reconstruct", world["ckpt"], a, "--out", tmp_path / "r", "--device", "cpu", "--method", "network"])
+    assert code == 0, text
+    recon = tmp_path / "r" / "scan_recon.h5"
+    refused(["export", recon, tmp_path / "x.gif", "--frames", "0:99"], ["--frames 0:99 reaches past the frames of 0..3"], tmp_path)
+    cut = tmp_path / "cut_recon.h5"
+    cut.write_bytes(recon.read_bytes()[:3000])
+    refused(["export", cut, tmp_path / "x.nii"], ["cut_recon.h5", "truncated"], tmp_path)
+    odd = tmp_path / "odd.h5"
+    with h5py.File(odd, "w") as f:
+        f["kspace"] = np.ones((2, T, H, W), np.complex64)
+        f["mask"] = lines_mask()
+        f.attrs["acquisition"] = "cine"
+    refused(["inspect-mask", odd], ["odd.h5", "acquisition = 'cine' (a protocol name)", "'dynamic' or 'sequential'"], tmp_path)

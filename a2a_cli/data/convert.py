@@ -58,8 +58,9 @@ def convert(
         if not info.coils:
             raise InputError(source, "--virtual-coils needs multi-coil data; the file has one coil")
         if not 1 <= virtual_coils < info.coils:
-            raise InputError(source, f"--virtual-coils {virtual_coils}: the file has {info.coils} coils; "
-                                     f"give a number from 1 to {info.coils - 1}")
+            fewer = "1" if info.coils == 2 else f"a number from 1 to {info.coils - 1}"
+            raise InputError(source, f"--virtual-coils {virtual_coils}: the file has {info.coils} coils; compressing "
+                                     f"them means fewer: give {fewer}")
     fmt = info.reader if info.reader != "a2a" else detect(source)
     t, h, w, s = info.frames, info.height, info.width, info.n_slices
     with atomic_write(target, overwrite) as tmp, h5py.File(tmp, "w") as out:

@@ -58,6 +58,13 @@ def static_layout(f: h5py.File) -> str:
     return "a2a"
 
 
+def _why_fastmri(f: h5py.File) -> str:
+    """What marks ``f`` as a fastMRI file, for messages."""
+    if "ismrmrd_header" in f:
+        return "its 'ismrmrd_header' dataset"
+    return f"its attribute acquisition = {attr_str(f.attrs.get('acquisition'))!r} (a protocol name)"
+
+
 def detect(f: h5py.File) -> bool:
     """Whether ``f`` is a multi-coil fastMRI file, read here (single-coil ones go to the a2a reader)."""
     return static_layout(f) == "fastmri" and _rank(f["kspace"]) == 4
@@ -79,7 +86,9 @@ def inspect(f: h5py.File, path: Path, split: SplitOptions | None, mask_file: Pat
         mds = dataset(f, "mask", path)
         mask_dims = match_dims(mds.shape, [("W",), ("H", "W"), ("S", "H", "W")], sizes)
         if mask_dims is None:
-            raise InputError(path, f"'mask' has shape {shape_str(mds.shape)}, which does not fit 'kspace' {shape_str(shape)}: expected (W,), (H, W) or (S, H, W)")
+            raise InputError(path, f"'mask' has shape {shape_str(mds.shape)}, which does not fit 'kspace' {shape_str(shape)}: expected (W,), (H, W) or (S, H, W)"
+                                   f" of a fastMRI file (slices, coils, H, W), as {_why_fastmri(f)} says it is; an a2a file "
+                                   f"has acquisition = 'dynamic' or 'sequential'")
         check_mask_values(read_whole(mds, path, "'mask'"), path, "'mask'")
     ref = None
     if "reference" in f:

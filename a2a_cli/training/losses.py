@@ -9,18 +9,18 @@ Every loss follows one contract (:mod:`a2a_cli.splitting`, :mod:`a2a_cli.ssdu`):
 from __future__ import annotations
 
 import contextlib
-from typing import Iterable, Optional, Union
+from typing import Mapping, Optional, Union
 
 import torch
 
 from ..config import TrainConfig
 from ..data import KspaceDataset
+from ..errors import InputError
 from ..nufft import RadialMRI, is_radial_mask
 from ..physics import DynamicMRI, MRIPhysics, SequentialMRI
 from ..splitting import Artifact2ArtifactLoss, Phase2PhaseLoss
 from ..ssdu import SSDULoss
 from .data import item_batch
-from .errors import TrainingError
 from .options import SSDU_FRAMES_PER_STEP
 
 __all__ = ["SplittingLoss", "make_loss", "make_physics", "physics_of", "validate"]
@@ -42,12 +42,13 @@ def physics_of(mode: str, batch: dict) -> MRIPhysics:
     return make_physics(mode, batch["mask"], batch.get("coil_maps"))
 
 
-def make_loss(cfg: TrainConfig, dynamic: bool, frame_counts: Iterable[int], device: torch.device) -> SplittingLoss:
-    """The run's loss (``cfg.loss``: a2a, p2p or ssdu), checked against every sequence length of the data.
+def make_loss(cfg: TrainConfig, dynamic: bool, frame_counts: Mapping[int, str], device: torch.device) -> SplittingLoss:
+    """The run's loss (``cfg.loss``: a2a, p2p or ssdu), checked against every sequence length of the data
+    (``frame_counts``: each length, and a file that has it, named in the message).
 
     A split size that does not fit is reported now, before the run directory is made.
     """
-    counts = sorted(set(frame_counts))
+    counts = sorted(frame_counts)
     try:
         if cfg.loss == "ssdu":
             return SSDULoss(loss_fraction=cfg.ssdu_fraction, repeats=cfg.ssdu_masks,
@@ -63,12 +64,12 @@ def make_loss(cfg: TrainConfig, dynamic: bool, frame_counts: Iterable[int], devi
                 shuffle_frames=shuffle, device=device,
             )
     except ValueError as exc:
-        raise TrainingError(f"sequences of {counts[0]} frames: {exc}") from None
+        raise InputError(frame_counts[counts[0]], f"sequences of {counts[0]} frames: {exc}") from None
     for frames in counts:
         try:
             loss.check_frames(frames)
         except ValueError as exc:
-            raise TrainingError(f"sequences of {frames} frames: {exc}") from None
+            raise InputError(frame_counts[frames], f"sequences of {frames} frames: {exc}") from None
     return loss
 
 

@@ -179,7 +179,10 @@ class Trainer:
         cfg, rank = self.cfg, self.ranks.rank
         params = [p for p in self.net.parameters() if p.requires_grad]
         self.optimiser = torch.optim.Adam(params, lr=cfg.lr) if params else None
-        frames = [s[0] for s in self.dataset.shapes] + ([s[0] for s in self.val_set.shapes] if self.val_set is not None else [])
+        frames: dict[int, str] = {}  # every sequence length, and the first file that has it (for messages)
+        for data in (self.dataset, self.val_set):
+            for (path, _), shape in zip(data.items, data.shapes) if data is not None else ():
+                frames.setdefault(shape[0], path)
         self.loss = make_loss(cfg, self.mode == "dynamic", frames, self.device)
         # the run's own random draws; ranks differ so that each draws its own splits
         self.generator = torch.Generator().manual_seed(cfg.seed + 1000 * rank)
