@@ -967,6 +967,8 @@ def simulate(
                   complex_style=complex_style)
     if centre_lines > width:
         raise A2AError(f"--centre-lines: must be at most the width ({width}), got {centre_lines}")
+    if period is not None and motion != "periodic":
+        raise A2AError(f"--period sets the cycle of periodic motion; with --motion {motion} it would do nothing: add --motion periodic")
     if acceleration > width:
         raise A2AError(f"--acceleration: must be at most the width ({width}), got {acceleration:g}")
     samples = slices * frames * height * width * coils

@@ -227,7 +227,16 @@ def train_config(values: Mapping[str, Any], origin: Optional[Path] = None) -> Tr
             raise A2AError(f"{where}missing value for {f.name!r} ({flag})")
     if checked.get("patience") == 0:  # 0: never stop early, as None
         checked["patience"] = None
+    temporal = [flag for key, flag in TEMPORAL_SPLIT_OPTIONS if checked.get(key)]
+    if temporal and checked.get("loss") in ("p2p", "ssdu"):
+        where = f"{origin}: " if origin is not None else ""
+        raise A2AError(f"{where}{', '.join(temporal)} shape(s) Artifact2Artifact's chunks, which --loss {checked['loss']} "
+                       f"does not use; leave {'it' if len(temporal) == 1 else 'them'} out, or train with --loss a2a")
     return TrainConfig(**checked)
+
+
+#: the options of Artifact2Artifact's temporal splitting: given, ``--loss auto`` trains with it
+TEMPORAL_SPLIT_OPTIONS = (("split_size", "--split-size"), ("all_pairs", "--all-pairs"), ("neighbours_only", "--neighbours-only"))
 
 
 def load_toml(path: Path) -> dict[str, Any]:

@@ -155,6 +155,7 @@ OTHER_BAD = [
     (["reconstruct", "CKPT", "SCAN", "--out", "OUT", "--seed", "-5"], ["--seed"]),
     (["reconstruct", "CKPT", "SCAN", "--out", "OUT", "--device", "gpu"], ["--device", "gpu"]),
     (["inspect-mask", "SCAN", "--split-size", "0"], ["--split-size", "at least 1"]),
+    (["simulate", "OUT/s.h5", "--period", "4"], ["--period", "--motion periodic"]),
     (["inspect-mask", "SCAN", "--slice", "-1"], ["--slice", "at least 0"]),
     (["inspect-mask", "SCAN", "--frames", "0"], ["--frames", "at least 1"]),
     (["convert", "SCAN", "OUT/c.h5", "--virtual-coils", "0"], ["--virtual-coils", "at least 1"]),

@@ -496,3 +496,19 @@ def test_auto_picks_ssdu_for_radial_sequential_data_and_a2a_for_radial_dynamic_d
     assert code == 0 and "recommended --loss ssdu" in text
     code, text = invoke(["inspect-mask", files["dynamic"], "--json"])
     assert code == 0 and "recommended_loss" not in json.loads(text)
+
+
+def test_temporal_split_options_choose_a2a_under_auto_and_are_refused_with_other_losses(tmp_path):
+    """``--split-size`` (or ``--all-pairs``, ``--neighbours-only``) is never silently ignored."""
+    from a2a_cli.config import train_config
+    from a2a_cli.errors import A2AError
+
+    seq = _write(tmp_path / "seq.h5", varying_lines(8, 32), slices=1, acquisition="sequential")
+    said = []
+    cfg = TrainConfig(train=[str(seq)], out=str(tmp_path / "run"), split_size=[4])
+    assert resolve_loss(cfg, KspaceDataset([seq]), log=said.append, mode="sequential") == "a2a"
+    assert said == ["loss: a2a (Artifact2Artifact), as --split-size asks for temporal splitting"]
+    for loss in ("ssdu", "p2p"):
+        with pytest.raises(A2AError, match=f"--split-size, --all-pairs shape\\(s\\) Artifact2Artifact's chunks, which --loss {loss}"):
+            train_config({"train": [str(seq)], "out": "run", "loss": loss, "split_size": [4], "all_pairs": True})
+    assert train_config({"train": [str(seq)], "out": "run", "loss": "a2a", "split_size": [4]}).split_size == [4]

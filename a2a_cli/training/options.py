@@ -11,7 +11,7 @@ from typing import Callable, Optional
 
 import torch
 
-from ..config import TrainConfig, ValueProblem, check_device
+from ..config import TEMPORAL_SPLIT_OPTIONS, TrainConfig, ValueProblem, check_device
 from ..errors import A2AError, InputError
 from ..data import KspaceDataset, read_mask
 from ..masks import splitting_fitness
@@ -164,6 +164,10 @@ def resolve_loss(cfg: TrainConfig, dataset: KspaceDataset, log: Callable[[str], 
     """
     if cfg.loss != "auto":
         return cfg.loss
+    asked = [flag for key, flag in TEMPORAL_SPLIT_OPTIONS if getattr(cfg, key)]
+    if asked:
+        log(f"loss: a2a (Artifact2Artifact), as {', '.join(asked)} asks for temporal splitting")
+        return "a2a"
     verdicts = []
     for path, index in dataset.items[:limit]:
         mask = read_mask(path, split=getattr(dataset, "split", None), slice_index=index,
