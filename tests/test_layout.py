@@ -134,3 +134,17 @@ def test_a_few_empty_marked_lines_are_let_through():
     k[..., 1] = 0
     with pytest.raises(InputError, match="4 of the 12 lines"):
         check_mask_matches(k, mask, Path("edge.h5"), 0)
+
+
+def test_coils_first_kspace_is_refused(tmp_path):
+    """(coils, frames, H, W) stored as if it were (frames, coils, H, W): the 'coils' of a frame differ, which
+    receive coils never do; the same data in a2a's order is read."""
+    good = _frames_by_coils(tmp_path, "good.h5", coils_attr=True, acquisition="dynamic", with_mask=True)
+    swapped = tmp_path / "swapped.h5"
+    with h5py.File(good, "r") as f, h5py.File(swapped, "w") as g:
+        g["kspace"] = f["kspace"][()].transpose(1, 0, 2, 3)
+        g["mask"] = f["mask"][()]
+        g.attrs.update(f.attrs)
+    with pytest.raises(InputError, match="swapped.h5: slice 0: the coils of a frame hold different k-space lines"):
+        read_slice(swapped, 0, sensitivity="lowres")
+    read_slice(good, 0, sensitivity="lowres")

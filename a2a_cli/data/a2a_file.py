@@ -105,7 +105,7 @@ from .hdf5 import (
     attr_str, check_binary, classify_complex, coil_attr, dataset, read_checked, read_slice_of, shape_str,
 )
 from .layout import (
-    SINGLE_FRAME, FileInfo, Sample, SplitOptions, check_frames_sampled, check_mask_matches, dims_str, match_dims, split_lines, stored_maps,
+    SINGLE_FRAME, FileInfo, Sample, SplitOptions, check_coils_share_lines, check_frames_sampled, check_mask_matches, dims_str, match_dims, split_lines, stored_maps,
     stored_reference, to_tensor,
 )
 
@@ -304,6 +304,8 @@ def read_sample(f: h5py.File, info: FileInfo, index: int, split: SplitOptions | 
     k = _read_kspace(f, info, index)
     m = _slice_mask(f, info, index, split, k)
     check_mask_matches(k, m, info.path, index)
+    if info.layout == "a2a":
+        check_coils_share_lines(k, info.path, index)
     # samples outside the mask are not part of the measurement model y = M F x
     multi = k.ndim == 4  # (T, N, H, W): the mask is shared by the coils
     k = np.where(m[:, None] if multi else m, k if info.layout == "a2a" else k[None], np.complex64(0))

@@ -22,7 +22,7 @@ from .hdf5 import check_finite, classify_complex, dataset, shape_str
 
 __all__ = [
     "SplitOptions", "SINGLE_FRAME", "centre_line_indices", "split_lines", "FileInfo", "Sample", "SensitivityChoice",
-    "describe_layout", "layout_warning", "mode_conflict", "check_mask_matches", "with_sensitivity", "check_declared_size", "check_index",
+    "describe_layout", "layout_warning", "mode_conflict", "check_mask_matches", "check_coils_share_lines", "with_sensitivity", "check_declared_size", "check_index",
     "check_frames_sampled", "match_dims", "dims_str", "to_tensor", "format_info", "format_sample",
 ]
 
@@ -358,6 +358,35 @@ def check_mask_matches(kspace: np.ndarray, mask: np.ndarray, path: Path, index: 
         )
 
 
+def check_coils_share_lines(kspace: np.ndarray, path: Path, index: int) -> None:
+    """Refuse multi-coil k-space ``(T, N, H, W)`` whose coils sample different lines in a frame.
+
+    Receive coils record the same samples, so coils that disagree are frames read as coils
+    (k-space stored as (coils, frames, H, W)). Coils with no data at all (a dead element)
+    are left out of the comparison.
+
+    >>> k = np.zeros((2, 2, 4, 6), np.complex64); k[0, :, :, 0] = k[1, :, :, 1] = 1
+    >>> check_coils_share_lines(k, Path("a.h5"), 0)
+    >>> check_coils_share_lines(k.transpose(1, 0, 2, 3), Path("a.h5"), 0)
+    Traceback (most recent call last):
+    a2a_cli.errors.InputError: a.h5: slice 0: the coils of a frame hold different k-space lines (4 of 8 coil lines differ from their frame's), which receive coils never do: are frames and coils swapped? Multi-coil k-space is (frames, coils, H, W) with the file attribute coils
+    """
+    if kspace.ndim != 4 or kspace.shape[1] < 2:
+        return
+    lines = (kspace != 0).any(axis=-2)  # (T, N, W)
+    lines = lines[:, lines.any(axis=(0, 2))]  # coils that hold data
+    union = lines.any(axis=1)  # (T, W)
+    expected = int(union.sum()) * lines.shape[1]
+    differ = int((lines != union[:, None]).sum())
+    if lines.shape[1] > 1 and differ > EMPTY_LINE_LIMIT * expected:
+        raise InputError(
+            path,
+            f"slice {index}: the coils of a frame hold different k-space lines ({differ} of {expected} coil lines differ "
+            f"from their frame's), which receive coils never do: are frames and coils swapped? Multi-coil k-space is "
+            f"(frames, coils, H, W) with the file attribute coils",
+        )
+
+
 def dims_str(dims: tuple[str, ...], sizes: Mapping[str, int]) -> str:
     """``(T, W) = (16, 48)``: named axes and their sizes."""
     return f"({', '.join(dims)}) = {shape_str([sizes[d] for d in dims])}"
@@ -402,6 +431,7 @@ def format_sample(info: FileInfo, index: int, k: np.ndarray, m: np.ndarray, allo
     """
     check_finite(k, info.path, f"slice {index}: k-space")
     check_mask_matches(k, m, info.path, index)
+    check_coils_share_lines(k, info.path, index)
     k = np.where(m[:, None], k, np.complex64(0)).astype(np.complex64, copy=False)
     if not allow_empty_frames:
         check_frames_sampled(m, info.path, index)
