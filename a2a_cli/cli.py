@@ -894,9 +894,8 @@ def bin_(
     """Respiratory self-gating: sort the spokes of a radial file into bins of breathing amplitude."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from .binning import bin_file
-
     from .atomic import check_output
+    from .binning import bin_file
     from .paths import check_output_folder, refuse_outputs_over_inputs, same_file
 
     low, high = band if band is not None else (None, None)

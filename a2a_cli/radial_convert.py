@@ -20,6 +20,7 @@ import h5py
 import numpy as np
 
 from .cfl import TIME_DIM, read_cfl
+from .data.hdf5 import check_finite
 from .errors import InputError
 
 __all__ = ["convert_bart", "convert_ismrmrd", "ismrmrd_has_trajectories"]
@@ -76,9 +77,7 @@ def convert_bart(kspace: str | Path, trajectory: str | Path, target: str | Path,
 
 def _check_samples(k: np.ndarray, source: str | Path) -> None:
     """Refuse k-space that no command could train on: NaN/Inf values, or nothing but zeros."""
-    bad = int(np.count_nonzero(~np.isfinite(k)))
-    if bad:
-        raise InputError(source, f"the k-space contains {bad} NaN or Inf values; remove or zero them first")
+    check_finite(k, Path(source), "the k-space")
     if not np.any(k):
         raise InputError(source, "the k-space holds only zeros")
 

@@ -105,8 +105,8 @@ from .hdf5 import (
     attr_str, check_binary, classify_complex, coil_attr, dataset, read_checked, read_slice_of, shape_str,
 )
 from .layout import (
-    SINGLE_FRAME, FileInfo, Sample, SplitOptions, check_coils_share_lines, check_frames_sampled, check_mask_matches, dims_str, match_dims, split_lines, stored_maps,
-    stored_reference, to_tensor,
+    SINGLE_FRAME, FileInfo, Sample, SplitOptions, check_coils_share_lines, check_frames_sampled, check_mask_matches,
+    dims_str, match_dims, split_lines, stored_maps, stored_reference, to_tensor,
 )
 
 __all__ = ["NAME", "detect", "inspect", "read_sample", "read_reference", "read_mask"]

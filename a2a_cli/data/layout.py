@@ -22,7 +22,8 @@ from .hdf5 import check_finite, classify_complex, dataset, shape_str
 
 __all__ = [
     "SplitOptions", "SINGLE_FRAME", "centre_line_indices", "split_lines", "FileInfo", "Sample", "SensitivityChoice",
-    "describe_layout", "layout_warning", "mode_conflict", "check_mask_matches", "check_coils_share_lines", "with_sensitivity", "check_declared_size", "check_index",
+    "describe_layout", "layout_warning", "mode_conflict", "check_mask_matches", "check_coils_share_lines",
+    "with_sensitivity", "check_declared_size", "check_index",
     "check_frames_sampled", "match_dims", "dims_str", "to_tensor", "format_info", "format_sample",
 ]
 
