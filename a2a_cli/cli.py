@@ -924,11 +924,11 @@ def bin_(
 SIM_EPILOG = """
 **Examples**
 
-    a2a simulate cases/dyn.h5 --mode dynamic --slices 4 --frames 16 --seed 1
+    a2a simulate dyn.h5 --mode dynamic --slices 4 --frames 16 --seed 1
 
-    a2a simulate cases/seq.h5 --mode sequential --acceleration 6 --seed 2
+    a2a simulate seq.h5 --mode sequential --acceleration 6 --seed 2
 
-    a2a simulate cases/periodic.h5 --motion periodic --period 8
+    a2a simulate periodic.h5 --motion periodic --period 8
 """
 
 

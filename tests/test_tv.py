@@ -198,12 +198,14 @@ def test_model_tv_trains_no_steps_and_reconstructs_above_zero_filled(tmp_path):
     ckpt = load_checkpoint(tmp_path / "run" / "best.pt")
     weights = ckpt.build_model().tv_weights
     assert ckpt.model_name == "tv" and bool(torch.isfinite(weights).all()) and float(weights.min()) > 0
+    import json
+
+    summary = json.loads(text[text.index("{"):])
+    assert summary["tv_weights"] == pytest.approx([float(v) for v in weights])  # the model's own weights, said in --json
     code, text = invoke(["reconstruct", tmp_path / "run" / "best.pt", test, "--out", tmp_path / "rec", "--json"])
     assert code == 0, text
     with h5py.File(tmp_path / "rec" / "test_recon.h5") as f:
         assert f["reconstruction"].shape[:2] == (1, 8)
-    import json
-
     scores = json.loads(text[text.index("{"):])["overall"]
     assert scores["psnr_network"] > scores["psnr_zero_filled"] + 3
     # sequential data: the default per-slice fine-tuning has nothing to tune and is skipped

@@ -425,9 +425,17 @@ class Trainer:
             "last": str(self.run.last),
             "mode": self.mode,
             "model": self.cfg.model,
-            # compressed sensing chosen beside the network (reconstruct --method auto|tv)
-            "tv_weights": [self.tv_weights.spatial, self.tv_weights.temporal] if self.tv_weights else None,
+            # compressed sensing chosen beside the network (reconstruct --method auto|tv), or as the model (--model tv)
+            "tv_weights": self._chosen_tv_weights(),
         }
+
+    def _chosen_tv_weights(self) -> Optional[list[float]]:
+        """``[spatial, temporal]`` TV weights of the run: beside the network, or the model's own (``init="tv"``)."""
+        if self.tv_weights:
+            return [self.tv_weights.spatial, self.tv_weights.temporal]
+        if isinstance(self.net, ReconstructionNet) and self.net.init == "tv":
+            return [float(v) for v in self.net.tv_weights]
+        return None
 
     def close(self) -> None:
         """Release the process group this trainer started (left alive, it slows the exit by seconds)."""
