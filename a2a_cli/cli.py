@@ -642,7 +642,7 @@ def inspect_mask(
 ) -> None:
     """Show whether a file's sampling pattern suits splitting in time, and which loss to train with."""
     from .config import check_options
-    from .data import describe_layout, inspect_file, layout_warning, read_mask, read_slice
+    from .data import describe_layout, inspect_file, layout_warning, read_slice
     from .masks import mask_report, render_text, save_mask_png
     from .paths import check_output_folder, make_output_folder, refuse_outputs_over_inputs
     from .training.options import SEQUENTIAL_LOSS_REASON, ssdu_for_sequential
@@ -672,9 +672,10 @@ def inspect_mask(
 
             print_spoke_report(report, out)
         return
-    mask = read_mask(data, split=split, slice_index=slice_index, mask_file=mask_file)
-    # the slice as training reads it: refuses k-space that does not fit its mask (axes swapped, wrong mask)
-    read_slice(data, slice_index, split=split, info=info, allow_empty_frames=True, mask_file=mask_file, sensitivity="lowres")
+    # the slice as training reads it: k-space that does not fit its mask (axes swapped, wrong mask) is refused
+    sample = read_slice(data, slice_index, split=split, info=info, allow_empty_frames=True, mask_file=mask_file,
+                        sensitivity="lowres")
+    mask = sample.mask[0, 0].numpy().astype(bool)  # (T, H, W)
     report = mask_report(mask, split_sizes=list(split_size) or None)
     report["file"] = str(data)
     report["slice"] = slice_index
