@@ -304,8 +304,7 @@ def read_sample(f: h5py.File, info: FileInfo, index: int, split: SplitOptions | 
     k = _read_kspace(f, info, index)
     m = _slice_mask(f, info, index, split, k)
     check_mask_matches(k, m, info.path, index)
-    if info.layout == "a2a":
-        check_coils_share_lines(k, info.path, index)
+    check_coils_share_lines(k, info.path, index)  # (T, N, H, W) only; other shapes pass
     # samples outside the mask are not part of the measurement model y = M F x
     multi = k.ndim == 4  # (T, N, H, W): the mask is shared by the coils
     k = np.where(m[:, None] if multi else m, k if info.layout == "a2a" else k[None], np.complex64(0))

@@ -180,8 +180,8 @@ class Trainer:
         params = [p for p in self.net.parameters() if p.requires_grad]
         self.optimiser = torch.optim.Adam(params, lr=cfg.lr) if params else None
         frames: dict[int, str] = {}  # every sequence length, and the first file that has it (for messages)
-        for data in (self.dataset, self.val_set):
-            for (path, _), shape in zip(data.items, data.shapes) if data is not None else ():
+        for data in [self.dataset, *([self.val_set] if self.val_set is not None else [])]:
+            for (path, _), shape in zip(data.items, data.shapes):
                 frames.setdefault(shape[0], path)
         self.loss = make_loss(cfg, self.mode == "dynamic", frames, self.device)
         # the run's own random draws; ranks differ so that each draws its own splits
