@@ -78,18 +78,19 @@ class Checkpoint:
 def stored_tv_weights(checkpoint: Optional[Checkpoint]) -> Optional[TVWeights]:
     """The compressed-sensing weights that training chose beside the network (``extra["tv_weights"]``), or None.
 
-    Raises :class:`~a2a_cli.errors.InputError` when the entry is there but is not two finite weights >= 0.
+    Raises :class:`~a2a_cli.errors.InputError` when the entry is there but is not two or three finite
+    weights >= 0 (spatial, temporal and, since the locally low-rank term, low_rank).
     """
     from .tv import TVWeights
 
     value = None if checkpoint is None else checkpoint.extra.get("tv_weights")
     if value is None:
         return None
-    ok = (isinstance(value, (list, tuple)) and len(value) == 2
+    ok = (isinstance(value, (list, tuple)) and len(value) in (2, 3)
           and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in value))
     if not ok:
-        raise InputError(checkpoint.path, f"checkpoint entry 'tv_weights' must be two finite weights >= 0, got {value!r}")
-    return TVWeights(float(value[0]), float(value[1]))
+        raise InputError(checkpoint.path, f"checkpoint entry 'tv_weights' must be two or three finite weights >= 0, got {value!r}")
+    return TVWeights(*(float(v) for v in value))
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -216,6 +217,13 @@ def _check_cost(path: Path, name: str, config: dict, state_dict: dict) -> None:
         raise InputError(path, f"refused: {exc}") from None
 
 
+def _upgrade(state_dict: dict) -> dict:
+    """Weights written by an earlier a2a, in today's layout: the compressed-sensing weights of an
+    ``init="tv"`` network were ``(spatial, temporal)`` before the locally low-rank term (weight 0 then)."""
+    return {k: torch.cat((v, v.new_zeros(1))) if k == "tv_weights" and v.shape == (2,) else v
+            for k, v in state_dict.items()}
+
+
 def _shape(t: torch.Tensor) -> str:
     return "(" + ", ".join(str(s) for s in t.shape) + ")"
 
@@ -307,6 +315,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     for key, value in state_dict.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
             raise InputError(path, f"state_dict entry {key!r} is not a named tensor")
+    state_dict = _upgrade(state_dict)
     _check_cost(path, name, config, state_dict)
     # the configuration is checked against the weights on the meta device: nothing is allocated,
     # so a hostile configuration (a huge width) cannot exhaust memory before it is refused

@@ -80,6 +80,10 @@ _BART_TERMS = {
     # two TV terms with their own weights: spatial TV at a fixed fraction of the temporal weight
     "tv/10+tv-t": ("T:3:0:{w10}", "T:1024:0:{w}"),
     "tv/3+tv-t": ("T:3:0:{w3}", "T:1024:0:{w}"),
+    # locally low rank: 8x8 blocks (BART's default ``-b 8``, randomly shifted) as matrices of pixels x frames
+    "llr": ("L:3:3:{w}",),
+    # the three terms, at fixed ratios to the temporal TV weight (the best ratios of a coarse grid on texture-dyn)
+    "llr+tv/3+tv-t": ("L:3:3:{w4}", "T:3:0:{w3}", "T:1024:0:{w}"),
     # plain SENSE: a small Tikhonov (l2) weight only; BART's ``-R Q`` (not tuned by default)
     "l2": ("Q:{w}",),
 }
@@ -215,7 +219,7 @@ def _bart(k: np.ndarray, m: np.ndarray, s: np.ndarray, mode: Mode, regulariser: 
         # 0.5 for total variation at these weights (measured), and is unused by FISTA (wavelets).
         cmd = ["bart", "pics", "-w", "1", "-u", "0.1", "-i", str(iterations), "-p", str(d / "p")]
         for term in terms:
-            cmd += ["-R", term.format(w=f"{weight:.6g}", w10=f"{weight / 10:.6g}", w3=f"{weight / 3:.6g}")]
+            cmd += ["-R", term.format(w=f"{weight:.6g}", w10=f"{weight / 10:.6g}", w3=f"{weight / 3:.6g}", w4=f"{weight / 4:.6g}")]
         cmd += [str(d / "k"), str(d / "s"), str(d / "x")]
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
         proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)

@@ -77,11 +77,15 @@ def test_stored_tv_weights_are_checked(tmp_path):
     save_checkpoint(tmp_path / "good.pt", net, "dynamic", extra={"tv_weights": [0.003, 0.05]})
     save_checkpoint(tmp_path / "none.pt", net, "dynamic")
     save_checkpoint(tmp_path / "bad.pt", net, "dynamic", extra={"tv_weights": [0.003, float("nan")]})
+    save_checkpoint(tmp_path / "low_rank.pt", net, "dynamic", extra={"tv_weights": [0.003, 0.05, 0.1]})
+    save_checkpoint(tmp_path / "four.pt", net, "dynamic", extra={"tv_weights": [0.003, 0.05, 0.1, 0.1]})
     w = stored_tv_weights(load_checkpoint(tmp_path / "good.pt"))
-    assert (w.spatial, w.temporal) == (0.003, 0.05)
+    assert (w.spatial, w.temporal, w.low_rank) == (0.003, 0.05, 0.0)  # written before the low-rank term: none
+    assert stored_tv_weights(load_checkpoint(tmp_path / "low_rank.pt")).as_list() == [0.003, 0.05, 0.1]
     assert stored_tv_weights(load_checkpoint(tmp_path / "none.pt")) is None
-    with pytest.raises(InputError, match="tv_weights"):
-        stored_tv_weights(load_checkpoint(tmp_path / "bad.pt"))
+    for bad in ("bad.pt", "four.pt"):
+        with pytest.raises(InputError, match="tv_weights"):
+            stored_tv_weights(load_checkpoint(tmp_path / bad))
 
 
 @pytest.mark.parametrize("height", [32, 128])  # 128 rows: scored on the central band of 64, as training sees them
@@ -162,7 +166,7 @@ def test_default_training_keeps_tv_weights_and_reconstruct_chooses(tmp_path):
     for name in ("best.pt", "last.pt"):
         w = stored_tv_weights(load_checkpoint(tmp_path / "run" / name))
         assert w is not None and w.spatial > 0 and w.temporal > 0
-        assert summary["tv_weights"] == [w.spatial, w.temporal]
+        assert summary["tv_weights"] == [w.spatial, w.temporal, w.low_rank]
     code, text = invoke(["reconstruct", tmp_path / "run" / "best.pt", test, "--out", tmp_path / "auto", "--json"])
     assert code == 0, text
     row = json.loads(text[text.index("{"):])["files"][0]

@@ -149,7 +149,7 @@ class ReconstructionNet(nn.Module):
 
     ``init="tv"`` starts from the total-variation regularised reconstruction
     (:func:`~a2a_cli.tv.tv_reconstruct`, compressed sensing, started from view sharing)
-    whose two weights training chose by k-space cross-validation
+    whose weights training chose by k-space cross-validation
     (:meth:`set_tv_weights`; they are kept in the state dict). The network then refines
     what compressed sensing would give.
 
@@ -183,15 +183,15 @@ class ReconstructionNet(nn.Module):
             # a logit: the shared samples' weight starts at 3 to 1 against the network's estimate
             self.shared_logit = nn.Parameter(torch.tensor(math.log(SHARED_START / (1 - SHARED_START))))
         if init == "tv":
-            # (spatial, temporal); NaN until training chooses them
-            self.register_buffer("tv_weights", torch.full((2,), math.nan))
+            # (spatial, temporal, low_rank); NaN until training chooses them
+            self.register_buffer("tv_weights", torch.full((3,), math.nan))
         self.config: dict[str, Any] = {}
 
     def set_tv_weights(self, weights: TVWeights) -> None:
         """Set the weights of the ``init="tv"`` reconstruction (chosen by :func:`~a2a_cli.tv.select_weights`)."""
         if self.init != "tv":
             raise ValueError(f"set_tv_weights needs init='tv', this network has init={self.init!r}")
-        self.tv_weights.copy_(torch.tensor([weights.spatial, weights.temporal]))
+        self.tv_weights.copy_(torch.tensor(weights.as_list()))
 
     @property
     def tv_chosen(self) -> bool:
@@ -227,9 +227,9 @@ class ReconstructionNet(nn.Module):
             if not self.tv_chosen:
                 raise ValueError("init='tv': the TV weights were never chosen (set_tv_weights)")
             s = unit_scale(shared)  # the weights refer to data at unit mean magnitude
-            spatial, temporal = (float(v) for v in self.tv_weights)
+            spatial, temporal, low_rank = (float(v) for v in self.tv_weights)
             return tv_reconstruct(physics, y / (s.unsqueeze(3) if y.ndim == 6 else s), spatial, temporal,
-                                  x0=shared / s) * s
+                                  x0=shared / s, low_rank=low_rank) * s
         return shared
 
     def intensity_scale(self, x0: torch.Tensor) -> torch.Tensor:

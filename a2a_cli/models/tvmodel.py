@@ -1,7 +1,7 @@
-"""Compressed sensing as a model: the total-variation reconstruction alone, weights chosen from the data.
+"""Compressed sensing as a model: the TV (and locally low-rank) reconstruction alone, weights chosen from the data.
 
 ``a2a train FILES --model tv`` learns nothing by gradient: its set-up chooses the two TV
-weights by k-space cross-validation on the training slices (:func:`a2a_cli.tv.select_weights`)
+weights (spatial, temporal and low-rank) by k-space cross-validation on the training slices (:func:`a2a_cli.tv.select_weights`)
 and the checkpoint keeps them; ``a2a reconstruct`` then solves the TV problem
 (:func:`a2a_cli.tv.tv_reconstruct`) on every slice. It is the strong classical baseline
 that the networks must beat, run by the same commands on the same files, with no ground

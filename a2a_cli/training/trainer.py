@@ -293,7 +293,7 @@ class Trainer:
             "rng": self.ranks.gather(self.generator.get_state()),  # one state per rank
         }
         if self.ranks.main:
-            extra = {"tv_weights": [self.tv_weights.spatial, self.tv_weights.temporal]} if self.tv_weights else None
+            extra = {"tv_weights": self.tv_weights.as_list()} if self.tv_weights else None
             save_checkpoint(path, self.net, self.mode, training=training, extra=extra)
         self.ranks.barrier()  # no rank leaves (e.g. on a signal) before the checkpoint is on disk
 
@@ -430,9 +430,9 @@ class Trainer:
         }
 
     def _chosen_tv_weights(self) -> Optional[list[float]]:
-        """``[spatial, temporal]`` TV weights of the run: beside the network, or the model's own (``init="tv"``)."""
+        """``[spatial, temporal, low_rank]`` weights of the run: beside the network, or the model's own (``init="tv"``)."""
         if self.tv_weights:
-            return [self.tv_weights.spatial, self.tv_weights.temporal]
+            return self.tv_weights.as_list()
         if isinstance(self.net, ReconstructionNet) and self.net.init == "tv":
             return [float(v) for v in self.net.tv_weights]
         return None
