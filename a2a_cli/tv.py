@@ -8,7 +8,7 @@ image is a sequence of one frame),
 
 (anisotropic spatial TV on the complex image, and TV along time; the anisotropic form measured
 up to 1.1 dB better than the isotropic one at the same weights on dynamic and static phantoms,
-benchmarks/RESULTS.md), and a locally low-rank term (Cartesian data only): the nuclear norm of
+benchmarks/RESULTS.md), and a locally low-rank term: the nuclear norm of
 every block of 8x8 pixels taken through all frames as a 64 x T matrix, the blocks shifted at
 random in every iteration as BART ``pics -R L`` does (:func:`low_rank_prox`). The low-rank term
 is what the field adds for dynamic data: neighbouring pixels share a few temporal profiles. On
@@ -24,7 +24,7 @@ normalise it.
 cross-validation: each frame's measured lines are split into a fitting set and a small
 held-out set, the problem is solved on the fitting set over a grid of weights, and the
 weights whose solution best predicts the held-out samples win (the low-rank weight among them,
-for Cartesian dynamic data).
+for dynamic data).
 
 >>> import torch
 >>> from a2a_cli.physics import DynamicMRI
@@ -205,8 +205,8 @@ def tv_reconstruct(physics: MRIPhysics, y: torch.Tensor, spatial: float, tempora
     ``x0``: the starting image (default: the zero-filled adjoint; the view-shared image
     converges far faster on dynamic data). ``a_norm``: ``||A||`` if known (else
     estimated). Weights of 0 drop a term; with all 0 this is a least-squares solve.
-    ``low_rank``: the weight of the locally low-rank term (Cartesian data; it needs more than
-    one frame, and is left out of a single frame). Its random block shifts are drawn from a
+    ``low_rank``: the weight of the locally low-rank term (it needs more than one frame, and is
+    left out of a single frame). Its random block shifts are drawn from a
     fixed seed, so the same input gives the same image.
     Not differentiable (it runs under ``no_grad``): the networks take it as their input.
     ``iterations``: the solver's iterations (None: its default, :data:`TV_ITERATIONS` or
@@ -220,9 +220,7 @@ def tv_reconstruct(physics: MRIPhysics, y: torch.Tensor, spatial: float, tempora
     if min(spatial, temporal, low_rank) < 0 or not all(math.isfinite(v) for v in (spatial, temporal, low_rank)):
         raise ValueError(f"TV weights must be finite and >= 0, got {spatial}, {temporal}, {low_rank}")
     if getattr(physics, "radial", False):
-        if low_rank > 0:
-            raise ValueError("the locally low-rank term is for Cartesian data; radial data take TV only")
-        return _admm(physics, y, spatial, temporal, ADMM_ITERATIONS if iterations is None else iterations, x0)
+        return _admm(physics, y, spatial, temporal, ADMM_ITERATIONS if iterations is None else iterations, x0, low_rank)
     iterations = TV_ITERATIONS if iterations is None else iterations
     forward, adjoint = physics._forward_complex, physics._adjoint_complex
     k = to_complex(y)
@@ -313,16 +311,18 @@ def _shrink(v: torch.Tensor, threshold: float) -> torch.Tensor:
 
 
 def _admm(physics: MRIPhysics, y: torch.Tensor, spatial: float, temporal: float, iterations: int,
-          x0: Optional[torch.Tensor]) -> torch.Tensor:
+          x0: Optional[torch.Tensor], low_rank: float = 0.0) -> torch.Tensor:
     """:func:`tv_reconstruct` of radial data by ADMM, on the data term ``1/2 ||W^(1/2) (A x - y)||^2``.
 
     ``W`` weights each sample by its density compensation to the power :data:`RADIAL_DCF_POWER`
     (:meth:`~a2a_cli.nufft.RadialMRI.data_weights`). The TV differences are split off
-    (``v = grad x``); each iteration solves ``(A^H W A + rho grad^H grad) x = A^H W y + rho grad^H (v - u)``
+    (``v = grad x``), and so is the image itself for the low-rank term (``l = x``); each iteration
+    solves ``(A^H W A + rho grad^H grad + rho [low_rank > 0]) x = A^H W y + rho grad^H (v - u) + rho (l - m)``
     by :data:`ADMM_CG` conjugate-gradient steps from the last ``x`` (``A^H W A`` by Toeplitz
-    embedding: FFTs only), then shrinks ``v``. ``rho`` starts at the mean eigenvalue of ``A^H W A``
-    (for coil maps of unit energy) and is balanced against the residuals (Boyd et al. 2011, 3.4.1),
-    which kept 30 iterations within 0.1 dB of 100 over weights a factor 4 apart.
+    embedding: FFTs only), then shrinks ``v`` and thresholds ``l``'s blocks (:func:`low_rank_prox`).
+    ``rho`` starts at the mean eigenvalue of ``A^H W A`` (for coil maps of unit energy) and is
+    balanced against the residuals (Boyd et al. 2011, 3.4.1), which kept 30 iterations within
+    0.1 dB of 100 over weights a factor 4 apart.
     """
     def dot(a: torch.Tensor, b: torch.Tensor) -> float:
         return float((a.conj() * b).real.sum())
@@ -333,19 +333,24 @@ def _admm(physics: MRIPhysics, y: torch.Tensor, spatial: float, temporal: float,
     x = rhs.clone() if x0 is None else to_complex(x0).clone()
     h, w = physics.image_size
     rho = max(float(weights.sum()) / (weights.shape[0] * h * w), 1e-6)
-    use_s, use_t = spatial > 0, temporal > 0 and x.shape[1] > 1
+    use_s, use_t, use_l = spatial > 0, temporal > 0 and x.shape[1] > 1, low_rank > 0 and x.shape[1] > 1
+    shifts = torch.Generator().manual_seed(0)
 
     def diffs(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         gs, gt = gradient(z)
         return (gs if use_s else gs.zero_()), (gt if use_t else gt.zero_())  # a dropped term's split stays 0
 
     def system(z: torch.Tensor) -> torch.Tensor:
-        return physics.normal(z, weights=weights).add_(gradient_adjoint(*diffs(z)), alpha=rho)
+        out = physics.normal(z, weights=weights).add_(gradient_adjoint(*diffs(z)), alpha=rho)
+        return out.add_(z, alpha=rho) if use_l else out
 
     vs, vt = diffs(x)
     us, ut = torch.zeros_like(vs), torch.zeros_like(vt)
+    lr, ml = x.clone(), torch.zeros_like(x)  # the low-rank split and its scaled dual (unused without the term)
     for _ in range(iterations):
         r = rhs + rho * gradient_adjoint(vs - us, vt - ut) - system(x)
+        if use_l:
+            r.add_(lr - ml, alpha=rho)
         p, rr = r.clone(), dot(r, r)
         for _ in range(ADMM_CG):
             if rr == 0:
@@ -357,21 +362,26 @@ def _admm(physics: MRIPhysics, y: torch.Tensor, spatial: float, temporal: float,
             rr, rr_old = dot(r, r), rr
             p = r.add(p, alpha=rr / rr_old)
         gs, gt = diffs(x)
-        vs_old, vt_old = vs, vt
+        vs_old, vt_old, lr_old = vs, vt, lr
         vs, vt = _shrink(gs + us, spatial / rho), _shrink(gt + ut, temporal / rho)
         us.add_(gs - vs)
         ut.add_(gt - vt)
-        primal = math.sqrt(dot(gs - vs, gs - vs) + dot(gt - vt, gt - vt))
+        primal2 = dot(gs - vs, gs - vs) + dot(gt - vt, gt - vt)
         change = gradient_adjoint(vs - vs_old, vt - vt_old)
-        dual = rho * math.sqrt(dot(change, change))
+        if use_l:
+            lr = low_rank_prox(x + ml, low_rank / rho, shifts)
+            ml.add_(x - lr)
+            primal2 += dot(x - lr, x - lr)
+            change = change + (lr - lr_old)
+        primal, dual = math.sqrt(primal2), rho * math.sqrt(dot(change, change))
         if primal > 10 * dual:  # residual balancing: rho doubles or halves, the scaled duals with it
             rho *= 2
-            us.div_(2)
-            ut.div_(2)
+            for u in (us, ut, ml):
+                u.div_(2)
         elif dual > 10 * primal:
             rho /= 2
-            us.mul_(2)
-            ut.mul_(2)
+            for u in (us, ut, ml):
+                u.mul_(2)
     return to_real(x)
 
 
@@ -390,7 +400,7 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic:
     error of its solution relative to the held-out samples' energy, summed over the
     problems. The search is coordinate-wise on the grids (temporal first from
     :data:`TEMPORAL_START`, then spatial from :data:`SPATIAL_START`, then the low-rank weight
-    from 0 (Cartesian dynamic data only), then each again from where it stands until none
+    from 0 (dynamic data only), then each again from where it stands until none
     moves), each walk downhill, as the error is smooth in the log-weights.
     ``progress``: called with no argument after each solve. ``deadline``: a
     :func:`time.monotonic` time after which no new candidate is solved; the best one so far
@@ -404,7 +414,6 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic:
         # ||A|| once per fold (Cartesian PDHG's step sizes; radial ADMM needs none)
         norm = None if getattr(physics, "radial", False) else operator_norm(fold.physics_in, tuple(start.shape))
         folds.append((fold, start, norm))
-    low_rank_axis = dynamic and not any(getattr(physics, "radial", False) for physics, _ in problems)
     cache: dict[tuple[float, float, float], float] = {}
 
     def score(w: tuple[float, float, float]) -> float:
@@ -443,7 +452,7 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic:
         if dynamic:
             w = walk(w, 1, TEMPORAL_GRID)
         w = walk((SPATIAL_START,) + w[1:], 0, SPATIAL_GRID)
-        axes = [(1, TEMPORAL_GRID), (0, SPATIAL_GRID)] + ([(2, LOW_RANK_GRID)] if low_rank_axis else [])
+        axes = [(1, TEMPORAL_GRID), (0, SPATIAL_GRID)] + [(2, LOW_RANK_GRID)]
         for _ in range(len(SPATIAL_GRID) if dynamic else 0):  # until no walk moves (a move is always downhill)
             before = w
             for axis, values in axes:

@@ -110,7 +110,8 @@ _TWO_TERMS = {"tv/10+tv-t": 10.0, "tv/3+tv-t": 3.0}
 
 def bart_cs(mode: str, sample, lam: float, flags: int | str | None = None) -> np.ndarray:
     """BART pics with TV over ``flags`` (default: time for dynamic, space for sequential; or one of
-    ``_TWO_TERMS``: spatial TV at a fraction of ``lam`` plus TV along time), -S (re-scaled)."""
+    ``_TWO_TERMS``: spatial TV at a fraction of ``lam`` plus TV along time; or ``"llr"``, dynamic:
+    locally low rank), -S (re-scaled)."""
     from a2a_cli.cfl import read_cfl, write_cfl
 
     k = _c(sample.kspace)  # (T, N, spokes, samples)
@@ -131,6 +132,8 @@ def bart_cs(mode: str, sample, lam: float, flags: int | str | None = None) -> np
         reg = f"T:{flags or 1024}:0:{lam}"
         if flags in _TWO_TERMS:
             reg = [f"T:3:0:{lam / _TWO_TERMS[flags]:.6g}", f"T:1024:0:{lam}"]
+        elif flags == "llr":  # locally low rank, 8x8 blocks through time (BART's default -b 8)
+            reg = f"L:3:3:{lam}"
     with tempfile.TemporaryDirectory() as d:
         write_cfl(f"{d}/k", ksp)
         write_cfl(f"{d}/t", traj)
