@@ -31,7 +31,10 @@ dynamic only: ``"tv-t"`` TV along time, ``"tv-xyt"`` TV along time and space,
 ``"wavelet+tv-t"`` spatial wavelet plus TV along time (one weight for both),
 ``"tv/10+tv-t"`` and ``"tv/3+tv-t"`` spatial TV and TV along time as two terms, the
 spatial weight a tenth or a third of the temporal one (the weight tuned is the temporal
-one; a2a's own TV reconstruction found spatial weights a tenth to a sixth of temporal).
+one; a2a's own TV reconstruction found spatial weights a tenth to a sixth of temporal);
+``"llr"`` locally low rank (BART's ``-R L``: 8x8 blocks through time as low-rank matrices, the
+regulariser BART's authors use for dynamic data) and ``"llr+tv/3+tv-t"`` the three terms, low
+rank at a quarter and spatial TV at a third of the temporal weight.
 Weights refer to data scaled so that the coil-combined zero-filled image of the
 time-averaged k-space peaks at 1, so a weight carries over between files.
 """
@@ -66,7 +69,8 @@ Mode = Literal["dynamic", "sequential"]
 
 #: Regularisers tried by :func:`tune`, per mode and backend.
 REGULARISERS: dict[str, dict[str, tuple[str, ...]]] = {
-    "bart": {"sequential": ("tv", "wavelet"), "dynamic": ("tv-t", "tv-xyt", "wavelet+tv-t", "tv/10+tv-t", "tv/3+tv-t")},
+    "bart": {"sequential": ("tv", "wavelet"),
+             "dynamic": ("tv-t", "tv-xyt", "wavelet+tv-t", "tv/10+tv-t", "tv/3+tv-t", "llr", "llr+tv/3+tv-t")},
     "sigpy": {"sequential": ("tv", "wavelet"), "dynamic": ("tv-t", "tv-xyt")},
 }
 

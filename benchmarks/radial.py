@@ -132,14 +132,15 @@ def bart_cs(mode: str, sample, lam: float, flags: int | str | None = None) -> np
         reg = f"T:{flags or 1024}:0:{lam}"
         if flags in _TWO_TERMS:
             reg = [f"T:3:0:{lam / _TWO_TERMS[flags]:.6g}", f"T:1024:0:{lam}"]
-        elif flags == "llr":  # locally low rank, 8x8 blocks through time (BART's default -b 8)
+        elif flags == "llr":  # locally low rank, 8x8 blocks through time (BART's default -b 8); needs ADMM (-m)
             reg = f"L:3:3:{lam}"
     with tempfile.TemporaryDirectory() as d:
         write_cfl(f"{d}/k", ksp)
         write_cfl(f"{d}/t", traj)
         write_cfl(f"{d}/s", maps.transpose(1, 2, 0)[:, :, None, :])
         regs = [x for r in (reg if isinstance(reg, list) else [reg]) for x in ("-R", r)]
-        subprocess.run(["bart", "pics", "-S", "-i", str(CS_ITERATIONS), *regs, "-t", f"{d}/t", f"{d}/k", f"{d}/s", f"{d}/o"],
+        admm = ["-m"] if flags == "llr" else []  # with FISTA, BART 0.8 aborts on this term and a trajectory
+        subprocess.run(["bart", "pics", *admm, "-S", "-i", str(CS_ITERATIONS), *regs, "-t", f"{d}/t", f"{d}/k", f"{d}/s", f"{d}/o"],
                        check=True, capture_output=True)
         out = read_cfl(f"{d}/o")
     if mode == "sequential":

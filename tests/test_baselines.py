@@ -51,6 +51,18 @@ def test_dynamic_shape_and_tv_time_beats_zero_filled():
     assert psnr(ref, out) > psnr(ref, zf) + 1.0
 
 
+@pytest.mark.skipif(shutil.which("bart") is None, reason="bart not installed")
+@pytest.mark.parametrize("regulariser", ["llr", "llr+tv/3+tv-t"])
+def test_bart_locally_low_rank_forms_beat_zero_filled_on_a_still_sequence(regulariser):
+    k, m, _, x = _static_case(1, seed=1)  # one image in every frame: rank 1 through time
+    out = baselines.reconstruct(k, m, None, mode="dynamic", regulariser=regulariser, weight=0.01, iterations=60,
+                                backend_name="bart")
+    ref = np.broadcast_to(x, k.shape)
+    assert out.shape == k.shape
+    assert psnr(ref, out) > psnr(ref, baselines.zero_filled(k, m, None, mode="dynamic")) + 3.0
+    assert regulariser in baselines.REGULARISERS["bart"]["dynamic"]  # tuned by default
+
+
 @pytest.mark.parametrize("name", BACKENDS)
 def test_tune_picks_from_the_grid_and_checks_convergence(name):
     data = [_static_case(1, seed=s)[:3] + (_static_case(1, seed=s)[3],) for s in (2,)]
