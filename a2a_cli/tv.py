@@ -452,7 +452,7 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic:
         if dynamic:
             w = walk(w, 1, TEMPORAL_GRID)
         w = walk((SPATIAL_START,) + w[1:], 0, SPATIAL_GRID)
-        axes = [(1, TEMPORAL_GRID), (0, SPATIAL_GRID)] + [(2, LOW_RANK_GRID)]
+        axes = [(1, TEMPORAL_GRID), (0, SPATIAL_GRID), (2, LOW_RANK_GRID)]
         for _ in range(len(SPATIAL_GRID) if dynamic else 0):  # until no walk moves (a move is always downhill)
             before = w
             for axis, values in axes:
