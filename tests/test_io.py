@@ -503,9 +503,11 @@ def test_fastmri_split_determinism_and_assignment(tmp_path):
     rest = np.flatnonzero(lines & ~np.isin(np.arange(W), centre_line_indices(W, 2)))
     for j, line in enumerate(rest):
         assert inter[j % 4, line] and inter[:, line].sum() == 1
-    # a2a files ignore the split options
+    # a2a files store their own frames: the split options are refused, never silently ignored
     good = good_file(tmp_path)
-    assert inspect_file(good, split).mask_source == "stored"
+    assert inspect_file(good).mask_source == "stored"
+    with pytest.raises(InputError, match=r"scan\.h5.*stores its own frames.*leave --frames out"):
+        inspect_file(good, split)
 
 
 @settings(max_examples=40, deadline=None)

@@ -86,9 +86,13 @@ def inspect_open(f: h5py.File, path: Path, split: SplitOptions | None, mask_file
     """:func:`inspect_file` on an open file: damage and oversized headers become :class:`InputError`."""
     with damage_as_input_error(path):
         try:
-            return check_declared_size(reader_for(f).inspect(f, path, split, mask_file))
+            info = check_declared_size(reader_for(f).inspect(f, path, split, mask_file))
         except MemoryError:  # a size no check above foresaw: still the file's fault, not the machine's
             raise InputError(path, "its header declares more data than fits in memory (a damaged header?)") from None
+    if split is not None and info.layout != "fastmri":  # silently ignored, it would train on other frames than asked
+        raise InputError(path, f"--frames splits the lines of a fastMRI-style static file into frames, but this "
+                               f"{info.layout} file stores its own frames ({info.frames}): leave --frames out")
+    return info
 
 
 def inspect_file(
@@ -98,7 +102,7 @@ def inspect_file(
     """Validate a file from its header (and small mask) without reading its k-space.
 
     Raises :class:`InputError` naming the file and the problem. ``split`` is needed
-    for fastMRI-style static files (see :mod:`a2a_cli.data.a2a_file`) and ignored otherwise;
+    for fastMRI-style static files (see :mod:`a2a_cli.data.a2a_file`) and refused for any other file;
     ``mask_file`` is a separate (CMRxRecon) mask file. ``sensitivity`` chooses the coil
     maps of multi-coil files (see :func:`~a2a_cli.data.layout.with_sensitivity`).
     """
