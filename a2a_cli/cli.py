@@ -445,7 +445,7 @@ def reconstruct(
     """Reconstruct full sequences (no splitting) with a trained network; report quality when a reference is stored."""
     from .config import check_options
     from .data import inspect_file
-    from .paths import check_output_folder, make_folders, make_output_folder, refuse_outputs_over_inputs, remove_empty_folders
+    from .paths import check_output_folder, output_folders, refuse_outputs_over_inputs
     from .reconstruction import load_for_inference, output_path
     from .training import pick_device
 
@@ -489,17 +489,12 @@ def reconstruct(
             raise InputError(inputs[0], f"--preview-frame {preview_frame} is outside 0..{first.frames - 1}")
         if ckpt.mode != "dynamic" and preview.suffix.lower() == ".gif":
             raise A2AError("a .gif preview needs dynamic data; use .png")
-    # folders made here are removed again if the command fails before writing into them
-    created = (make_output_folder(preview) if preview is not None else []) + make_folders(out_dir)
-    try:
+    with output_folders([preview], [out_dir]):
         table = _reconstruct_all(ckpt, net, inputs, out_dir, dev, overwrite, frames_per_batch, split, mask_file,
                                  {"slice": preview_slice} if preview is not None else None, exports, adapt,
                                  method.value)
         if preview is not None:
             _write_preview(preview, table.pop("_keep"), ckpt.mode, preview_frame)
-    except BaseException:
-        remove_empty_folders(created)
-        raise
     table.pop("_keep", None)
     if json_out:
         out.print_json(json.dumps(table), ensure_ascii=True)
@@ -535,7 +530,6 @@ def _reconstruct_all(ckpt, net, inputs: list, out_dir: Path, dev, overwrite: boo
             results.append(res)
             if exports:
                 from .export import export as run_export
-
                 run_export(res.output, exports[i][0], fmt=exports[i][1], overwrite=overwrite)
     table = {"files": [r.summary() for r in results], "overall": overall(results), "checkpoint": str(ckpt.path),
              "network": ckpt.model_name, "mode": ckpt.mode, "_keep": keep}
@@ -644,7 +638,7 @@ def inspect_mask(
     from .config import check_options
     from .data import describe_layout, inspect_file, layout_warning, read_slice
     from .masks import mask_report, render_text, save_mask_png
-    from .paths import check_output_folder, make_output_folder, refuse_outputs_over_inputs
+    from .paths import check_output_folder, output_folders, refuse_outputs_over_inputs
     from .training.options import SEQUENTIAL_LOSS_REASON, ssdu_for_sequential
 
     check_options(split_size=list(split_size), slice_index=slice_index, frames=frames, centre_lines=centre_lines, seed=seed)
@@ -690,8 +684,8 @@ def inspect_mask(
         report["recommended_loss"] = "ssdu"
         report["loss_reason"] = SEQUENTIAL_LOSS_REASON
     if png is not None:
-        make_output_folder(png)
-        save_mask_png(mask, png)
+        with output_folders([png]):
+            save_mask_png(mask, png)
     if json_out:
         out.print_json(json.dumps(report), ensure_ascii=True)
         return
@@ -778,7 +772,7 @@ def convert(
 
     from .config import check_options
     from .data import convert as convert_file, detect
-    from .paths import check_output_folder, refuse_outputs_over_inputs
+    from .paths import check_output_folder, output_folders, refuse_outputs_over_inputs
 
     check_options(frames=frames, centre_lines=centre_lines, seed=seed, virtual_coils=virtual_coils)
     bart = trajectory is not None or source.suffix in (".cfl", ".hdr")
@@ -788,32 +782,33 @@ def convert(
     check_output_folder(target, "the output")
     if image_size is not None and not bart:
         raise A2AError("--image-size is for BART radial arrays (with --trajectory); other inputs carry their image size")
-    if bart:
-        from .radial_convert import convert_bart
+    with output_folders([target]):  # created for the output, removed again if the conversion fails
+        if bart:
+            from .radial_convert import convert_bart
 
-        if trajectory is None:
-            raise A2AError("BART k-space needs its trajectory: --trajectory traj.cfl")
-        written = convert_bart(source, trajectory, target, image_size=image_size, overwrite=overwrite)
-        err.print(f"wrote {written} (input format: BART radial)", highlight=False, soft_wrap=True)
-        return
-    split = _split_options(frames, assignment, centre_lines, seed)
-    kind = detect(source)  # a missing or non-HDF5 input fails here, before the progress bar
-    if kind == "ismrmrd":
-        import h5py
-
-        from .radial_convert import convert_ismrmrd, ismrmrd_has_trajectories
-
-        with h5py.File(source, "r") as f:
-            radial = ismrmrd_has_trajectories(f)
-        if radial:
-            written = convert_ismrmrd(source, target, overwrite=overwrite)
-            err.print(f"wrote {written} (input format: ISMRMRD radial)", highlight=False, soft_wrap=True)
+            if trajectory is None:
+                raise A2AError("BART k-space needs its trajectory: --trajectory traj.cfl")
+            written = convert_bart(source, trajectory, target, image_size=image_size, overwrite=overwrite)
+            err.print(f"wrote {written} (input format: BART radial)", highlight=False, soft_wrap=True)
             return
-    with Progress(TextColumn(f"[bold]convert {escape(_shown(source.name))}"), BarColumn(), MofNCompleteColumn(), TextColumn("slices"), console=err) as bar:
-        task = bar.add_task("convert", total=None)
-        written = convert_file(source, target, mask_file=mask_file, split=split, overwrite=overwrite,
-                               on_slice=lambda d, n: bar.update(task, completed=d, total=n), virtual_coils=virtual_coils)
-    err.print(f"wrote {_shown(written)} (input format: {kind})", highlight=False, soft_wrap=True, markup=False)
+        split = _split_options(frames, assignment, centre_lines, seed)
+        kind = detect(source)  # a missing or non-HDF5 input fails here, before the progress bar
+        if kind == "ismrmrd":
+            import h5py
+
+            from .radial_convert import convert_ismrmrd, ismrmrd_has_trajectories
+
+            with h5py.File(source, "r") as f:
+                radial = ismrmrd_has_trajectories(f)
+            if radial:
+                written = convert_ismrmrd(source, target, overwrite=overwrite)
+                err.print(f"wrote {written} (input format: ISMRMRD radial)", highlight=False, soft_wrap=True)
+                return
+        with Progress(TextColumn(f"[bold]convert {escape(_shown(source.name))}"), BarColumn(), MofNCompleteColumn(), TextColumn("slices"), console=err) as bar:
+            task = bar.add_task("convert", total=None)
+            written = convert_file(source, target, mask_file=mask_file, split=split, overwrite=overwrite,
+                                   on_slice=lambda d, n: bar.update(task, completed=d, total=n), virtual_coils=virtual_coils)
+        err.print(f"wrote {_shown(written)} (input format: {kind})", highlight=False, soft_wrap=True, markup=False)
 
 
 EXPORT_EPILOG = """
@@ -859,8 +854,9 @@ def export(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from .export import export as run_export
+    from .paths import output_folders
 
-    with Progress(TextColumn(f"[bold]export {escape(recon.name)}"), BarColumn(), MofNCompleteColumn(), console=err, transient=True) as bar:
+    with output_folders([target]), Progress(TextColumn(f"[bold]export {escape(recon.name)}"), BarColumn(), MofNCompleteColumn(), console=err, transient=True) as bar:
         task = bar.add_task("export", total=None)
         summary = run_export(recon, target, fmt.value if fmt else None, magnitude, slice_index, frames, overwrite,
                              on_image=lambda d, n: bar.update(task, completed=d, total=n))
@@ -897,7 +893,7 @@ def bin_(
 
     from .atomic import check_output
     from .binning import bin_file
-    from .paths import check_output_folder, refuse_outputs_over_inputs, same_file
+    from .paths import check_output_folder, output_folders, refuse_outputs_over_inputs, same_file
 
     low, high = band if band is not None else (None, None)
     # every output checked before any work: none may replace the input or the other, or be left half-made
@@ -909,9 +905,11 @@ def bin_(
             raise InputError(plot, "--plot must end in .png (the curve is written as PNG)")
     for p, option in ((target, "the output"), (plot, "--plot")):
         if p is not None:
-            check_output(p, overwrite)  # a directory, an existing file, a missing folder
-            check_output_folder(p, option)  # a folder we may not write in
-    with Progress(TextColumn("[bold]bin"), BarColumn(), MofNCompleteColumn(), TextColumn("slices"), console=err) as bar:
+            check_output_folder(p, option)  # a folder that cannot be made, or that we may not write in
+    with output_folders([target, plot]), Progress(TextColumn("[bold]bin"), BarColumn(), MofNCompleteColumn(), TextColumn("slices"), console=err) as bar:
+        for p in (target, plot):
+            if p is not None:
+                check_output(p, overwrite)  # a directory, or an existing file
         task = bar.add_task("bin", total=None)
         summary = bin_file(source, target, bins=bins, plot=plot, low=low, high=high, overwrite=overwrite,
                            on_slice=lambda d, n: bar.update(task, completed=d, total=n))
@@ -959,7 +957,7 @@ def simulate(
     Example: `a2a simulate radial.h5 --trajectory radial --coils 4 --spokes 8 --height 128 --width 128`
     """
     from .config import check_options
-    from .paths import check_output_folder
+    from .paths import check_output_folder, output_folders
     from .simulate import write_case
 
     check_options(slices=slices, sim_frames=frames, height=height, width=width, acceleration=acceleration,
@@ -985,8 +983,9 @@ def simulate(
 
         if height != width:
             raise A2AError("--trajectory radial simulates square images: give --height equal to --width")
-        written = simulate_radial(path, mode=mode.value, slices=slices, frames=frames, size=height, spokes=spokes,
-                                  coils=coils, snr_db=snr, motion=motion, period=period, seed=seed, overwrite=overwrite)
+        with output_folders([path]):
+            written = simulate_radial(path, mode=mode.value, slices=slices, frames=frames, size=height, spokes=spokes,
+                                      coils=coils, snr_db=snr, motion=motion, period=period, seed=seed, overwrite=overwrite)
         err.print(f"wrote {written}", highlight=False)
         return
     if trajectory != "cartesian":
@@ -998,7 +997,8 @@ def simulate(
     if coils != 1:
         kwargs["coils"] = coils
     try:
-        written = write_case(path, **kwargs)
+        with output_folders([path]):
+            written = write_case(path, **kwargs)
     except TypeError as exc:
         raise A2AError(f"unsupported simulation option: {exc}") from None
     except ValueError as exc:

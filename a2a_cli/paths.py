@@ -6,7 +6,8 @@ Every command checks its outputs with these before any work starts:
 * :func:`refuse_outputs_over_inputs` refuses an output that is one of the inputs (the same
   path, a link to it, or a hard link), masks and coil maps included;
 * :func:`check_output_folder` refuses an output whose folder cannot be made (a file is in
-  the way) and :func:`make_output_folder` creates it;
+  the way) and :func:`output_folders` creates it for the command's work, removing it again if
+  the command fails;
 * :func:`attr_path` gives a file name to store in HDF5 without loss: text when the name is
   valid UTF-8, its raw bytes otherwise.
 
@@ -17,16 +18,17 @@ np.bytes_(b'/data/caf\\xe9.h5')
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Iterator, Optional
 
 import numpy as np
 
 from .errors import InputError
 
 __all__ = ["safe_resolve", "same_file", "refuse_outputs_over_inputs", "check_output_folder", "make_folders", "make_output_folder",
-           "remove_empty_folders", "attr_path"]
+           "remove_empty_folders", "output_folders", "attr_path"]
 
 PathLike = str | os.PathLike
 
@@ -94,6 +96,26 @@ def remove_empty_folders(folders: Iterable[Path]) -> None:
             folder.rmdir()
         except OSError:  # not empty (a complete output, or someone else's file): keep it
             pass
+
+
+@contextlib.contextmanager
+def output_folders(files: Iterable[Optional[PathLike]] = (), folders: Iterable[PathLike] = ()) -> Iterator[None]:
+    """Create the missing folders of the output ``files`` and the output ``folders`` for the block.
+
+    Every command creates the folders its outputs need; if the block fails, those it created and
+    left empty are removed again (a failed command leaves nothing behind).
+    """
+    created: list[Path] = []
+    try:
+        for f in files:
+            if f is not None:
+                created += make_output_folder(f)
+        for folder in folders:
+            created += make_folders(folder)
+        yield
+    except BaseException:
+        remove_empty_folders(created)
+        raise
 
 
 def attr_path(path: PathLike) -> str | np.bytes_:

@@ -72,21 +72,28 @@ def test_bin_refuses_cartesian_files(tmp_path):
     assert not (tmp_path / "o.h5").exists()
 
 
-@pytest.mark.parametrize("case", ["plot is the input", "plot is the output", "plot folder missing", "too many bins"])
+@pytest.mark.parametrize("case", ["plot is the input", "plot is the output", "plot under a file", "too many bins"])
 def test_bin_checks_every_output_before_any_work(breathing, tmp_path, case):
     """No output may replace the input, none is written when another is refused, and messages name the file."""
     victim = tmp_path / "victim.h5"
     victim.write_bytes(breathing.read_bytes())
     out = tmp_path / "binned.h5"
     plot = {"plot is the input": victim, "plot is the output": out,
-            "plot folder missing": tmp_path / "no" / "curve.png"}.get(case, tmp_path / "curve.png")
+            "plot under a file": victim / "curve.png"}.get(case, tmp_path / "curve.png")
     bins = str(FRAMES * SPOKES + 1) if case == "too many bins" else "4"
     before = victim.read_bytes()
     result = runner.invoke(app, ["bin", str(victim), str(out), "--bins", bins, "--plot", str(plot), "--overwrite"])
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
-    named = {"plot is the input": "victim.h5", "plot is the output": "binned.h5", "plot folder missing": "curve.png",
+    named = {"plot is the input": "victim.h5", "plot is the output": "binned.h5", "plot under a file": "curve.png",
              "too many bins": "victim.h5"}[case]
     assert named in result.output
     assert victim.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["victim.h5"]
+
+
+def test_bin_makes_the_folders_of_its_outputs(breathing, tmp_path):
+    out, plot = tmp_path / "a" / "binned.h5", tmp_path / "b" / "c" / "curve.png"
+    result = runner.invoke(app, ["bin", str(breathing), str(out), "--bins", "4", "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    assert out.is_file() and plot.is_file()

@@ -575,6 +575,24 @@ def test_png_and_preview_into_a_missing_folder_are_created(world, tmp_path):
     assert code == 0 and (tmp_path / "pics" / "p.png").is_file(), text
 
 
+def test_every_output_file_into_a_missing_folder_is_created_and_a_failure_removes_it(world, tmp_path):
+    """The positional outputs make their folders as --out, --png and --preview do; a command that fails leaves none."""
+    code, text = invoke(["simulate", tmp_path / "s" / "sim.h5", "--slices", "1", "--frames", "4", "--height", "16",
+                         "--width", "16"])
+    assert code == 0 and (tmp_path / "s" / "sim.h5").is_file(), text
+    code, text = invoke(["convert", world["scan"], tmp_path / "c" / "d" / "converted.h5"])
+    assert code == 0 and (tmp_path / "c" / "d" / "converted.h5").is_file(), text
+    code, text = invoke(["reconstruct", world["ckpt"], world["scan"], "--out", tmp_path / "r", "--device", "cpu"])
+    assert code == 0, text
+    code, text = invoke(["export", tmp_path / "r" / "scan_recon.h5", tmp_path / "e" / "f" / "scan.cfl"])
+    assert code == 0 and (tmp_path / "e" / "f" / "scan.cfl").is_file() and (tmp_path / "e" / "f" / "scan.hdr").is_file(), text
+    not_hdf5 = tmp_path / "notes.h5"
+    not_hdf5.write_text("not HDF5")
+    refused(["convert", not_hdf5, tmp_path / "gone" / "deeper" / "x.h5"], ["notes.h5"], tmp_path)
+    refused(["export", not_hdf5, tmp_path / "gone" / "x.nii"], ["notes.h5"], tmp_path)
+    assert not (tmp_path / "gone").exists()
+
+
 def test_png_and_preview_under_a_file_are_refused_before_any_work(world, tmp_path):
     blocker = tmp_path / "blocker"
     blocker.write_text("a file, not a folder")
