@@ -44,7 +44,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -389,49 +389,24 @@ class _OutOfTime(Exception):
     """The weight search reached its deadline."""
 
 
-@torch.no_grad()
-def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic: bool = True,
-                   fraction: float = HOLDOUT_FRACTION, iterations: Optional[int] = None, seed: int = 0,
-                   progress=None, deadline: Optional[float] = None) -> TVWeights:
-    """Choose ``(spatial, temporal, low_rank)`` weights by k-space cross-validation on ``problems``.
+Weights = tuple[float, float, float]
 
-    ``problems``: ``(physics, y)`` pairs of normalised dynamic data. For each, ``fraction`` of every frame's
-    measured locations (radial data: spokes) is held out once; a candidate's score is the held-out k-space
-    error of its solution relative to the held-out samples' energy, summed over the
-    problems. The search is coordinate-wise on the grids (temporal first from
-    :data:`TEMPORAL_START`, then spatial from :data:`SPATIAL_START`, then the low-rank weight
-    from 0 (dynamic data only), then each again from where it stands until none
-    moves), each walk downhill, as the error is smooth in the log-weights.
-    ``progress``: called with no argument after each solve. ``deadline``: a
-    :func:`time.monotonic` time after which no new candidate is solved; the best one so far
-    wins (``TVWeights.complete`` is then False).
+
+def search_grid(score: Callable[[Weights], float], dynamic: bool = True) -> Weights:
+    """The ``(spatial, temporal, low_rank)`` grid point that the downhill search of :func:`select_weights` ends on.
+
+    ``score`` is called on grid points (memoise it: the walks revisit them). Temporal first from
+    :data:`TEMPORAL_START`, then spatial from :data:`SPATIAL_START`, then (dynamic data) each
+    weight again from where it stands, the low-rank weight from 0, and every weight that is on
+    one grid step together, less or more, until nothing moves. Static data: spatial only.
+
+    >>> valley = lambda w: 100 * math.log(w[0] / w[1]) ** 2 + math.log(w[1] / 0.0005) ** 2 + w[2]
+    >>> search_grid(valley)   # a narrow diagonal valley: one weight at a time, the walks stop at 0.002
+    (0.001, 0.001, 0.0)
     """
-    gen = torch.Generator().manual_seed(seed)
-    folds = []
-    for physics, y in problems:
-        fold = make_fold(physics, y, fraction, gen)
-        start = fold.physics_in.view_sharing(fold.y_in)  # each fold starts from its own input's view sharing
-        # ||A|| once per fold (Cartesian PDHG's step sizes; radial ADMM needs none)
-        norm = None if getattr(physics, "radial", False) else operator_norm(fold.physics_in, tuple(start.shape))
-        folds.append((fold, start, norm))
-    cache: dict[tuple[float, float, float], float] = {}
-
-    def score(w: tuple[float, float, float]) -> float:
-        if w not in cache:
-            if deadline is not None and cache and time.monotonic() > deadline:
-                raise _OutOfTime
-            total = 0.0
-            for fold, start, a_norm in folds:
-                z = tv_reconstruct(fold.physics_in, fold.y_in, *w[:2], iterations, x0=start, a_norm=a_norm, low_rank=w[2])
-                total += heldout_error(fold, z)
-                if progress is not None:
-                    progress()
-            cache[w] = total
-        return cache[w]
-
-    def walk(w: tuple[float, float, float], axis: int, values: Sequence[float]) -> tuple[float, float, float]:
+    def walk(w: Weights, axis: int, values: Sequence[float]) -> Weights:
         # walk down the valley along one weight from where it stands: stops at the first rise
-        def at(j: int) -> tuple[float, float, float]:
+        def at(j: int) -> Weights:
             return w[:axis] + (values[j],) + w[axis + 1:]
 
         i = values.index(w[axis])
@@ -446,19 +421,77 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic:
             else:
                 return at(i)
 
+    axes = [(1, TEMPORAL_GRID), (0, SPATIAL_GRID), (2, LOW_RANK_GRID)]
+
+    def together(w: Weights, step: int) -> Optional[Weights]:
+        # every weight that is on moves one grid step the same way (a weight at 0 stays off)
+        out = list(w)
+        for axis, values in axes:
+            if w[axis] > 0:
+                j = values.index(w[axis]) + step
+                if not 0 <= j < len(values) or values[j] == 0:
+                    return None
+                out[axis] = values[j]
+        return (out[0], out[1], out[2])
+
     w = (SPATIAL_GRID[3], TEMPORAL_START if dynamic else 0.0, 0.0)
+    if dynamic:
+        w = walk(w, 1, TEMPORAL_GRID)
+    w = walk((SPATIAL_START,) + w[1:], 0, SPATIAL_GRID)
+    for _ in range(len(SPATIAL_GRID) if dynamic else 0):  # until nothing moves (a move is always downhill)
+        before = w
+        for axis, values in axes:
+            w = walk(w, axis, values)
+        # a valley along the diagonal (less of every term, or more) traps walks along one weight at a time
+        for step in (-1, 1):
+            while (c := together(w, step)) is not None and score(c) < score(w):
+                w = c
+        if w == before:
+            break
+    return w
+
+
+@torch.no_grad()
+def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic: bool = True,
+                   fraction: float = HOLDOUT_FRACTION, iterations: Optional[int] = None, seed: int = 0,
+                   progress=None, deadline: Optional[float] = None) -> TVWeights:
+    """Choose ``(spatial, temporal, low_rank)`` weights by k-space cross-validation on ``problems``.
+
+    ``problems``: ``(physics, y)`` pairs of normalised dynamic data. For each, ``fraction`` of every frame's
+    measured locations (radial data: spokes) is held out once; a candidate's score is the held-out k-space
+    error of its solution relative to the held-out samples' energy, summed over the
+    problems. The search (:func:`search_grid`) walks downhill on the grids, as the error is
+    smooth in the log-weights.
+    ``progress``: called with no argument after each solve. ``deadline``: a
+    :func:`time.monotonic` time after which no new candidate is solved; the best one so far
+    wins (``TVWeights.complete`` is then False).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    folds = []
+    for physics, y in problems:
+        fold = make_fold(physics, y, fraction, gen)
+        start = fold.physics_in.view_sharing(fold.y_in)  # each fold starts from its own input's view sharing
+        # ||A|| once per fold (Cartesian PDHG's step sizes; radial ADMM needs none)
+        norm = None if getattr(physics, "radial", False) else operator_norm(fold.physics_in, tuple(start.shape))
+        folds.append((fold, start, norm))
+    cache: dict[Weights, float] = {}
+
+    def score(w: Weights) -> float:
+        if w not in cache:
+            if deadline is not None and cache and time.monotonic() > deadline:
+                raise _OutOfTime
+            total = 0.0
+            for fold, start, a_norm in folds:
+                z = tv_reconstruct(fold.physics_in, fold.y_in, *w[:2], iterations, x0=start, a_norm=a_norm, low_rank=w[2])
+                total += heldout_error(fold, z)
+                if progress is not None:
+                    progress()
+            cache[w] = total
+        return cache[w]
+
     complete = True
     try:
-        if dynamic:
-            w = walk(w, 1, TEMPORAL_GRID)
-        w = walk((SPATIAL_START,) + w[1:], 0, SPATIAL_GRID)
-        axes = [(1, TEMPORAL_GRID), (0, SPATIAL_GRID), (2, LOW_RANK_GRID)]
-        for _ in range(len(SPATIAL_GRID) if dynamic else 0):  # until no walk moves (a move is always downhill)
-            before = w
-            for axis, values in axes:
-                w = walk(w, axis, values)
-            if w == before:
-                break
+        w = search_grid(score, dynamic)
     except _OutOfTime:
         complete = False
         w = min(cache, key=cache.__getitem__)
