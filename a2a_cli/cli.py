@@ -530,6 +530,7 @@ def _reconstruct_all(ckpt, net, inputs: list, out_dir: Path, dev, overwrite: boo
             results.append(res)
             if exports:
                 from .export import export as run_export
+
                 run_export(res.output, exports[i][0], fmt=exports[i][1], overwrite=overwrite)
     table = {"files": [r.summary() for r in results], "overall": overall(results), "checkpoint": str(ckpt.path),
              "network": ckpt.model_name, "mode": ckpt.mode, "_keep": keep}
