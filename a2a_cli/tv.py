@@ -4,7 +4,7 @@
 image is a sequence of one frame),
 
     argmin_x  1/2 ||W^(1/2) (A x - y)||^2  +  spatial * sum (|d_H x| + |d_W x|)  +  temporal * sum |d_t x|
-                                           +  low_rank * sum_blocks ||x_block||_*
+                                           +  low_rank * sum_blocks ||x_block||_*  +  fourier * ||D F_t x||_1
 
 (anisotropic spatial TV on the complex image, and TV along time; the anisotropic form measured
 up to 1.1 dB better than the isotropic one at the same weights on dynamic and static phantoms,
@@ -13,7 +13,10 @@ every block of 8x8 pixels taken through all frames as a 64 x T matrix, the block
 random in every iteration as BART ``pics -R L`` does (:func:`low_rank_prox`). The low-rank term
 is what the field adds for dynamic data: neighbouring pixels share a few temporal profiles. On
 the textured and anatomical dynamic benchmark files it measured 1 to 3 dB above TV alone
-(benchmarks/RESULTS.md, "Locally low rank"). ``W`` weights each measured sample by the k-space it stands for:
+(benchmarks/RESULTS.md, "Locally low rank"). The last term is the l1 norm of every pixel's
+temporal spectrum (``F_t``, the unitary DFT along time) without its mean (``D`` drops frequency
+0): sparsity in x-f space, the prior of k-t SPARSE (Lustig et al. 2006) for motion that repeats,
+as a heart beat or regular breathing does (:func:`fourier_prox`). ``W`` weights each measured sample by the k-space it stands for:
 Cartesian lines by their spacing (:func:`line_weights`; all 1 where the frames together measure
 every line), radial samples by the square root of their density compensation. Cartesian data,
 single- or multi-coil, are solved by the primal-dual hybrid gradient method (Chambolle and Pock
@@ -52,7 +55,7 @@ from .holdout import HOLDOUT_FRACTION, heldout_error, make_fold
 from .physics import MRIPhysics, to_complex, to_real
 
 __all__ = ["TVWeights", "gradient", "gradient_adjoint", "operator_norm", "tv_reconstruct", "select_weights", "unit_scale",
-           "low_rank_prox", "LOW_RANK_BLOCK", "LOW_RANK_GRID", "TV_ITERATIONS", "ADMM_ITERATIONS", "RADIAL_DCF_POWER", "CARTESIAN_DCF_POWER", "line_weights", "SPATIAL_GRID", "TEMPORAL_GRID"]
+           "low_rank_prox", "fourier_prox", "temporal_spectrum", "LOW_RANK_BLOCK", "LOW_RANK_GRID", "FOURIER_GRID", "TV_ITERATIONS", "ADMM_ITERATIONS", "RADIAL_DCF_POWER", "CARTESIAN_DCF_POWER", "line_weights", "SPATIAL_GRID", "TEMPORAL_GRID"]
 
 #: Solver iterations of a reconstruction (from the view-shared image; with :data:`PRIMAL_WEIGHT`
 #: 300 agree with 1000 to 0.01 dB on the dynamic benchmark file).
@@ -83,16 +86,19 @@ SPATIAL_START, TEMPORAL_START = 0.005, 0.03
 LOW_RANK_BLOCK = 8
 #: Candidate low-rank weights (0: no such term, where the search starts).
 LOW_RANK_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8)
+#: Candidate weights of the temporal-spectrum term (0: no such term, where the search starts).
+FOURIER_GRID = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.4)
 
 
 @dataclass(frozen=True)
 class TVWeights:
-    """The regularisation weights and how they were found (``table``: ``(spatial, temporal, low_rank, held-out error)``)."""
+    """The regularisation weights and how they were found (``table``: ``(spatial, temporal, low_rank, fourier, held-out error)``)."""
 
     spatial: float
     temporal: float
     low_rank: float = 0.0
-    table: tuple[tuple[float, float, float, float], ...] = ()
+    fourier: float = 0.0
+    table: tuple[tuple[float, float, float, float, float], ...] = ()
     #: False when the search stopped at its deadline (the best candidate tried so far).
     complete: bool = True
 
@@ -100,11 +106,12 @@ class TVWeights:
         """One line for the console."""
         text = f"spatial TV weight {self.spatial:g}"
         text += f", temporal {self.temporal:g}" if self.temporal > 0 else ""
-        return text + (f", locally low rank {self.low_rank:g}" if self.low_rank > 0 else "")
+        text += f", locally low rank {self.low_rank:g}" if self.low_rank > 0 else ""
+        return text + (f", temporal spectrum {self.fourier:g}" if self.fourier > 0 else "")
 
     def as_list(self) -> list[float]:
-        """``[spatial, temporal, low_rank]``: how checkpoints and ``--json`` carry them."""
-        return [self.spatial, self.temporal, self.low_rank]
+        """``[spatial, temporal, low_rank, fourier]``: how checkpoints and ``--json`` carry them."""
+        return [self.spatial, self.temporal, self.low_rank, self.fourier]
 
 
 def gradient(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -196,10 +203,38 @@ def low_rank_prox(z: torch.Tensor, threshold: float, generator: Optional[torch.G
     return torch.roll(padded[:, :, :h, :w], (dh, dw), (2, 3))
 
 
+def temporal_spectrum(z: torch.Tensor) -> torch.Tensor:
+    """``D F_t z``: the unitary DFT along time (dim 1) of a complex sequence ``(B, T, H, W)``, frequency 0 set to 0."""
+    spectrum = torch.fft.fft(z, dim=1, norm="ortho")
+    spectrum[:, 0] = 0
+    return spectrum
+
+
+def fourier_prox(z: torch.Tensor, threshold: float) -> torch.Tensor:
+    """The prox of ``threshold * ||D F_t z||_1`` on a complex sequence ``(B, T, H, W)``.
+
+    Every pixel's temporal spectrum is soft-thresholded, its mean (frequency 0) left alone; as
+    ``F_t`` is unitary this is exact.
+
+    >>> t = torch.arange(8.0)
+    >>> z = (1 + 0.5 * torch.cos(2 * math.pi * t / 8)).reshape(1, 8, 1, 1).to(torch.complex64)
+    >>> out = fourier_prox(z, 0.1).real.flatten()
+    >>> [round(float(v), 3) for v in out[:3]]     # the mean stays 1; the beat (amplitude 0.5) shrinks to 0.429
+    [1.429, 1.304, 1.0]
+    >>> torch.allclose(fourier_prox(z, 0.0), z, atol=1e-6)
+    True
+    """
+    spectrum = torch.fft.fft(z, dim=1, norm="ortho")
+    mean = spectrum[:, :1].clone()
+    spectrum = _shrink(spectrum, threshold)
+    spectrum[:, :1] = mean
+    return torch.fft.ifft(spectrum, dim=1, norm="ortho")
+
+
 @torch.no_grad()
 def tv_reconstruct(physics: MRIPhysics, y: torch.Tensor, spatial: float, temporal: float,
                    iterations: Optional[int] = None, x0: Optional[torch.Tensor] = None,
-                   a_norm: Optional[float] = None, low_rank: float = 0.0) -> torch.Tensor:
+                   a_norm: Optional[float] = None, low_rank: float = 0.0, fourier: float = 0.0) -> torch.Tensor:
     """The TV-regularised reconstruction ``(B, 2, T, H, W)`` of dynamic ``y`` (layouts of :mod:`a2a_cli.physics`).
 
     ``x0``: the starting image (default: the zero-filled adjoint; the view-shared image
@@ -207,7 +242,8 @@ def tv_reconstruct(physics: MRIPhysics, y: torch.Tensor, spatial: float, tempora
     estimated). Weights of 0 drop a term; with all 0 this is a least-squares solve.
     ``low_rank``: the weight of the locally low-rank term (it needs more than one frame, and is
     left out of a single frame). Its random block shifts are drawn from a
-    fixed seed, so the same input gives the same image.
+    fixed seed, so the same input gives the same image. ``fourier``: the weight of the
+    temporal-spectrum term (likewise left out of a single frame).
     Not differentiable (it runs under ``no_grad``): the networks take it as their input.
     ``iterations``: the solver's iterations (None: its default, :data:`TV_ITERATIONS` or
     :data:`ADMM_ITERATIONS`); ``a_norm`` serves the Cartesian solver only.
@@ -217,10 +253,12 @@ def tv_reconstruct(physics: MRIPhysics, y: torch.Tensor, spatial: float, tempora
     of the normal operator) where ``A`` itself is a slow NUFFT; their data term weights each
     sample by the square root of its density compensation (:data:`RADIAL_DCF_POWER`).
     """
-    if min(spatial, temporal, low_rank) < 0 or not all(math.isfinite(v) for v in (spatial, temporal, low_rank)):
-        raise ValueError(f"TV weights must be finite and >= 0, got {spatial}, {temporal}, {low_rank}")
+    values = (spatial, temporal, low_rank, fourier)
+    if min(values) < 0 or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"TV weights must be finite and >= 0, got {', '.join(str(v) for v in values)}")
     if getattr(physics, "radial", False):
-        return _admm(physics, y, spatial, temporal, ADMM_ITERATIONS if iterations is None else iterations, x0, low_rank)
+        return _admm(physics, y, spatial, temporal, ADMM_ITERATIONS if iterations is None else iterations, x0, low_rank,
+                     fourier)
     iterations = TV_ITERATIONS if iterations is None else iterations
     forward, adjoint = physics._forward_complex, physics._adjoint_complex
     k = to_complex(y)
@@ -228,9 +266,10 @@ def tv_reconstruct(physics: MRIPhysics, y: torch.Tensor, spatial: float, tempora
     if z.ndim != 4:
         raise ValueError(f"tv_reconstruct needs a dynamic image (B, 2, T, H, W), got {z.ndim + 1} dimensions")
     use_s, use_t, use_l = spatial > 0, temporal > 0 and z.shape[1] > 1, low_rank > 0 and z.shape[1] > 1
+    use_f = fourier > 0 and z.shape[1] > 1
     a2 = (operator_norm(physics, (z.shape[0], 2) + tuple(z.shape[1:])) if a_norm is None else a_norm) ** 2
-    # ||K||^2 <= ||A||^2 + ||grad_HW||^2 (8) + ||d_t||^2 (4)
-    step = 1.0 / math.sqrt(a2 + (8.0 if use_s else 0.0) + (4.0 if use_t else 0.0))
+    # ||K||^2 <= ||A||^2 + ||grad_HW||^2 (8) + ||d_t||^2 (4) + ||D F_t||^2 (1)
+    step = 1.0 / math.sqrt(a2 + (8.0 if use_s else 0.0) + (4.0 if use_t else 0.0) + (1.0 if use_f else 0.0))
     tau, sigma = step * PRIMAL_WEIGHT, step / PRIMAL_WEIGHT
     # the data term's dual prox: p <- (p + sigma (A z_bar - y)) / (1 + sigma / w), w the lines' weights
     weights = line_weights(physics.mask, CARTESIAN_DCF_POWER)
@@ -240,6 +279,7 @@ def tv_reconstruct(physics: MRIPhysics, y: torch.Tensor, spatial: float, tempora
     p = torch.zeros_like(k)
     q = torch.zeros((z.shape[0], 2) + tuple(z.shape[1:]), dtype=z.dtype, device=z.device)
     r = torch.zeros_like(z)
+    f = torch.zeros_like(z) if use_f else None  # the temporal spectrum's dual
     shifts = torch.Generator().manual_seed(0)
     for _ in range(iterations):
         # dual steps: the data term (prox of its conjugate), then projections onto the TV balls
@@ -248,6 +288,10 @@ def tv_reconstruct(physics: MRIPhysics, y: torch.Tensor, spatial: float, tempora
         if use_s or use_t:
             _tv_dual_step(q, r, z_bar, sigma, spatial if use_s else 0.0, temporal if use_t else 0.0)
             update.add_(gradient_adjoint(q, r))
+        if f is not None:  # dualised like TV (F_t unitary): its dual steps and is projected onto its ball
+            f.add_(temporal_spectrum(z_bar), alpha=sigma)
+            f.div_(torch.clamp(f.abs().div_(fourier), min=1.0))
+            update.add_(torch.fft.ifft(f, dim=1, norm="ortho"))
         # primal step (with the low-rank term's prox) and extrapolation: z_bar = 2 z_new - z
         z_bar = z.sub(update, alpha=tau)
         if use_l:
@@ -311,15 +355,17 @@ def _shrink(v: torch.Tensor, threshold: float) -> torch.Tensor:
 
 
 def _admm(physics: MRIPhysics, y: torch.Tensor, spatial: float, temporal: float, iterations: int,
-          x0: Optional[torch.Tensor], low_rank: float = 0.0) -> torch.Tensor:
+          x0: Optional[torch.Tensor], low_rank: float = 0.0, fourier: float = 0.0) -> torch.Tensor:
     """:func:`tv_reconstruct` of radial data by ADMM, on the data term ``1/2 ||W^(1/2) (A x - y)||^2``.
 
     ``W`` weights each sample by its density compensation to the power :data:`RADIAL_DCF_POWER`
     (:meth:`~a2a_cli.nufft.RadialMRI.data_weights`). The TV differences are split off
-    (``v = grad x``), and so is the image itself for the low-rank term (``l = x``); each iteration
-    solves ``(A^H W A + rho grad^H grad + rho [low_rank > 0]) x = A^H W y + rho grad^H (v - u) + rho (l - m)``
+    (``v = grad x``), and so is the image itself for the low-rank term (``l = x``) and for the
+    temporal-spectrum term (``g = x``); each iteration solves
+    ``(A^H W A + rho grad^H grad + rho [low_rank > 0] + rho [fourier > 0]) x = A^H W y + rho grad^H (v - u) + rho (l - m) + rho (g - n)``
     by :data:`ADMM_CG` conjugate-gradient steps from the last ``x`` (``A^H W A`` by Toeplitz
-    embedding: FFTs only), then shrinks ``v`` and thresholds ``l``'s blocks (:func:`low_rank_prox`).
+    embedding: FFTs only), then shrinks ``v``, thresholds ``l``'s blocks (:func:`low_rank_prox`)
+    and ``g``'s temporal spectra (:func:`fourier_prox`).
     ``rho`` starts at the mean eigenvalue of ``A^H W A`` (for coil maps of unit energy) and is
     balanced against the residuals (Boyd et al. 2011, 3.4.1), which kept 30 iterations within
     0.1 dB of 100 over weights a factor 4 apart.
@@ -334,6 +380,7 @@ def _admm(physics: MRIPhysics, y: torch.Tensor, spatial: float, temporal: float,
     h, w = physics.image_size
     rho = max(float(weights.sum()) / (weights.shape[0] * h * w), 1e-6)
     use_s, use_t, use_l = spatial > 0, temporal > 0 and x.shape[1] > 1, low_rank > 0 and x.shape[1] > 1
+    use_f = fourier > 0 and x.shape[1] > 1
     shifts = torch.Generator().manual_seed(0)
 
     def diffs(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -342,15 +389,18 @@ def _admm(physics: MRIPhysics, y: torch.Tensor, spatial: float, temporal: float,
 
     def system(z: torch.Tensor) -> torch.Tensor:
         out = physics.normal(z, weights=weights).add_(gradient_adjoint(*diffs(z)), alpha=rho)
-        return out.add_(z, alpha=rho) if use_l else out
+        return out.add_(z, alpha=rho * (int(use_l) + int(use_f)))
 
     vs, vt = diffs(x)
     us, ut = torch.zeros_like(vs), torch.zeros_like(vt)
     lr, ml = x.clone(), torch.zeros_like(x)  # the low-rank split and its scaled dual (unused without the term)
+    sp, ms = x.clone(), torch.zeros_like(x)  # the same for the temporal-spectrum term
     for _ in range(iterations):
         r = rhs + rho * gradient_adjoint(vs - us, vt - ut) - system(x)
         if use_l:
             r.add_(lr - ml, alpha=rho)
+        if use_f:
+            r.add_(sp - ms, alpha=rho)
         p, rr = r.clone(), dot(r, r)
         for _ in range(ADMM_CG):
             if rr == 0:
@@ -362,7 +412,7 @@ def _admm(physics: MRIPhysics, y: torch.Tensor, spatial: float, temporal: float,
             rr, rr_old = dot(r, r), rr
             p = r.add(p, alpha=rr / rr_old)
         gs, gt = diffs(x)
-        vs_old, vt_old, lr_old = vs, vt, lr
+        vs_old, vt_old, lr_old, sp_old = vs, vt, lr, sp
         vs, vt = _shrink(gs + us, spatial / rho), _shrink(gt + ut, temporal / rho)
         us.add_(gs - vs)
         ut.add_(gt - vt)
@@ -373,14 +423,19 @@ def _admm(physics: MRIPhysics, y: torch.Tensor, spatial: float, temporal: float,
             ml.add_(x - lr)
             primal2 += dot(x - lr, x - lr)
             change = change + (lr - lr_old)
+        if use_f:
+            sp = fourier_prox(x + ms, fourier / rho)
+            ms.add_(x - sp)
+            primal2 += dot(x - sp, x - sp)
+            change = change + (sp - sp_old)
         primal, dual = math.sqrt(primal2), rho * math.sqrt(dot(change, change))
         if primal > 10 * dual:  # residual balancing: rho doubles or halves, the scaled duals with it
             rho *= 2
-            for u in (us, ut, ml):
+            for u in (us, ut, ml, ms):
                 u.div_(2)
         elif dual > 10 * primal:
             rho /= 2
-            for u in (us, ut, ml):
+            for u in (us, ut, ml, ms):
                 u.mul_(2)
     return to_real(x)
 
@@ -389,20 +444,20 @@ class _OutOfTime(Exception):
     """The weight search reached its deadline."""
 
 
-Weights = tuple[float, float, float]
+Weights = tuple[float, float, float, float]
 
 
 def search_grid(score: Callable[[Weights], float], dynamic: bool = True) -> Weights:
-    """The ``(spatial, temporal, low_rank)`` grid point that the downhill search of :func:`select_weights` ends on.
+    """The ``(spatial, temporal, low_rank, fourier)`` grid point that the downhill search of :func:`select_weights` ends on.
 
     ``score`` is called on grid points (memoise it: the walks revisit them). Temporal first from
     :data:`TEMPORAL_START`, then spatial from :data:`SPATIAL_START`, then (dynamic data) each
-    weight again from where it stands, the low-rank weight from 0, and every weight that is on
+    weight again from where it stands, the low-rank and temporal-spectrum weights from 0, and every weight that is on
     one grid step together, less or more, until nothing moves. Static data: spatial only.
 
-    >>> valley = lambda w: 100 * math.log(w[0] / w[1]) ** 2 + math.log(w[1] / 0.0005) ** 2 + w[2]
+    >>> valley = lambda w: 100 * math.log(w[0] / w[1]) ** 2 + math.log(w[1] / 0.0005) ** 2 + w[2] + w[3]
     >>> search_grid(valley)   # a narrow diagonal valley: one weight at a time, the walks stop at 0.002
-    (0.001, 0.001, 0.0)
+    (0.001, 0.001, 0.0, 0.0)
     """
     def walk(w: Weights, axis: int, values: Sequence[float]) -> Weights:
         # walk down the valley along one weight from where it stands: stops at the first rise
@@ -421,7 +476,7 @@ def search_grid(score: Callable[[Weights], float], dynamic: bool = True) -> Weig
             else:
                 return at(i)
 
-    axes = [(1, TEMPORAL_GRID), (0, SPATIAL_GRID), (2, LOW_RANK_GRID)]
+    axes = [(1, TEMPORAL_GRID), (0, SPATIAL_GRID), (2, LOW_RANK_GRID), (3, FOURIER_GRID)]
 
     def together(w: Weights, step: int) -> Optional[Weights]:
         # every weight that is on moves one grid step the same way (a weight at 0 stays off)
@@ -432,9 +487,9 @@ def search_grid(score: Callable[[Weights], float], dynamic: bool = True) -> Weig
                 if not 0 <= j < len(values) or values[j] == 0:
                     return None
                 out[axis] = values[j]
-        return (out[0], out[1], out[2])
+        return (out[0], out[1], out[2], out[3])
 
-    w = (SPATIAL_GRID[3], TEMPORAL_START if dynamic else 0.0, 0.0)
+    w = (SPATIAL_GRID[3], TEMPORAL_START if dynamic else 0.0, 0.0, 0.0)
     if dynamic:
         w = walk(w, 1, TEMPORAL_GRID)
     w = walk((SPATIAL_START,) + w[1:], 0, SPATIAL_GRID)
@@ -455,7 +510,7 @@ def search_grid(score: Callable[[Weights], float], dynamic: bool = True) -> Weig
 def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic: bool = True,
                    fraction: float = HOLDOUT_FRACTION, iterations: Optional[int] = None, seed: int = 0,
                    progress=None, deadline: Optional[float] = None) -> TVWeights:
-    """Choose ``(spatial, temporal, low_rank)`` weights by k-space cross-validation on ``problems``.
+    """Choose ``(spatial, temporal, low_rank, fourier)`` weights by k-space cross-validation on ``problems``.
 
     ``problems``: ``(physics, y)`` pairs of normalised dynamic data. For each, ``fraction`` of every frame's
     measured locations (radial data: spokes) is held out once; a candidate's score is the held-out k-space
@@ -482,7 +537,8 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic:
                 raise _OutOfTime
             total = 0.0
             for fold, start, a_norm in folds:
-                z = tv_reconstruct(fold.physics_in, fold.y_in, *w[:2], iterations, x0=start, a_norm=a_norm, low_rank=w[2])
+                z = tv_reconstruct(fold.physics_in, fold.y_in, *w[:2], iterations, x0=start, a_norm=a_norm, low_rank=w[2],
+                                   fourier=w[3])
                 total += heldout_error(fold, z)
                 if progress is not None:
                     progress()
@@ -496,4 +552,4 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic:
         complete = False
         w = min(cache, key=cache.__getitem__)
     table = tuple(sorted(key + (round(v, 6),) for key, v in cache.items()))
-    return TVWeights(spatial=w[0], temporal=w[1], low_rank=w[2], table=table, complete=complete)
+    return TVWeights(spatial=w[0], temporal=w[1], low_rank=w[2], fourier=w[3], table=table, complete=complete)

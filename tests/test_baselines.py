@@ -52,9 +52,9 @@ def test_dynamic_shape_and_tv_time_beats_zero_filled():
 
 
 @pytest.mark.skipif(shutil.which("bart") is None, reason="bart not installed")
-@pytest.mark.parametrize("regulariser", ["llr", "llr+tv/3+tv-t"])
-def test_bart_locally_low_rank_forms_beat_zero_filled_on_a_still_sequence(regulariser):
-    k, m, _, x = _static_case(1, seed=1)  # one image in every frame: rank 1 through time
+@pytest.mark.parametrize("regulariser", ["llr", "llr+tv/3+tv-t", "tv/10+tv-t+f-t/10", "tv/10+tv-t+f-t/3"])
+def test_bart_low_rank_and_temporal_fourier_forms_beat_zero_filled_on_a_still_sequence(regulariser):
+    k, m, _, x = _static_case(1, seed=1)  # one image in every frame: rank 1 through time, one temporal frequency
     out = baselines.reconstruct(k, m, None, mode="dynamic", regulariser=regulariser, weight=0.01, iterations=60,
                                 backend_name="bart")
     ref = np.broadcast_to(x, k.shape)
