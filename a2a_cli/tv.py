@@ -55,11 +55,17 @@ from .holdout import HOLDOUT_FRACTION, heldout_error, make_fold
 from .physics import MRIPhysics, to_complex, to_real
 
 __all__ = ["TVWeights", "gradient", "gradient_adjoint", "operator_norm", "tv_reconstruct", "select_weights", "unit_scale",
-           "low_rank_prox", "fourier_prox", "temporal_spectrum", "LOW_RANK_BLOCK", "LOW_RANK_GRID", "FOURIER_GRID", "TV_ITERATIONS", "ADMM_ITERATIONS", "RADIAL_DCF_POWER", "CARTESIAN_DCF_POWER", "line_weights", "SPATIAL_GRID", "TEMPORAL_GRID"]
+           "low_rank_prox", "fourier_prox", "temporal_spectrum", "LOW_RANK_BLOCK", "LOW_RANK_GRID", "FOURIER_GRID", "TV_ITERATIONS", "SEARCH_ITERATIONS", "ADMM_ITERATIONS", "RADIAL_DCF_POWER", "CARTESIAN_DCF_POWER", "line_weights", "SPATIAL_GRID", "TEMPORAL_GRID"]
 
 #: Solver iterations of a reconstruction (from the view-shared image; with :data:`PRIMAL_WEIGHT`
 #: 300 agree with 1000 to 0.01 dB on the dynamic benchmark file).
 TV_ITERATIONS = 300
+#: Iterations of each Cartesian solve in the weight search (:func:`select_weights`): with four
+#: weights a search solves about 40 to 55 candidates. On the respiratory and quick-start files 100
+#: iterations chose the same weights as 300, on the periodic one weights one grid step away and
+#: 0.04 dB better on its test file, in a quarter to a fifth of the time (211 to 229 s against 708
+#: to 1031 s on one thread; benchmarks/RESULTS.md, "Temporal spectrum").
+SEARCH_ITERATIONS = 100
 #: ADMM iterations of a radial reconstruction (:func:`_admm`), and conjugate-gradient steps in
 #: each: 30 x 5 came within 0.1 dB of 100 x 8 on the dynamic radial benchmark files.
 ADMM_ITERATIONS, ADMM_CG = 30, 5
@@ -516,7 +522,8 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic:
     measured locations (radial data: spokes) is held out once; a candidate's score is the held-out k-space
     error of its solution relative to the held-out samples' energy, summed over the
     problems. The search (:func:`search_grid`) walks downhill on the grids, as the error is
-    smooth in the log-weights.
+    smooth in the log-weights. ``iterations``: of each solve (None: :data:`SEARCH_ITERATIONS` for
+    Cartesian data, :data:`ADMM_ITERATIONS` for radial).
     ``progress``: called with no argument after each solve. ``deadline``: a
     :func:`time.monotonic` time after which no new candidate is solved; the best one so far
     wins (``TVWeights.complete`` is then False).
@@ -537,7 +544,9 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic:
                 raise _OutOfTime
             total = 0.0
             for fold, start, a_norm in folds:
-                z = tv_reconstruct(fold.physics_in, fold.y_in, *w[:2], iterations, x0=start, a_norm=a_norm, low_rank=w[2],
+                radial = getattr(fold.physics_in, "radial", False)
+                steps = iterations if iterations is not None or radial else SEARCH_ITERATIONS
+                z = tv_reconstruct(fold.physics_in, fold.y_in, *w[:2], steps, x0=start, a_norm=a_norm, low_rank=w[2],
                                    fourier=w[3])
                 total += heldout_error(fold, z)
                 if progress is not None:
