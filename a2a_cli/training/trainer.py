@@ -491,7 +491,7 @@ def select_tv_weights(dataset: Any, mode: str, share_window: Optional[int], devi
 
         weights = select_weights(problems, dynamic=dynamic, progress=solved, deadline=deadline)
     cut = "" if weights.complete else "; the search stopped at its share of the time budget, best so far"
-    log(f"TV: {weights.describe()} ({len(weights.table)} candidates, {time.monotonic() - began:.0f} s{cut})")
+    log(f"TV: {weights.describe()} ({weights.tried} candidates, {time.monotonic() - began:.0f} s{cut})")
     return weights
 
 
