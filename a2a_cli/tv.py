@@ -55,18 +55,11 @@ from .holdout import HOLDOUT_FRACTION, heldout_error, make_fold
 from .physics import MRIPhysics, to_complex, to_real
 
 __all__ = ["TVWeights", "gradient", "gradient_adjoint", "operator_norm", "tv_reconstruct", "select_weights", "unit_scale",
-           "low_rank_prox", "fourier_prox", "temporal_spectrum", "LOW_RANK_BLOCK", "LOW_RANK_GRID", "FOURIER_GRID", "TV_ITERATIONS", "SEARCH_ITERATIONS", "ADMM_ITERATIONS", "RADIAL_DCF_POWER", "CARTESIAN_DCF_POWER", "line_weights", "SPATIAL_GRID", "TEMPORAL_GRID"]
+           "low_rank_prox", "fourier_prox", "temporal_spectrum", "LOW_RANK_BLOCK", "LOW_RANK_GRID", "FOURIER_GRID", "TV_ITERATIONS", "ADMM_ITERATIONS", "RADIAL_DCF_POWER", "CARTESIAN_DCF_POWER", "line_weights", "SPATIAL_GRID", "TEMPORAL_GRID"]
 
 #: Solver iterations of a reconstruction (from the view-shared image; with :data:`PRIMAL_WEIGHT`
 #: 300 agree with 1000 to 0.01 dB on the dynamic benchmark file).
 TV_ITERATIONS = 300
-#: Iterations of each Cartesian solve in the first stage of the weight search (:func:`select_weights`),
-#: which walks to the valley; the second walks on from there with :data:`TV_ITERATIONS`. With four
-#: weights a search solves about 40 to 55 candidates: at 100 iterations the respiratory and
-#: quick-start files chose the weights of 300 in a quarter of the time, but the 8-coil brain stopped
-#: one diagonal step away (0.45 dB worse): short solves of weakly regularised problems are not
-#: converged (benchmarks/RESULTS.md, "Temporal spectrum").
-SEARCH_ITERATIONS = 100
 #: ADMM iterations of a radial reconstruction (:func:`_admm`), and conjugate-gradient steps in
 #: each: 30 x 5 came within 0.1 dB of 100 x 8 on the dynamic radial benchmark files.
 ADMM_ITERATIONS, ADMM_CG = 30, 5
@@ -108,8 +101,6 @@ class TVWeights:
     table: tuple[tuple[float, float, float, float, float], ...] = ()
     #: False when the search stopped at its deadline (the best candidate tried so far).
     complete: bool = True
-    #: Candidates solved in all stages of the search (the table holds the last stage's).
-    tried: int = 0
 
     def describe(self) -> str:
         """One line for the console."""
@@ -456,14 +447,13 @@ class _OutOfTime(Exception):
 Weights = tuple[float, float, float, float]
 
 
-def search_grid(score: Callable[[Weights], float], dynamic: bool = True, start: Optional[Weights] = None) -> Weights:
+def search_grid(score: Callable[[Weights], float], dynamic: bool = True) -> Weights:
     """The ``(spatial, temporal, low_rank, fourier)`` grid point that the downhill search of :func:`select_weights` ends on.
 
     ``score`` is called on grid points (memoise it: the walks revisit them). Temporal first from
     :data:`TEMPORAL_START`, then spatial from :data:`SPATIAL_START`, then (dynamic data) each
     weight again from where it stands, the low-rank and temporal-spectrum weights from 0, and every weight that is on
     one grid step together, less or more, until nothing moves. Static data: spatial only.
-    ``start``: a grid point to walk on from instead (the end of a cheaper search).
 
     >>> valley = lambda w: 100 * math.log(w[0] / w[1]) ** 2 + math.log(w[1] / 0.0005) ** 2 + w[2] + w[3]
     >>> search_grid(valley)   # a narrow diagonal valley: one weight at a time, the walks stop at 0.002
@@ -499,13 +489,10 @@ def search_grid(score: Callable[[Weights], float], dynamic: bool = True, start: 
                 out[axis] = values[j]
         return (out[0], out[1], out[2], out[3])
 
-    if start is not None:
-        w = walk(start, 0, SPATIAL_GRID)
-    else:
-        w = (SPATIAL_GRID[3], TEMPORAL_START if dynamic else 0.0, 0.0, 0.0)
-        if dynamic:
-            w = walk(w, 1, TEMPORAL_GRID)
-        w = walk((SPATIAL_START,) + w[1:], 0, SPATIAL_GRID)
+    w = (SPATIAL_GRID[3], TEMPORAL_START if dynamic else 0.0, 0.0, 0.0)
+    if dynamic:
+        w = walk(w, 1, TEMPORAL_GRID)
+    w = walk((SPATIAL_START,) + w[1:], 0, SPATIAL_GRID)
     for _ in range(len(SPATIAL_GRID) if dynamic else 0):  # until nothing moves (a move is always downhill)
         before = w
         for axis, values in axes:
@@ -529,10 +516,7 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic:
     measured locations (radial data: spokes) is held out once; a candidate's score is the held-out k-space
     error of its solution relative to the held-out samples' energy, summed over the
     problems. The search (:func:`search_grid`) walks downhill on the grids, as the error is
-    smooth in the log-weights. ``iterations``: of each solve. None: Cartesian data are searched
-    twice, with :data:`SEARCH_ITERATIONS` and then on from where that ended with
-    :data:`TV_ITERATIONS` (the table holds the second search's candidates); radial data once, with
-    :data:`ADMM_ITERATIONS`.
+    smooth in the log-weights.
     ``progress``: called with no argument after each solve. ``deadline``: a
     :func:`time.monotonic` time after which no new candidate is solved; the best one so far
     wins (``TVWeights.complete`` is then False).
@@ -545,34 +529,27 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic:
         # ||A|| once per fold (Cartesian PDHG's step sizes; radial ADMM needs none)
         norm = None if getattr(physics, "radial", False) else operator_norm(fold.physics_in, tuple(start.shape))
         folds.append((fold, start, norm))
-    def scorer(steps: Optional[int], cache: dict[Weights, float]) -> Callable[[Weights], float]:
-        def score(w: Weights) -> float:
-            if w not in cache:
-                if deadline is not None and cache and time.monotonic() > deadline:
-                    raise _OutOfTime
-                total = 0.0
-                for fold, start, a_norm in folds:
-                    z = tv_reconstruct(fold.physics_in, fold.y_in, *w[:2], steps, x0=start, a_norm=a_norm,
-                                       low_rank=w[2], fourier=w[3])
-                    total += heldout_error(fold, z)
-                    if progress is not None:
-                        progress()
-                cache[w] = total
-            return cache[w]
-        return score
+    cache: dict[Weights, float] = {}
 
-    radial = any(getattr(physics, "radial", False) for physics, _ in problems)
-    # a cheap search finds the valley, the converged one walks on from there (scores of the two differ)
-    stages = [iterations] if iterations is not None or radial else [SEARCH_ITERATIONS, None]
-    complete, w, cache, tried = True, None, {}, 0
+    def score(w: Weights) -> float:
+        if w not in cache:
+            if deadline is not None and cache and time.monotonic() > deadline:
+                raise _OutOfTime
+            total = 0.0
+            for fold, start, a_norm in folds:
+                z = tv_reconstruct(fold.physics_in, fold.y_in, *w[:2], iterations, x0=start, a_norm=a_norm, low_rank=w[2],
+                                   fourier=w[3])
+                total += heldout_error(fold, z)
+                if progress is not None:
+                    progress()
+            cache[w] = total
+        return cache[w]
+
+    complete = True
     try:
-        for steps in stages:
-            tried += len(cache)
-            cache = {}
-            w = search_grid(scorer(steps, cache), dynamic, start=w)
+        w = search_grid(score, dynamic)
     except _OutOfTime:
         complete = False
         w = min(cache, key=cache.__getitem__)
     table = tuple(sorted(key + (round(v, 6),) for key, v in cache.items()))
-    return TVWeights(spatial=w[0], temporal=w[1], low_rank=w[2], fourier=w[3], table=table, complete=complete,
-                     tried=tried + len(cache))
+    return TVWeights(spatial=w[0], temporal=w[1], low_rank=w[2], fourier=w[3], table=table, complete=complete)

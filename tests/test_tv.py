@@ -119,30 +119,6 @@ def test_cross_validation_picks_weights_that_help_and_is_deterministic():
     assert static.temporal == 0 and static.spatial > 0
 
 
-def test_default_search_scores_its_last_stage_with_converged_solves():
-    from a2a_cli.holdout import HOLDOUT_FRACTION, heldout_error, make_fold
-    from a2a_cli.tv import SEARCH_ITERATIONS, TV_ITERATIONS
-
-    x = _blocks(frames=6)
-    physics = DynamicMRI(mask=_lines(6, 24, seed=5))
-    y = _noisy(physics, x, sigma=0.02)
-    y = y / float(to_complex(physics.view_sharing(y)).abs().mean())
-    w = select_weights([(physics, y)])  # Cartesian: a cheap search, then a converged one from where it ended
-    chosen = (w.spatial, w.temporal, w.low_rank, w.fourier)
-    assert min(w.table, key=lambda row: row[-1])[:4] == chosen
-    assert w.tried > len(w.table)  # the first stage's candidates count too
-    fold = make_fold(physics, y, HOLDOUT_FRACTION, torch.Generator().manual_seed(0))  # the search's own draw
-
-    def error(steps: int) -> float:
-        z = tv_reconstruct(fold.physics_in, fold.y_in, w.spatial, w.temporal, steps, x0=fold.physics_in.view_sharing(fold.y_in),
-                           low_rank=w.low_rank, fourier=w.fourier)
-        return heldout_error(fold, z)
-
-    recorded = dict((row[:4], row[4]) for row in w.table)[chosen]
-    assert recorded == pytest.approx(error(TV_ITERATIONS), abs=2e-6)
-    assert abs(recorded - error(SEARCH_ITERATIONS)) > 1e-5  # the table is not the cheap stage's (measured: 0.00469)
-
-
 def test_cross_validation_stops_at_its_deadline_with_the_best_so_far():
     x = _blocks(frames=6)
     physics = DynamicMRI(mask=_lines(6, 24, seed=4))
@@ -150,7 +126,7 @@ def test_cross_validation_stops_at_its_deadline_with_the_best_so_far():
     s = float(to_complex(physics.view_sharing(y)).abs().mean())
     # a deadline already past: the first candidate is solved, no other
     w = select_weights([(physics, y / s)], iterations=30, deadline=time.monotonic() - 1.0)
-    assert not w.complete and len(w.table) == 1 and w.tried == 1
+    assert not w.complete and len(w.table) == 1
     assert (w.spatial, w.temporal, w.low_rank, w.fourier) == w.table[0][:4]
     full = select_weights([(physics, y / s)], iterations=30, deadline=time.monotonic() + 3600.0)
     assert full.complete and len(full.table) > 1
