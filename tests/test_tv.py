@@ -167,6 +167,13 @@ def test_tv_init_network_is_scale_equivariant_and_keeps_its_weights(tmp_path):
         assert load_checkpoint(tmp_path / f"old{kept}.pt").build_model().tv_weights.tolist() == pytest.approx(expected)
 
 
+def _unit_problem(physics, x: torch.Tensor):
+    """Noisy data of ``x`` scaled to unit mean magnitude, their view-shared image, and the squared error of an image at that scale."""
+    y = _noisy(physics, x, sigma=0.01)
+    s = float(to_complex(physics.view_sharing(y)).abs().mean())
+    return y / s, physics.view_sharing(y) / s, lambda z: float((z - x / s).pow(2).mean())
+
+
 def _textured_low_rank(frames: int = 8, size: int = 24) -> torch.Tensor:
     """A noise-like texture whose pixels follow two temporal profiles: rank 2 through time, no flat pieces."""
     g = torch.Generator().manual_seed(5)
@@ -183,21 +190,15 @@ def test_low_rank_term_reconstructs_what_tv_cannot_and_cross_validation_finds_it
         mask[..., t, :, t % 4::4] = 1
     mask[..., 11:13] = 1
     physics = DynamicMRI(mask=mask)
-    y = _noisy(physics, x, sigma=0.01)
-    s = float(to_complex(physics.view_sharing(y)).abs().mean())
-    shared = physics.view_sharing(y) / s
-
-    def err(z: torch.Tensor) -> float:
-        return float((z - x / s).pow(2).mean())
-
-    w = select_weights([(physics, y / s)], iterations=150)
+    y, shared, err = _unit_problem(physics, x)
+    w = select_weights([(physics, y)], iterations=150)
     assert w.low_rank > 0
     tv_only = min((row for row in w.table if row[2] == 0), key=lambda row: row[-1])  # the best TV the search tried
-    with_lr = tv_reconstruct(physics, y / s, w.spatial, w.temporal, x0=shared, low_rank=w.low_rank)
-    without = tv_reconstruct(physics, y / s, tv_only[0], tv_only[1], x0=shared)
+    with_lr = tv_reconstruct(physics, y, w.spatial, w.temporal, x0=shared, low_rank=w.low_rank)
+    without = tv_reconstruct(physics, y, tv_only[0], tv_only[1], x0=shared)
     assert err(with_lr) < 0.75 * err(without)  # measured: 0.0070 against 0.0104
     # deterministic: the blocks' random shifts come from a fixed seed
-    assert torch.equal(with_lr, tv_reconstruct(physics, y / s, w.spatial, w.temporal, x0=shared, low_rank=w.low_rank))
+    assert torch.equal(with_lr, tv_reconstruct(physics, y, w.spatial, w.temporal, x0=shared, low_rank=w.low_rank))
     with pytest.raises(ValueError, match="TV weights"):
         tv_reconstruct(physics, y, 0.01, 0.01, iterations=1, low_rank=-1.0)
 
@@ -424,25 +425,19 @@ def _beating(frames: int = 16, size: int = 24) -> torch.Tensor:
 def test_temporal_spectrum_term_reconstructs_a_beat_and_cross_validation_finds_it():
     x = _beating(size=32)
     physics = DynamicMRI(mask=_lines(16, 32, every=4, centre=2))
-    y = _noisy(physics, x, sigma=0.01)
-    s = float(to_complex(physics.view_sharing(y)).abs().mean())
-    shared = physics.view_sharing(y) / s
-
-    def err(z: torch.Tensor) -> float:
-        return float((z - x / s).pow(2).mean())
-
-    w = select_weights([(physics, y / s)], iterations=150)
+    y, shared, err = _unit_problem(physics, x)
+    w = select_weights([(physics, y)], iterations=150)
     assert w.fourier > 0
     without = min((row for row in w.table if row[3] == 0), key=lambda row: row[-1])  # the best the search tried without it
-    with_f = tv_reconstruct(physics, y / s, w.spatial, w.temporal, x0=shared, low_rank=w.low_rank, fourier=w.fourier)
-    other = tv_reconstruct(physics, y / s, *without[:2], x0=shared, low_rank=without[2])
+    with_f = tv_reconstruct(physics, y, w.spatial, w.temporal, x0=shared, low_rank=w.low_rank, fourier=w.fourier)
+    other = tv_reconstruct(physics, y, *without[:2], x0=shared, low_rank=without[2])
     assert err(with_f) < 0.85 * err(other)  # measured: 0.00085 against 0.00112
     with pytest.raises(ValueError, match="TV weights"):
         tv_reconstruct(physics, y, 0.01, 0.01, iterations=1, fourier=-1.0)
     # one frame has no temporal spectrum: the term is left out
     one = physics.with_mask(physics.mask[:, :, :1])
-    assert torch.equal(tv_reconstruct(one, (y / s)[:, :, :1], 0.01, 0.0, iterations=20, fourier=1.0),
-                       tv_reconstruct(one, (y / s)[:, :, :1], 0.01, 0.0, iterations=20))
+    assert torch.equal(tv_reconstruct(one, y[:, :, :1], 0.01, 0.0, iterations=20, fourier=1.0),
+                       tv_reconstruct(one, y[:, :, :1], 0.01, 0.0, iterations=20))
 
 
 def test_radial_solver_minimises_the_temporal_spectrum_term_it_is_given(tmp_path):

@@ -46,8 +46,8 @@ __all__ = ["Position", "Trainer", "train"]
 #: The share of a bounded run's time budget the TV weight search may take (the network trains for
 #: the rest). Cartesian searches took 54 to 95 s of 240 with two weights; with the low-rank weight
 #: the quick start's took 130 s and the 180x230 dynamic scan's 218 s, near its end of 204 s; with
-#: four weights in two stages the scan's took 113 s and the quick start's reached the end (cut
-#: during the second stage, with the weights the full search chooses). The radial dynamic one took
+#: four weights the scan's took 184 s and the quick start's reached the end (22 candidates, weights
+#: one grid step from the whole search's, 0.36 dB lower). The radial dynamic one took
 #: 119 s of 570 with three weights since its ADMM solver (457 s before). A search cut short keeps
 #: weights that lost 1 to 2 dB, more than a network gains from its last minutes (benchmarks/RADIAL.md).
 TV_SHARE = 0.85
