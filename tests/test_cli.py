@@ -200,8 +200,9 @@ def test_reflection_augmentation_and_default_steps_follow_the_mode(data, tmp_pat
 
     monkeypatch.setattr(Reflection, "random", staticmethod(counting_random))
     run = tmp_path / "run"
+    # --no-tv: the weight search is tested elsewhere and costs most of this run's time
     code, text = invoke(["train", data[mode_key], "--out", run, "--model-option", "channels=4", "--model-option",
-                         "depth=2", "--val-every", "1", "--device", "cpu", *flags])
+                         "depth=2", "--val-every", "1", "--device", "cpu", "--no-tv", *flags])
     assert code == 0, text
     assert json.loads((run / "config.json").read_text())["steps"] == expect_steps
     assert len([json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]) == expect_steps
