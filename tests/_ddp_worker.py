@@ -86,13 +86,13 @@ def main() -> None:
     dist.init_process_group("gloo")  # here, so that train() leaves it alive for the gathers
     cli = [*data, "--out", run_dir, "--model-option", "channels=8", "--model-option", "depth=3",
            "--model-option", "iterations=1", "--split-size", "2", "--val-every", "2", "--patience", "0",
-           "--device", "cpu", "--lr", "0.01"]
+           "--device", "cpu", "--lr", "0.01", "--no-tv"]  # the search under torchrun: test_nproc_option_...
     report: dict = {"world": dist.get_world_size()}
     report["fresh"] = run_cli([*cli, "--steps", "4"])
     report["resumed"] = run_cli([*cli, "--steps", "6", "--resume"])
     cfg = training.TrainConfig(train=data, out=straight_dir, steps=6, model="unrolled", split_size=[2], val_every=2,
                                model_options={"channels": 8, "depth": 3, "iterations": 1}, patience=None,
-                               device="cpu", lr=1e-2)
+                               device="cpu", lr=1e-2, tv=False)
     summary = training.train(cfg, log=lambda message: None)
     report["straight"] = {"summary": summary, "ranks": gather()}
     if dist.get_rank() == 0:

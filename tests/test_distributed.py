@@ -96,6 +96,9 @@ def test_nproc_option_relaunches_under_torchrun(tmp_path, data):
     assert saved["workers"] == 1 and "nproc" not in saved
     state = torch.load(run / "last.pt", weights_only=True)
     assert not any(k.startswith("module.") for k in state["state_dict"])  # the bare network, not the DDP wrapper
+    # the compressed-sensing weights were chosen (every rank searches the same way; rank 0 saves them)
+    tv = state["extra"]["tv_weights"]
+    assert len(tv) == 4 and all(math.isfinite(v) and v >= 0 for v in tv) and tv[0] > 0
 
 
 def test_relaunch_command_and_exit_code(monkeypatch):
