@@ -55,7 +55,7 @@ from .holdout import HOLDOUT_FRACTION, heldout_error, make_fold
 from .physics import MRIPhysics, to_complex, to_real
 
 __all__ = ["TVWeights", "gradient", "gradient_adjoint", "operator_norm", "tv_reconstruct", "select_weights", "unit_scale",
-           "low_rank_prox", "fourier_prox", "temporal_spectrum", "LOW_RANK_BLOCK", "LOW_RANK_GRID", "FOURIER_GRID", "TV_ITERATIONS", "ADMM_ITERATIONS", "RADIAL_DCF_POWER", "CARTESIAN_DCF_POWER", "line_weights", "SPATIAL_GRID", "TEMPORAL_GRID"]
+           "low_rank_prox", "fourier_prox", "temporal_spectrum", "LOW_RANK_BLOCK", "LOW_RANK_GRID", "FOURIER_GRID", "TV_ITERATIONS", "WARM_SHARE", "ADMM_ITERATIONS", "RADIAL_DCF_POWER", "CARTESIAN_DCF_POWER", "line_weights", "SPATIAL_GRID", "TEMPORAL_GRID"]
 
 #: Solver iterations of a reconstruction (from the view-shared image; with :data:`PRIMAL_WEIGHT`
 #: 300 agree with 1000 to 0.01 dB on the dynamic benchmark file).
@@ -77,6 +77,20 @@ CARTESIAN_DCF_POWER = 1.0
 #: the balanced choice reached in 100 iterations what the balanced one reached in 1000 (measured
 #: on the dynamic benchmark file: 32.81 against 32.83 dB), for data at unit mean magnitude.
 PRIMAL_WEIGHT = 10.0
+#: Share of the solver's iterations that a warm-started candidate of the weight search runs
+#: (:func:`select_weights`: it starts from the iterates of the nearest candidate solved before;
+#: the first one is solved from the view-shared image with all of them). 0: every candidate cold.
+#: With the cold descent that ends the search, a third chose the all-cold search's weights on
+#: five Cartesian dynamic cases (1 and 8 coils) in 0.37 to 0.57 of its time; on a sixth, whose
+#: cold search was short, other weights (+0.02 dB) in 1.4 times its time (benchmarks/RESULTS.md).
+WARM_SHARE = 1 / 3
+#: Solved candidates whose iterates the search keeps for warm starts (the most recent ones).
+WARM_KEPT = 6
+#: Problems with fewer k-space grid points than this (frames x coils x H x W, all of them together)
+#: are searched cold: there a whole cold search takes seconds, and the warm walks, which roam
+#: further in a flat valley, cost more (on two 32x32 slices of 8 frames: 57 candidates in 31 s
+#: against 12 in 8 s).
+WARM_MIN_SAMPLES = 16 * 64 * 64
 #: Candidate weights, for data normalised to unit mean magnitude (see the networks' input path).
 SPATIAL_GRID = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.04, 0.08, 0.15, 0.3)
 TEMPORAL_GRID = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.4, 0.8)
@@ -234,7 +248,8 @@ def fourier_prox(z: torch.Tensor, threshold: float) -> torch.Tensor:
 @torch.no_grad()
 def tv_reconstruct(physics: MRIPhysics, y: torch.Tensor, spatial: float, temporal: float,
                    iterations: Optional[int] = None, x0: Optional[torch.Tensor] = None,
-                   a_norm: Optional[float] = None, low_rank: float = 0.0, fourier: float = 0.0) -> torch.Tensor:
+                   a_norm: Optional[float] = None, low_rank: float = 0.0, fourier: float = 0.0,
+                   state: Optional[dict] = None) -> torch.Tensor:
     """The TV-regularised reconstruction ``(B, 2, T, H, W)`` of dynamic ``y`` (layouts of :mod:`a2a_cli.physics`).
 
     ``x0``: the starting image (default: the zero-filled adjoint; the view-shared image
@@ -247,6 +262,9 @@ def tv_reconstruct(physics: MRIPhysics, y: torch.Tensor, spatial: float, tempora
     Not differentiable (it runs under ``no_grad``): the networks take it as their input.
     ``iterations``: the solver's iterations (None: its default, :data:`TV_ITERATIONS` or
     :data:`ADMM_ITERATIONS`); ``a_norm`` serves the Cartesian solver only.
+    ``state``: a dict the solve fills with its final primal and dual iterates; given back
+    filled (to a solve of the same problem), the solve starts from them instead of ``x0``
+    (a warm start: nearby weights need a fraction of the iterations).
 
     Cartesian operators are solved by PDHG with the data term dualised (``A`` is an FFT).
     Radial ones by ADMM (:func:`_admm`), whose linear steps need FFTs only (Toeplitz embedding
@@ -258,7 +276,7 @@ def tv_reconstruct(physics: MRIPhysics, y: torch.Tensor, spatial: float, tempora
         raise ValueError(f"TV weights must be finite and >= 0, got {', '.join(str(v) for v in values)}")
     if getattr(physics, "radial", False):
         return _admm(physics, y, spatial, temporal, ADMM_ITERATIONS if iterations is None else iterations, x0, low_rank,
-                     fourier)
+                     fourier, state)
     iterations = TV_ITERATIONS if iterations is None else iterations
     forward, adjoint = physics._forward_complex, physics._adjoint_complex
     k = to_complex(y)
@@ -275,11 +293,14 @@ def tv_reconstruct(physics: MRIPhysics, y: torch.Tensor, spatial: float, tempora
     weights = line_weights(physics.mask, CARTESIAN_DCF_POWER)
     shrink = 1 + sigma if weights is None else 1 + sigma / weights.reshape(
         weights.shape[:2] + (1,) * (k.ndim - 3) + weights.shape[2:])
-    z_bar = z.clone()
     p = torch.zeros_like(k)
     q = torch.zeros((z.shape[0], 2) + tuple(z.shape[1:]), dtype=z.dtype, device=z.device)
     r = torch.zeros_like(z)
     f = torch.zeros_like(z) if use_f else None  # the temporal spectrum's dual
+    z_bar = z.clone()
+    if state:  # a warm start (the first dual steps project the duals onto these weights' balls)
+        z, z_bar, p, q, r = (state[key].clone() for key in ("z", "z_bar", "p", "q", "r"))
+        f = None if not use_f else state["f"].clone() if state.get("f") is not None else f
     shifts = torch.Generator().manual_seed(0)
     for _ in range(iterations):
         # dual steps: the data term (prox of its conjugate), then projections onto the TV balls
@@ -297,6 +318,8 @@ def tv_reconstruct(physics: MRIPhysics, y: torch.Tensor, spatial: float, tempora
         if use_l:
             z_bar = low_rank_prox(z_bar, tau * low_rank, shifts)
         z, z_bar = z_bar, z_bar.mul(2).sub_(z)
+    if state is not None:
+        state.update(z=z, z_bar=z_bar, p=p, q=q, r=r, f=f)
     return to_real(z)
 
 
@@ -354,8 +377,12 @@ def _shrink(v: torch.Tensor, threshold: float) -> torch.Tensor:
     return v * torch.clamp(1 - threshold / v.abs().clamp_min(1e-30), min=0)
 
 
+ADMM_STATE = ("x", "vs", "vt", "us", "ut", "lr", "ml", "sp", "ms")
+
+
 def _admm(physics: MRIPhysics, y: torch.Tensor, spatial: float, temporal: float, iterations: int,
-          x0: Optional[torch.Tensor], low_rank: float = 0.0, fourier: float = 0.0) -> torch.Tensor:
+          x0: Optional[torch.Tensor], low_rank: float = 0.0, fourier: float = 0.0,
+          state: Optional[dict] = None) -> torch.Tensor:
     """:func:`tv_reconstruct` of radial data by ADMM, on the data term ``1/2 ||W^(1/2) (A x - y)||^2``.
 
     ``W`` weights each sample by its density compensation to the power :data:`RADIAL_DCF_POWER`
@@ -395,6 +422,9 @@ def _admm(physics: MRIPhysics, y: torch.Tensor, spatial: float, temporal: float,
     us, ut = torch.zeros_like(vs), torch.zeros_like(vt)
     lr, ml = x.clone(), torch.zeros_like(x)  # the low-rank split and its scaled dual (unused without the term)
     sp, ms = x.clone(), torch.zeros_like(x)  # the same for the temporal-spectrum term
+    if state:  # a warm start
+        x, vs, vt, us, ut, lr, ml, sp, ms = (state[key].clone() for key in ADMM_STATE)
+        rho = state["rho"]
     for _ in range(iterations):
         r = rhs + rho * gradient_adjoint(vs - us, vt - ut) - system(x)
         if use_l:
@@ -437,6 +467,8 @@ def _admm(physics: MRIPhysics, y: torch.Tensor, spatial: float, temporal: float,
             rho /= 2
             for u in (us, ut, ml, ms):
                 u.mul_(2)
+    if state is not None:
+        state.update(zip(ADMM_STATE, (x, vs, vt, us, ut, lr, ml, sp, ms)), rho=rho)
     return to_real(x)
 
 
@@ -445,6 +477,39 @@ class _OutOfTime(Exception):
 
 
 Weights = tuple[float, float, float, float]
+
+
+_AXES = ((1, TEMPORAL_GRID), (0, SPATIAL_GRID), (2, LOW_RANK_GRID), (3, FOURIER_GRID))
+
+
+def _walk(score: Callable[[Weights], float], w: Weights, axis: int, values: Sequence[float]) -> Weights:
+    """Walk down the valley along one weight from where it stands: stops at the first rise."""
+    def at(j: int) -> Weights:
+        return w[:axis] + (values[j],) + w[axis + 1:]
+
+    i = values.index(w[axis])
+    while True:
+        here = score(at(i))
+        left = score(at(i - 1)) if i > 0 else math.inf
+        right = score(at(i + 1)) if i + 1 < len(values) else math.inf
+        if left < here and left <= right:
+            i -= 1
+        elif right < here:
+            i += 1
+        else:
+            return at(i)
+
+
+def _together(w: Weights, step: int) -> Optional[Weights]:
+    """Every weight that is on, one grid step the same way (a weight at 0 stays off); None off the grids."""
+    out = list(w)
+    for axis, values in _AXES:
+        if w[axis] > 0:
+            j = values.index(w[axis]) + step
+            if not 0 <= j < len(values) or values[j] == 0:
+                return None
+            out[axis] = values[j]
+    return (out[0], out[1], out[2], out[3])
 
 
 def search_grid(score: Callable[[Weights], float], dynamic: bool = True) -> Weights:
@@ -459,51 +524,42 @@ def search_grid(score: Callable[[Weights], float], dynamic: bool = True) -> Weig
     >>> search_grid(valley)   # a narrow diagonal valley: one weight at a time, the walks stop at 0.002
     (0.001, 0.001, 0.0, 0.0)
     """
-    def walk(w: Weights, axis: int, values: Sequence[float]) -> Weights:
-        # walk down the valley along one weight from where it stands: stops at the first rise
-        def at(j: int) -> Weights:
-            return w[:axis] + (values[j],) + w[axis + 1:]
-
-        i = values.index(w[axis])
-        while True:
-            here = score(at(i))
-            left = score(at(i - 1)) if i > 0 else math.inf
-            right = score(at(i + 1)) if i + 1 < len(values) else math.inf
-            if left < here and left <= right:
-                i -= 1
-            elif right < here:
-                i += 1
-            else:
-                return at(i)
-
-    axes = [(1, TEMPORAL_GRID), (0, SPATIAL_GRID), (2, LOW_RANK_GRID), (3, FOURIER_GRID)]
-
-    def together(w: Weights, step: int) -> Optional[Weights]:
-        # every weight that is on moves one grid step the same way (a weight at 0 stays off)
-        out = list(w)
-        for axis, values in axes:
-            if w[axis] > 0:
-                j = values.index(w[axis]) + step
-                if not 0 <= j < len(values) or values[j] == 0:
-                    return None
-                out[axis] = values[j]
-        return (out[0], out[1], out[2], out[3])
-
     w = (SPATIAL_GRID[3], TEMPORAL_START if dynamic else 0.0, 0.0, 0.0)
     if dynamic:
-        w = walk(w, 1, TEMPORAL_GRID)
-    w = walk((SPATIAL_START,) + w[1:], 0, SPATIAL_GRID)
-    for _ in range(len(SPATIAL_GRID) if dynamic else 0):  # until nothing moves (a move is always downhill)
+        w = _walk(score, w, 1, TEMPORAL_GRID)
+    w = _walk(score, (SPATIAL_START,) + w[1:], 0, SPATIAL_GRID)
+    return descend(score, w) if dynamic else w
+
+
+def descend(score: Callable[[Weights], float], w: Weights) -> Weights:
+    """From grid point ``w``, walk along each weight of :func:`search_grid` in turn, then every weight
+    that is on one grid step together, less or more, until nothing moves (a move is always downhill).
+
+    >>> bowl = lambda w: math.log(w[0] / 0.01) ** 2 + math.log(w[1] / 0.05) ** 2 + w[2] + w[3]
+    >>> descend(bowl, (0.002, 0.2, 0.0, 0.0))
+    (0.01, 0.05, 0.0, 0.0)
+    """
+    for _ in range(len(SPATIAL_GRID)):
         before = w
-        for axis, values in axes:
-            w = walk(w, axis, values)
+        for axis, values in _AXES:
+            if axis == 0 or w[1] > 0:  # static data (no temporal weight): spatial only
+                w = _walk(score, w, axis, values)
         # a valley along the diagonal (less of every term, or more) traps walks along one weight at a time
         for step in (-1, 1):
-            while (c := together(w, step)) is not None and score(c) < score(w):
+            while (c := _together(w, step)) is not None and score(c) < score(w):
                 w = c
         if w == before:
             break
     return w
+
+
+def _grid_distance(a: Weights, b: Weights) -> int:
+    """Grid steps between two candidates of :func:`search_grid`, summed over the weights (0 is a step below a grid's least value)."""
+    total = 0
+    for axis, values in _AXES:
+        index = [-1 if v == 0 and values[0] != 0 else values.index(v) for v in (a[axis], b[axis])]
+        total += abs(index[0] - index[1])
+    return total
 
 
 @torch.no_grad()
@@ -516,7 +572,12 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic:
     measured locations (radial data: spokes) is held out once; a candidate's score is the held-out k-space
     error of its solution relative to the held-out samples' energy, summed over the
     problems. The search (:func:`search_grid`) walks downhill on the grids, as the error is
-    smooth in the log-weights.
+    smooth in the log-weights. Each candidate after the first starts from the iterates of the
+    nearest one solved before and runs :data:`WARM_SHARE` of the iterations (Cartesian data of at
+    least :data:`WARM_MIN_SAMPLES`; radial candidates and small problems are all solved from the start); from where that search ends, :func:`descend`
+    goes on with every solve from the start (as reconstruction solves), which moves only where
+    the warm scores drifted. ``table``: every candidate with
+    its score, the cold one where there is one.
     ``progress``: called with no argument after each solve. ``deadline``: a
     :func:`time.monotonic` time after which no new candidate is solved; the best one so far
     wins (``TVWeights.complete`` is then False).
@@ -529,27 +590,58 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic:
         # ||A|| once per fold (Cartesian PDHG's step sizes; radial ADMM needs none)
         norm = None if getattr(physics, "radial", False) else operator_norm(fold.physics_in, tuple(start.shape))
         folds.append((fold, start, norm))
-    cache: dict[Weights, float] = {}
+    # radial (ADMM) solves are left cold: warm ones of 10 iterations saved 30 % of the search and lost 0.27 dB
+    radial = any(getattr(physics, "radial", False) for physics, _ in problems)
+    small = sum(y[:, 0].numel() for _, y in problems) < WARM_MIN_SAMPLES
+    share = 0.0 if radial or small else WARM_SHARE
+    warm: dict[Weights, float] = {}  # the walks' scores (warm-started solves)
+    cold: dict[Weights, float] = {}  # the final descent's (every solve from the start, as reconstruction solves)
+    states: dict[Weights, list[dict]] = {}  # the iterates of recent warm solves, one dict per fold
 
-    def score(w: Weights) -> float:
-        if w not in cache:
-            if deadline is not None and cache and time.monotonic() > deadline:
-                raise _OutOfTime
-            total = 0.0
-            for fold, start, a_norm in folds:
-                z = tv_reconstruct(fold.physics_in, fold.y_in, *w[:2], iterations, x0=start, a_norm=a_norm, low_rank=w[2],
-                                   fourier=w[3])
-                total += heldout_error(fold, z)
-                if progress is not None:
-                    progress()
-            cache[w] = total
-        return cache[w]
+    def solve(w: Weights, near: Optional[Weights]) -> float:
+        if deadline is not None and (warm or cold) and time.monotonic() > deadline:
+            raise _OutOfTime
+        total, solved = 0.0, []
+        for i, (fold, start, a_norm) in enumerate(folds):
+            state, its = {}, iterations
+            if near is not None:
+                state = dict(states[near][i])
+                its = max(1, round(share * (its or TV_ITERATIONS)))
+            z = tv_reconstruct(fold.physics_in, fold.y_in, *w[:2], its, x0=start, a_norm=a_norm, low_rank=w[2],
+                               fourier=w[3], state=state)
+            solved.append(state)
+            total += heldout_error(fold, z)
+            if progress is not None:
+                progress()
+        if share > 0:
+            states[w] = solved
+        while len(states) > WARM_KEPT:
+            del states[next(iter(states))]
+        return total
+
+    def warm_score(w: Weights) -> float:
+        if w not in warm:
+            near = min(states, key=lambda v: _grid_distance(v, w), default=None) if share > 0 else None
+            warm[w] = solve(w, near)
+            if near is None:  # solved from the start
+                cold[w] = warm[w]
+        return warm[w]
+
+    def cold_score(w: Weights) -> float:
+        if w not in cold:
+            cold[w] = solve(w, None)
+        return cold[w]
 
     complete = True
     try:
-        w = search_grid(score, dynamic)
+        w = search_grid(warm_score, dynamic)
+        if share > 0:
+            # where a solve does not converge in its iterations (weak weights, lines no frame measures), the
+            # warm scores drift from those of the solve reconstruction runs: descend on those from here
+            w = descend(cold_score, w)
     except _OutOfTime:
         complete = False
-        w = min(cache, key=cache.__getitem__)
-    table = tuple(sorted(key + (round(v, 6),) for key, v in cache.items()))
+        scores = cold if cold else warm
+        w = min(scores, key=scores.__getitem__)
+    table = tuple(sorted(key + (round(v, 6),) for key, v in (warm | cold).items()))
     return TVWeights(spatial=w[0], temporal=w[1], low_rank=w[2], fourier=w[3], table=table, complete=complete)
