@@ -514,12 +514,10 @@ def test_a_warm_started_search_chooses_as_well_for_fewer_iterations(monkeypatch)
     spent = []
     solve = tv.tv_reconstruct
     monkeypatch.setattr(tv, "tv_reconstruct", lambda *a, **k: spent.append(a[4]) or solve(*a, **k))
-    monkeypatch.setattr(tv, "WARM_SHARE", 0.0)
-    cold = select_weights([(physics, y)], iterations=150)
-    cold_spent, spent[:] = sum(spent), []
     monkeypatch.setattr(tv, "WARM_SHARE", 1 / 3)
-    assert select_weights([(physics, y)], iterations=150) == cold  # a problem this small is searched cold
-    spent[:] = []
+    cold = select_weights([(physics, y)], iterations=150)
+    assert set(spent) == {150}  # a problem this small is searched cold
+    cold_spent, spent[:] = sum(spent), []
     monkeypatch.setattr(tv, "WARM_MIN_SAMPLES", 0)
     warm = select_weights([(physics, y)], iterations=150)
     assert warm.as_list() == cold.as_list()
