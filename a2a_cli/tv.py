@@ -632,16 +632,17 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic:
             cold[w] = solve(w, None)
         return cold[w]
 
-    complete = True
+    complete, scores = True, warm  # the scores that rank the candidates so far
     try:
         w = search_grid(warm_score, dynamic)
         if share > 0:
             # where a solve does not converge in its iterations (weak weights, lines no frame measures), the
             # warm scores drift from those of the solve reconstruction runs: descend on those from here
+            scores, end = cold, w
             w = descend(cold_score, w)
     except _OutOfTime:
         complete = False
-        scores = cold if cold else warm
-        w = min(scores, key=scores.__getitem__)
+        # cut before the descent solved the walks' end cold: that end is still the best known
+        w = end if scores is cold and end not in cold else min(scores, key=scores.__getitem__)
     table = tuple(sorted(key + (round(v, 6),) for key, v in (warm | cold).items()))
     return TVWeights(spatial=w[0], temporal=w[1], low_rank=w[2], fourier=w[3], table=table, complete=complete)

@@ -526,3 +526,19 @@ def test_a_warm_started_search_chooses_as_well_for_fewer_iterations(monkeypatch)
     assert sum(spent) < 0.9 * cold_spent  # measured: 4000 against 4950 iterations (12 of 53 solves cold)
     chosen = tuple(cold.as_list())  # its score in the table is a cold solve's, as in the cold search
     assert {row[:4]: row[-1] for row in warm.table}[chosen] == {row[:4]: row[-1] for row in cold.table}[chosen]
+
+
+@pytest.mark.parametrize("solves", [3, 20])
+def test_a_warm_started_search_cut_by_its_deadline_keeps_its_best(monkeypatch, solves):
+    import a2a_cli.tv as tv
+
+    x = _beating(size=24)
+    physics = DynamicMRI(mask=_lines(16, 24, every=4, centre=2))
+    y, _, _ = _unit_problem(physics, x)
+    monkeypatch.setattr(tv, "WARM_MIN_SAMPLES", 0)
+    clock = iter(range(10**6))  # one tick per deadline check: before every candidate after the first
+    monkeypatch.setattr(tv.time, "monotonic", lambda: float(next(clock)))
+    w = select_weights([(physics, y)], iterations=60, deadline=solves - 1.5)
+    assert not w.complete and len(w.table) == solves
+    # cut during the warm walks: the lowest warm score wins, not only the first (cold) candidate
+    assert {row[:4]: row[-1] for row in w.table}[tuple(w.as_list())] == min(row[-1] for row in w.table)
