@@ -300,7 +300,8 @@ def tv_reconstruct(physics: MRIPhysics, y: torch.Tensor, spatial: float, tempora
     z_bar = z.clone()
     if state:  # a warm start (the first dual steps project the duals onto these weights' balls)
         z, z_bar, p, q, r = (state[key].clone() for key in ("z", "z_bar", "p", "q", "r"))
-        f = None if not use_f else state["f"].clone() if state.get("f") is not None else f
+        if use_f and state.get("f") is not None:  # a term off there starts its dual at 0
+            f = state["f"].clone()
     shifts = torch.Generator().manual_seed(0)
     for _ in range(iterations):
         # dual steps: the data term (prox of its conjugate), then projections onto the TV balls
@@ -574,10 +575,10 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic:
     problems. The search (:func:`search_grid`) walks downhill on the grids, as the error is
     smooth in the log-weights. Each candidate after the first starts from the iterates of the
     nearest one solved before and runs :data:`WARM_SHARE` of the iterations (Cartesian data of at
-    least :data:`WARM_MIN_SAMPLES`; radial candidates and small problems are all solved from the start); from where that search ends, :func:`descend`
-    goes on with every solve from the start (as reconstruction solves), which moves only where
-    the warm scores drifted. ``table``: every candidate with
-    its score, the cold one where there is one.
+    least :data:`WARM_MIN_SAMPLES`; radial candidates and small problems are all solved from the
+    start); from where that search ends, :func:`descend` goes on with every solve from the start
+    (as reconstruction solves), which moves only where the warm scores drifted. ``table``: every
+    candidate with its score, the cold one where there is one.
     ``progress``: called with no argument after each solve. ``deadline``: a
     :func:`time.monotonic` time after which no new candidate is solved; the best one so far
     wins (``TVWeights.complete`` is then False).
@@ -598,7 +599,7 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic:
     cold: dict[Weights, float] = {}  # the final descent's (every solve from the start, as reconstruction solves)
     states: dict[Weights, list[dict]] = {}  # the iterates of recent warm solves, one dict per fold
 
-    def solve(w: Weights, near: Optional[Weights]) -> float:
+    def solve(w: Weights, near: Optional[Weights]) -> tuple[float, list[dict]]:
         if deadline is not None and (warm or cold) and time.monotonic() > deadline:
             raise _OutOfTime
         total, solved = 0.0, []
@@ -613,23 +614,23 @@ def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic:
             total += heldout_error(fold, z)
             if progress is not None:
                 progress()
-        if share > 0:
-            states[w] = solved
-        while len(states) > WARM_KEPT:
-            del states[next(iter(states))]
-        return total
+        return total, solved
 
     def warm_score(w: Weights) -> float:
         if w not in warm:
             near = min(states, key=lambda v: _grid_distance(v, w), default=None) if share > 0 else None
-            warm[w] = solve(w, near)
+            warm[w], solved = solve(w, near)
             if near is None:  # solved from the start
                 cold[w] = warm[w]
+            if share > 0:  # only the walks start from kept iterates
+                states[w] = solved
+                while len(states) > WARM_KEPT:
+                    del states[next(iter(states))]
         return warm[w]
 
     def cold_score(w: Weights) -> float:
         if w not in cold:
-            cold[w] = solve(w, None)
+            cold[w] = solve(w, None)[0]
         return cold[w]
 
     complete, scores = True, warm  # the scores that rank the candidates so far
