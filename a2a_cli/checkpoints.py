@@ -78,18 +78,18 @@ class Checkpoint:
 def stored_tv_weights(checkpoint: Optional[Checkpoint]) -> Optional[TVWeights]:
     """The compressed-sensing weights that training chose beside the network (``extra["tv_weights"]``), or None.
 
-    Raises :class:`~a2a_cli.errors.InputError` when the entry is there but is not two to four finite
-    weights >= 0 (spatial, temporal and, since those terms, low_rank and fourier; missing ones are 0).
+    Raises :class:`~a2a_cli.errors.InputError` when the entry is there but is not two to five finite
+    weights >= 0 (spatial, temporal and, since those terms, low_rank, fourier and reweight; missing ones are 0).
     """
     from .tv import TVWeights
 
     value = None if checkpoint is None else checkpoint.extra.get("tv_weights")
     if value is None:
         return None
-    ok = (isinstance(value, (list, tuple)) and len(value) in (2, 3, 4)
+    ok = (isinstance(value, (list, tuple)) and len(value) in (2, 3, 4, 5)
           and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in value))
     if not ok:
-        raise InputError(checkpoint.path, f"checkpoint entry 'tv_weights' must be two to four finite weights >= 0, got {value!r}")
+        raise InputError(checkpoint.path, f"checkpoint entry 'tv_weights' must be two to five finite weights >= 0, got {value!r}")
     return TVWeights(*(float(v) for v in value))
 
 
@@ -219,9 +219,10 @@ def _check_cost(path: Path, name: str, config: dict, state_dict: dict) -> None:
 
 def _upgrade(state_dict: dict) -> dict:
     """Weights written by an earlier a2a, in today's layout: the compressed-sensing weights of an
-    ``init="tv"`` network were ``(spatial, temporal)`` before the locally low-rank term and
-    ``(spatial, temporal, low_rank)`` before the temporal-spectrum term (weights 0 then)."""
-    return {k: torch.cat((v, v.new_zeros(4 - v.numel()))) if k == "tv_weights" and v.ndim == 1 and v.numel() in (2, 3) else v
+    ``init="tv"`` network were ``(spatial, temporal)`` before the locally low-rank term,
+    ``(spatial, temporal, low_rank)`` before the temporal-spectrum term and four weights before
+    the reweighting (0 for the terms missing)."""
+    return {k: torch.cat((v, v.new_zeros(5 - v.numel()))) if k == "tv_weights" and v.ndim == 1 and v.numel() in (2, 3, 4) else v
             for k, v in state_dict.items()}
 
 

@@ -98,7 +98,7 @@ def test_nproc_option_relaunches_under_torchrun(tmp_path, data):
     assert not any(k.startswith("module.") for k in state["state_dict"])  # the bare network, not the DDP wrapper
     # the compressed-sensing weights were chosen (every rank searches the same way; rank 0 saves them)
     tv = state["extra"]["tv_weights"]
-    assert len(tv) == 4 and all(math.isfinite(v) and v >= 0 for v in tv) and tv[0] > 0
+    assert len(tv) == 5 and all(math.isfinite(v) and v >= 0 for v in tv) and tv[0] > 0
 
 
 def test_relaunch_command_and_exit_code(monkeypatch):

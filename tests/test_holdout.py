@@ -79,14 +79,16 @@ def test_stored_tv_weights_are_checked(tmp_path):
     save_checkpoint(tmp_path / "bad.pt", net, "dynamic", extra={"tv_weights": [0.003, float("nan")]})
     save_checkpoint(tmp_path / "low_rank.pt", net, "dynamic", extra={"tv_weights": [0.003, 0.05, 0.1]})
     save_checkpoint(tmp_path / "four.pt", net, "dynamic", extra={"tv_weights": [0.003, 0.05, 0.1, 0.02]})
-    save_checkpoint(tmp_path / "five.pt", net, "dynamic", extra={"tv_weights": [0.003, 0.05, 0.1, 0.1, 0.1]})
+    save_checkpoint(tmp_path / "five.pt", net, "dynamic", extra={"tv_weights": [0.003, 0.05, 0.1, 0.02, 0.3]})
+    save_checkpoint(tmp_path / "six.pt", net, "dynamic", extra={"tv_weights": [0.003, 0.05, 0.1, 0.1, 0.1, 0.1]})
     w = stored_tv_weights(load_checkpoint(tmp_path / "good.pt"))
     assert (w.spatial, w.temporal, w.low_rank, w.fourier) == (0.003, 0.05, 0.0, 0.0)  # written before those terms: none
     # written before the temporal-spectrum term: its weight is 0
-    assert stored_tv_weights(load_checkpoint(tmp_path / "low_rank.pt")).as_list() == [0.003, 0.05, 0.1, 0.0]
-    assert stored_tv_weights(load_checkpoint(tmp_path / "four.pt")).as_list() == [0.003, 0.05, 0.1, 0.02]
+    assert stored_tv_weights(load_checkpoint(tmp_path / "low_rank.pt")).as_list() == [0.003, 0.05, 0.1, 0.0, 0.0]
+    assert stored_tv_weights(load_checkpoint(tmp_path / "four.pt")).as_list() == [0.003, 0.05, 0.1, 0.02, 0.0]
+    assert stored_tv_weights(load_checkpoint(tmp_path / "five.pt")).as_list() == [0.003, 0.05, 0.1, 0.02, 0.3]
     assert stored_tv_weights(load_checkpoint(tmp_path / "none.pt")) is None
-    for bad in ("bad.pt", "five.pt"):
+    for bad in ("bad.pt", "six.pt"):
         with pytest.raises(InputError, match="tv_weights"):
             stored_tv_weights(load_checkpoint(tmp_path / bad))
 
@@ -169,7 +171,7 @@ def test_default_training_keeps_tv_weights_and_reconstruct_chooses(tmp_path):
     for name in ("best.pt", "last.pt"):
         w = stored_tv_weights(load_checkpoint(tmp_path / "run" / name))
         assert w is not None and w.spatial > 0 and w.temporal > 0
-        assert summary["tv_weights"] == [w.spatial, w.temporal, w.low_rank, w.fourier]
+        assert summary["tv_weights"] == w.as_list()
     code, text = invoke(["reconstruct", tmp_path / "run" / "best.pt", test, "--out", tmp_path / "auto", "--json"])
     assert code == 0, text
     row = json.loads(text[text.index("{"):])["files"][0]

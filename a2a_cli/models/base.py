@@ -183,8 +183,8 @@ class ReconstructionNet(nn.Module):
             # a logit: the shared samples' weight starts at 3 to 1 against the network's estimate
             self.shared_logit = nn.Parameter(torch.tensor(math.log(SHARED_START / (1 - SHARED_START))))
         if init == "tv":
-            # (spatial, temporal, low_rank, fourier); NaN until training chooses them
-            self.register_buffer("tv_weights", torch.full((4,), math.nan))
+            # (spatial, temporal, low_rank, fourier, reweight); NaN until training chooses them
+            self.register_buffer("tv_weights", torch.full((5,), math.nan))
         self.config: dict[str, Any] = {}
 
     def set_tv_weights(self, weights: TVWeights) -> None:
@@ -227,9 +227,9 @@ class ReconstructionNet(nn.Module):
             if not self.tv_chosen:
                 raise ValueError("init='tv': the TV weights were never chosen (set_tv_weights)")
             s = unit_scale(shared)  # the weights refer to data at unit mean magnitude
-            spatial, temporal, low_rank, fourier = (float(v) for v in self.tv_weights)
+            spatial, temporal, low_rank, fourier, reweight = (float(v) for v in self.tv_weights)
             return tv_reconstruct(physics, y / (s.unsqueeze(3) if y.ndim == 6 else s), spatial, temporal,
-                                  x0=shared / s, low_rank=low_rank, fourier=fourier) * s
+                                  x0=shared / s, low_rank=low_rank, fourier=fourier, reweight=reweight) * s
         return shared
 
     def intensity_scale(self, x0: torch.Tensor) -> torch.Tensor:
