@@ -124,7 +124,8 @@ def test_config_file_values_and_command_line_precedence(data, tmp_path):
     cfg.write_text('steps = 3\nlr = 0.0005\nsplit_size = [2]\nmodel = "cnn2dt"\n'
                    'model_options = {channels = 4, depth = 2}\n')
     run = tmp_path / "run"
-    code, text = invoke(["train", data["dyn_train"], "--out", run, "--config", cfg, "--steps", "2", "--device", "cpu"])
+    code, text = invoke(["train", data["dyn_train"], "--out", run, "--config", cfg, "--steps", "2", "--device", "cpu",
+                         "--no-tv"])  # the weight search is tested elsewhere
     assert code == 0, text
     saved = json.loads((run / "config.json").read_text())
     assert saved["steps"] == 2  # the command line wins
@@ -170,7 +171,7 @@ def test_help_shows_options_and_examples(command):
 def test_real_subprocess_and_module_entry_point(data, tmp_path):
     run = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "a2a_cli", "train", str(data["dyn_train"]), "--out", str(run),
-                           "--steps", "2", "--json", *SMALL], capture_output=True, text=True, env=ENV, timeout=300)
+                           "--steps", "2", "--json", "--no-tv", *SMALL], capture_output=True, text=True, env=ENV, timeout=300)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["steps"] == 2 and Path(summary["best"]).is_file()
@@ -211,7 +212,7 @@ def test_reflection_augmentation_and_default_steps_follow_the_mode(data, tmp_pat
     assert ckpt.build_model().flip_ensemble is expect_augment  # reconstruction averages over the reflections
     # an explicit bound replaces the default step count
     code, text = invoke(["train", data[mode_key], "--out", tmp_path / "run2", "--model-option", "channels=4",
-                         "--model-option", "depth=2", "--epochs", "1", "--device", "cpu", *flags])
+                         "--model-option", "depth=2", "--epochs", "1", "--device", "cpu", "--no-tv", *flags])
     assert code == 0, text
     assert json.loads((tmp_path / "run2" / "config.json").read_text())["steps"] is None
 

@@ -63,7 +63,9 @@ def test_inspect_mask_prints_and_reports_the_interpretation(files):
 
 def test_train_and_reconstruct_print_the_interpretation(files, tmp_path, one_thread):
     run = tmp_path / "run"
-    opts = ["--model-option", "channels=4", "--model-option", "depth=2", "--device", "cpu", "--steps", "1", "--val-every", "1"]
+    # --no-tv: the weight search is tested elsewhere and would cost most of this run's time
+    opts = ["--model-option", "channels=4", "--model-option", "depth=2", "--device", "cpu", "--steps", "1", "--val-every", "1",
+            "--no-tv"]
     result = runner.invoke(app, ["train", str(files["single"]), "--out", str(run), *opts], env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
     assert "single.h5: read as 2 slices (kspace axis 0) x 8 frames" in result.output

@@ -170,7 +170,9 @@ def test_nan_kspace_is_refused_when_read(radial_file, tmp_path):
 @pytest.mark.slow
 def test_train_and_reconstruct_a_radial_file(radial_file, tmp_path):
     run, out = tmp_path / "run", tmp_path / "rec"
-    opts = ["--steps", "2", "--model-option", "channels=4", "--model-option", "depth=2", "--device", "cpu", "--val-every", "2"]
+    # --no-tv: radial weight searches are tested in test_tv.py and test_holdout.py (three here would cost most of the time)
+    opts = ["--steps", "2", "--model-option", "channels=4", "--model-option", "depth=2", "--device", "cpu", "--val-every", "2",
+            "--no-tv"]
     for loss in ("a2a", "p2p", "ssdu"):
         result = runner.invoke(app, ["train", str(radial_file), "--out", str(run), "--loss", loss, "--overwrite", *opts])
         assert result.exit_code == 0, result.output
