@@ -98,8 +98,8 @@ REWEIGHT_SHARE = 1 / 3
 #: Candidate weights, for data normalised to unit mean magnitude (see the networks' input path).
 SPATIAL_GRID = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.04, 0.08, 0.15, 0.3)
 TEMPORAL_GRID = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.4, 0.8)
-#: Where the search starts on each grid (it walks downhill from there). The reweighting starts on:
-#: from 0 the walks took 59 candidates on two 32x32 slices of 8 frames, from 0.3 they took 31.
+#: Where the search starts on each grid (it walks downhill from there). The reweighting starts at
+#: 0.3, on: from 0 the walks took 59 candidates on two 32x32 slices of 8 frames, from 0.3 they took 31.
 SPATIAL_START, TEMPORAL_START, REWEIGHT_START = 0.005, 0.03, 0.3
 #: Side of the locally low-rank term's square blocks, in pixels (BART's default).
 LOW_RANK_BLOCK = 8
@@ -297,20 +297,22 @@ def tv_reconstruct(physics: MRIPhysics, y: torch.Tensor, spatial: float, tempora
     if min(values) < 0 or not all(math.isfinite(v) for v in values):
         raise ValueError(f"TV weights must be finite and >= 0, got {', '.join(str(v) for v in values)}")
     radial = getattr(physics, "radial", False)
-    solve = _admm if radial else _pdhg
     iterations = (ADMM_ITERATIONS if radial else TV_ITERATIONS) if iterations is None else iterations
-    args = (physics, y, spatial, temporal, iterations, x0, a_norm, low_rank, fourier)
+
+    def run(its: int, solver_state: Optional[dict], maps: Optional[tuple] = None) -> torch.Tensor:
+        return (_admm if radial else _pdhg)(physics, y, spatial, temporal, its, x0, a_norm, low_rank, fourier,
+                                            solver_state, maps)
+
     if reweight == 0 or spatial == temporal == 0:
-        return solve(*args, state)
-    inner = {} if state is None else state
+        return run(iterations, state)
     if not radial and a_norm is None:  # once for both solves
         a_norm = operator_norm(physics, tuple(physics.A_adjoint(y).shape))
-        args = args[:6] + (a_norm,) + args[7:]
-    gs, gt = gradient(to_complex(solve(*args, inner)))
+    inner = {} if state is None else state
+    gs, gt = gradient(to_complex(run(iterations, inner)))
     # Candes, Wakin & Boyd (2008): differences the first solve found large (edges, motion) are
     # penalised less, so that the second comes nearer an l0 penalty on them
     maps = (reweight / (gs.abs() + reweight), reweight / (gt.abs() + reweight))
-    return solve(*args[:4], max(1, round(iterations * REWEIGHT_SHARE)), *args[5:], inner, maps)
+    return run(max(1, round(iterations * REWEIGHT_SHARE)), inner, maps)
 
 
 def _pdhg(physics: MRIPhysics, y: torch.Tensor, spatial: float, temporal: float, iterations: int,
@@ -426,7 +428,8 @@ ADMM_STATE = ("x", "vs", "vt", "us", "ut", "lr", "ml", "sp", "ms")
 def _admm(physics: MRIPhysics, y: torch.Tensor, spatial: float, temporal: float, iterations: int,
           x0: Optional[torch.Tensor], a_norm: Optional[float] = None, low_rank: float = 0.0, fourier: float = 0.0,
           state: Optional[dict] = None, maps: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
-    """:func:`tv_reconstruct` of radial data by ADMM, on the data term ``1/2 ||W^(1/2) (A x - y)||^2``.
+    """:func:`tv_reconstruct` of radial data by ADMM, on the data term ``1/2 ||W^(1/2) (A x - y)||^2``
+    (``a_norm`` unused: the signature of :func:`_pdhg`; ``maps`` as there, on the shrinkage thresholds).
 
     ``W`` weights each sample by its density compensation to the power :data:`RADIAL_DCF_POWER`
     (:meth:`~a2a_cli.nufft.RadialMRI.data_weights`). The TV differences are split off
