@@ -621,7 +621,7 @@ def _grid_distance(a: Weights, b: Weights) -> int:
 def select_weights(problems: Sequence[tuple[MRIPhysics, torch.Tensor]], dynamic: bool = True,
                    fraction: float = HOLDOUT_FRACTION, iterations: Optional[int] = None, seed: int = 0,
                    progress=None, deadline: Optional[float] = None) -> TVWeights:
-    """Choose ``(spatial, temporal, low_rank, fourier)`` weights by k-space cross-validation on ``problems``.
+    """Choose ``(spatial, temporal, low_rank, fourier, reweight)`` weights by k-space cross-validation on ``problems``.
 
     ``problems``: ``(physics, y)`` pairs of normalised dynamic data. For each, ``fraction`` of every frame's
     measured locations (radial data: spokes) is held out once; a candidate's score is the held-out k-space

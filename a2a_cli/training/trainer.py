@@ -433,7 +433,7 @@ class Trainer:
         }
 
     def _chosen_tv_weights(self) -> Optional[list[float]]:
-        """``[spatial, temporal, low_rank, fourier]`` weights of the run: beside the network, or the model's own (``init="tv"``)."""
+        """``[spatial, temporal, low_rank, fourier, reweight]`` weights of the run: beside the network, or the model's own (``init="tv"``)."""
         if self.tv_weights:
             return self.tv_weights.as_list()
         if isinstance(self.net, ReconstructionNet) and self.net.init == "tv":
