@@ -84,8 +84,9 @@ def test_nproc_option_relaunches_under_torchrun(tmp_path, data):
     """``a2a train --nproc 2`` re-runs itself as ``torchrun -m a2a_cli train``; with DataLoader workers."""
     run = tmp_path / "run"
     a2a = Path(sys.executable).parent / "a2a"
-    # one file (2 slices): the weight search under torchrun costs most of this run's time, per slice
-    cmd = [str(a2a), "train", data[1], "--out", str(run), "--steps", "3", "--val-every", "3", *TINY,
+    # a small file of its own (2 slices of 8 frames): the weight search under torchrun costs most of this run's time
+    small = str(write_case(tmp_path / "small.h5", slices=2, frames=8, height=32, width=32, seed=3))
+    cmd = [str(a2a), "train", small, "--out", str(run), "--steps", "3", "--val-every", "3", *TINY,
            "--split-size", "4", "--device", "cpu", "--nproc", "2", "--workers", "1", "--json"]
     proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-4000:]
