@@ -346,12 +346,14 @@ def _pdhg(physics: MRIPhysics, y: torch.Tensor, spatial: float, temporal: float,
         if use_f and state.get("f") is not None:  # a term off there starts its dual at 0
             f = state["f"].clone()
     shifts = torch.Generator().manual_seed(0)
+    # the TV balls' radii: the weights, per difference where reweighted (computed once, not every iteration)
+    radius_s, radius_t = (spatial, temporal) if maps is None else (spatial * maps[0], temporal * maps[1])
     for _ in range(iterations):
         # dual steps: the data term (prox of its conjugate), then projections onto the TV balls
         p.add_(forward(z_bar) - k, alpha=sigma).div_(shrink)
         update = adjoint(p)
         if use_s or use_t:
-            _tv_dual_step(q, r, z_bar, sigma, spatial if use_s else 0.0, temporal if use_t else 0.0, maps)
+            _tv_dual_step(q, r, z_bar, sigma, radius_s if use_s else 0.0, radius_t if use_t else 0.0)
             update.add_(gradient_adjoint(q, r))
         if f is not None:  # dualised like TV (F_t unitary): its dual steps and is projected onto its ball
             f.add_(temporal_spectrum(z_bar), alpha=sigma)
@@ -403,18 +405,18 @@ def line_weights(mask: torch.Tensor, power: float) -> Optional[torch.Tensor]:
     return torch.where(lines, relative, torch.ones_like(relative)).to(mask.device)
 
 
-def _tv_dual_step(q: torch.Tensor, r: torch.Tensor, point: torch.Tensor, sigma: float, spatial: float,
-                  temporal: float, maps: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> None:
+def _tv_dual_step(q: torch.Tensor, r: torch.Tensor, point: torch.Tensor, sigma: float,
+                  spatial: float | torch.Tensor, temporal: float | torch.Tensor) -> None:
     """In place: the TV duals ``q`` (spatial) and ``r`` (temporal) step along the gradient of ``point``
-    and are projected back onto their balls (radius the weight, times ``maps`` where given; a
-    weight of 0 leaves its dual at 0)."""
+    and are projected back onto their balls (radius the weight, or per difference where a tensor
+    is given; a weight of 0 leaves its dual at 0)."""
     gs, gt = gradient(point)
-    if spatial > 0:  # anisotropic: each difference's dual on its own ball
+    if not isinstance(spatial, float) or spatial > 0:  # anisotropic: each difference's dual on its own ball
         q.add_(gs, alpha=sigma)
-        q.div_(torch.clamp(q.abs().div_(spatial if maps is None else spatial * maps[0]), min=1.0))
-    if temporal > 0:
+        q.div_(torch.clamp(q.abs().div_(spatial), min=1.0))
+    if not isinstance(temporal, float) or temporal > 0:
         r.add_(gt, alpha=sigma)
-        r.div_(torch.clamp(r.abs().div_(temporal if maps is None else temporal * maps[1]), min=1.0))
+        r.div_(torch.clamp(r.abs().div_(temporal), min=1.0))
 
 
 def _shrink(v: torch.Tensor, threshold: float) -> torch.Tensor:
