@@ -353,7 +353,7 @@ def _pdhg(physics: MRIPhysics, y: torch.Tensor, spatial: float, temporal: float,
         p.add_(forward(z_bar) - k, alpha=sigma).div_(shrink)
         update = adjoint(p)
         if use_s or use_t:
-            _tv_dual_step(q, r, z_bar, sigma, radius_s if use_s else 0.0, radius_t if use_t else 0.0)
+            _tv_dual_step(q, r, z_bar, sigma, radius_s if use_s else None, radius_t if use_t else None)
             update.add_(gradient_adjoint(q, r))
         if f is not None:  # dualised like TV (F_t unitary): its dual steps and is projected onto its ball
             f.add_(temporal_spectrum(z_bar), alpha=sigma)
@@ -406,15 +406,15 @@ def line_weights(mask: torch.Tensor, power: float) -> Optional[torch.Tensor]:
 
 
 def _tv_dual_step(q: torch.Tensor, r: torch.Tensor, point: torch.Tensor, sigma: float,
-                  spatial: float | torch.Tensor, temporal: float | torch.Tensor) -> None:
+                  spatial: Optional[float | torch.Tensor], temporal: Optional[float | torch.Tensor]) -> None:
     """In place: the TV duals ``q`` (spatial) and ``r`` (temporal) step along the gradient of ``point``
     and are projected back onto their balls (radius the weight, or per difference where a tensor
-    is given; a weight of 0 leaves its dual at 0)."""
+    is given; None, a term that is off, leaves its dual at 0)."""
     gs, gt = gradient(point)
-    if not isinstance(spatial, float) or spatial > 0:  # anisotropic: each difference's dual on its own ball
+    if spatial is not None:  # anisotropic: each difference's dual on its own ball
         q.add_(gs, alpha=sigma)
         q.div_(torch.clamp(q.abs().div_(spatial), min=1.0))
-    if not isinstance(temporal, float) or temporal > 0:
+    if temporal is not None:
         r.add_(gt, alpha=sigma)
         r.div_(torch.clamp(r.abs().div_(temporal), min=1.0))
 
@@ -457,6 +457,7 @@ def _admm(physics: MRIPhysics, y: torch.Tensor, spatial: float, temporal: float,
     use_s, use_t, use_l = spatial > 0, temporal > 0 and x.shape[1] > 1, low_rank > 0 and x.shape[1] > 1
     use_f = fourier > 0 and x.shape[1] > 1
     shifts = torch.Generator().manual_seed(0)
+    factor_s, factor_t = (1.0, 1.0) if maps is None else maps  # the reweighting of the shrinkage thresholds
 
     def diffs(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         gs, gt = gradient(z)
@@ -491,10 +492,7 @@ def _admm(physics: MRIPhysics, y: torch.Tensor, spatial: float, temporal: float,
             p = r.add(p, alpha=rr / rr_old)
         gs, gt = diffs(x)
         vs_old, vt_old, lr_old, sp_old = vs, vt, lr, sp
-        if maps is None:
-            vs, vt = _shrink(gs + us, spatial / rho), _shrink(gt + ut, temporal / rho)
-        else:
-            vs, vt = _shrink(gs + us, maps[0] * (spatial / rho)), _shrink(gt + ut, maps[1] * (temporal / rho))
+        vs, vt = _shrink(gs + us, factor_s * (spatial / rho)), _shrink(gt + ut, factor_t * (temporal / rho))
         us.add_(gs - vs)
         ut.add_(gt - vt)
         primal2 = dot(gs - vs, gs - vs) + dot(gt - vt, gt - vt)
