@@ -7,6 +7,7 @@ import time
 import pytest
 import torch
 
+from a2a_cli import tv
 from a2a_cli.models import build_model
 from a2a_cli.physics import DynamicMRI, SequentialMRI, to_complex
 from a2a_cli.simulate import coil_sensitivities
@@ -89,7 +90,7 @@ def test_tv_beats_least_squares_on_a_piecewise_constant_object(coils):
     assert err(tv_reconstruct(physics, y, 0.005, 0.05, iterations=1500)) < 1.2 * err(tv)
 
 
-def test_reweighted_tv_keeps_edges_sharper_and_cross_validation_finds_it():
+def test_reweighted_tv_keeps_edges_sharper_and_cross_validation_finds_it(monkeypatch):
     x = _blocks(frames=8)
     physics = DynamicMRI(mask=_lines(8, 24, seed=4))
     y, shared, err = _unit_problem(physics, x)
@@ -97,14 +98,21 @@ def test_reweighted_tv_keeps_edges_sharper_and_cross_validation_finds_it():
     assert torch.equal(plain, tv_reconstruct(physics, y, 0.02, 0.02, x0=shared, reweight=0.0))
     reweighted = tv_reconstruct(physics, y, 0.02, 0.02, x0=shared, reweight=1.0)
     assert err(reweighted) < 0.5 * err(plain)
+    # the rounds: four of a twelfth of the iterations cost what one of a third does, and get further
+    # (measured: 4.23e-5 against 4.43e-5 here; 9.7e-5 against 7.4e-4 on the mask of seed 5)
+    with monkeypatch.context() as m:
+        m.setattr(tv, "REWEIGHT_ROUNDS", 1)
+        m.setattr(tv, "REWEIGHT_SHARE", 1 / 3)
+        one_round = tv_reconstruct(physics, y, 0.02, 0.02, x0=shared, reweight=1.0)
+    assert err(reweighted) < 0.97 * err(one_round)
     w = select_weights([(physics, y)], iterations=150)
     assert w.reweight > 0
     chosen = tv_reconstruct(physics, y, w.spatial, w.temporal, x0=shared, low_rank=w.low_rank, fourier=w.fourier,
                             reweight=w.reweight)
-    plain = min((row for row in w.table if row[4] == 0), key=lambda row: row[-1])  # the best plain solve it tried
-    # measured: 0.00002 against 0.00015 (the held-out error of so small a problem is noisy: other
-    # masks of these blocks chose weights whose truth error is no better)
-    assert err(chosen) < 0.5 * err(tv_reconstruct(physics, y, *plain[:2], x0=shared, low_rank=plain[2], fourier=plain[3]))
+    # against plain TV at the best of the weights it tried, by the truth (the walks need not try the plain solve)
+    plain = min(err(tv_reconstruct(physics, y, *row[:2], x0=shared, low_rank=row[2], fourier=row[3]))
+                for row in {row[:4] for row in w.table})
+    assert err(chosen) < 0.5 * plain  # measured: 3.2e-5 against 1.5e-4
     with pytest.raises(ValueError, match="TV weights"):
         tv_reconstruct(physics, y, 0.01, 0.01, iterations=1, reweight=-1.0)
 
