@@ -106,12 +106,15 @@ def iterative_sense(mode: str, sample) -> np.ndarray:
 #: spatial TV and TV along time as two terms, the spatial weight a tenth or a third of the temporal.
 TV_FLAGS = {"sequential": (3,), "dynamic": (1024, 1027, "tv/10+tv-t", "tv/3+tv-t")}
 _TWO_TERMS = {"tv/10+tv-t": 10.0, "tv/3+tv-t": 3.0}
+#: the two TV terms plus an l1 term on the temporal spectrum (``-R F``, as in benchmarks/baselines.py):
+#: spatial TV's and the spectrum's fractions of the temporal TV weight
+_SPECTRUM_TERMS = {"tv/3+tv-t+f-t/3": (3.0, 3.0), "tv/3+tv-t+f-t/10": (3.0, 10.0), "tv/3+tv-t+f-t/30": (3.0, 30.0)}
 
 
 def bart_cs(mode: str, sample, lam: float, flags: int | str | None = None) -> np.ndarray:
     """BART pics with TV over ``flags`` (default: time for dynamic, space for sequential; or one of
-    ``_TWO_TERMS``: spatial TV at a fraction of ``lam`` plus TV along time; or ``"llr"``, dynamic:
-    locally low rank), -S (re-scaled)."""
+    ``_TWO_TERMS``: spatial TV at a fraction of ``lam`` plus TV along time; or one of ``_SPECTRUM_TERMS``:
+    those two and the temporal spectrum's l1 norm; or ``"llr"``, dynamic: locally low rank), -S (re-scaled)."""
     from a2a_cli.cfl import read_cfl, write_cfl
 
     k = _c(sample.kspace)  # (T, N, spokes, samples)
@@ -132,6 +135,9 @@ def bart_cs(mode: str, sample, lam: float, flags: int | str | None = None) -> np
         reg = f"T:{flags or 1024}:0:{lam}"
         if flags in _TWO_TERMS:
             reg = [f"T:3:0:{lam / _TWO_TERMS[flags]:.6g}", f"T:1024:0:{lam}"]
+        elif flags in _SPECTRUM_TERMS:
+            spatial, spectrum = _SPECTRUM_TERMS[flags]
+            reg = [f"T:3:0:{lam / spatial:.6g}", f"T:1024:0:{lam}", f"F:1024:0:{lam / spectrum:.6g}"]
         elif flags == "llr":  # locally low rank, 8x8 blocks through time (BART's default -b 8); needs ADMM (-m)
             reg = f"L:3:3:{lam}"
     with tempfile.TemporaryDirectory() as d:
