@@ -101,14 +101,15 @@ def iterative_sense(mode: str, sample) -> np.ndarray:
     return _c(phys.A_dagger(sample.kspace))
 
 
-#: BART total-variation flags tried per case (the best on the training slice is kept):
-#: sequential TV over space (bits 0, 1); dynamic TV over time (bit 10), over space and time, and
-#: spatial TV and TV along time as two terms, the spatial weight a tenth or a third of the temporal,
-#: and those two with an l1 term on the temporal spectrum.
+#: spatial TV and TV along time as two terms: the temporal weight over the spatial one
 _TWO_TERMS = {"tv/10+tv-t": 10.0, "tv/3+tv-t": 3.0}
 #: the two TV terms plus an l1 term on the temporal spectrum (``-R F``, as in benchmarks/baselines.py):
 #: spatial TV's and the spectrum's fractions of the temporal TV weight
 _SPECTRUM_TERMS = {"tv/3+tv-t+f-t/3": (3.0, 3.0), "tv/3+tv-t+f-t/10": (3.0, 10.0), "tv/3+tv-t+f-t/30": (3.0, 30.0)}
+#: BART total-variation flags tried per case (the best on the training slice is kept):
+#: sequential TV over space (bits 0, 1); dynamic TV over time (bit 10), over space and time, and
+#: spatial TV and TV along time as two terms, the spatial weight a tenth or a third of the temporal,
+#: and those two with an l1 term on the temporal spectrum.
 TV_FLAGS = {"sequential": (3,), "dynamic": (1024, 1027, *_TWO_TERMS, *_SPECTRUM_TERMS)}
 
 
