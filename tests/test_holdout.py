@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from a2a_cli.holdout import BLEND_ROUNDS, HOLDOUT_PIXELS, fit_blend, heldout_error, make_fold, spread_problems
+from a2a_cli.holdout import BLEND_ROUNDS, HOLDOUT_CENTRE, HOLDOUT_PIXELS, fit_blend, heldout_error, make_fold, spread_problems
 from a2a_cli.physics import DynamicMRI
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -49,6 +49,36 @@ def test_blend_errors_rank_the_truth_first_and_predicting_nothing_last():
     assert 0.5 < again.weight <= 1.0 and again.errors["blend"] <= again.errors["network"]  # mostly view sharing
 
 
+def test_static_folds_keep_the_centre_of_k_space_and_dynamic_ones_may_hold_it_out():
+    size = 64
+    centre = (torch.arange(size) - size // 2).abs() <= HOLDOUT_CENTRE * size / 2  # lines 30..34
+    static = torch.zeros(1, 1, 1, 1, size)
+    static[..., ::2] = 1
+    static[..., centre] = 1
+    physics = DynamicMRI(mask=static)
+    x = torch.randn(1, 2, 1, size, size)
+    y = physics(x)
+    held = torch.zeros(size)
+    for seed in range(40):  # 3 of 34 lines per draw: drawn from all, the centre would be hit about 12 times in 40
+        fold = make_fold(physics, y, 0.1, torch.Generator().manual_seed(seed))
+        assert int(fold.physics_out.mask.sum()) == 3
+        held += fold.physics_out.mask[0, 0, 0, 0]
+    assert float(held[centre].sum()) == 0 and int((held > 0).sum()) > 15
+    # a mask with nothing outside the centre still gives a fold (drawn among all its lines)
+    only = torch.zeros_like(static)
+    only[..., size // 2 - 5:size // 2 + 5] = 1
+    physics = physics.with_mask(only)
+    fold = make_fold(physics, physics(x), 0.2, torch.Generator().manual_seed(0))
+    assert int(fold.physics_out.mask.sum()) == 2
+    # frames of a moving object: a frame's centre line may be held out (other frames hold copies)
+    dynamic = static.repeat(1, 1, 4, 1, 1)
+    physics = DynamicMRI(mask=dynamic)
+    y = physics(torch.randn(1, 2, 4, size, size))
+    hits = sum(float(make_fold(physics, y, 0.1, torch.Generator().manual_seed(s)).physics_out.mask[..., centre].sum())
+               for s in range(10))
+    assert hits > 0
+
+
 def test_radial_folds_hold_out_whole_spokes(tmp_path):
     from a2a_cli.data import read_slice
     from a2a_cli.radial import simulate_radial
@@ -66,6 +96,8 @@ def test_radial_folds_hold_out_whole_spokes(tmp_path):
 def test_spread_problems_stops_at_the_pixel_budget_but_takes_one_slice():
     assert spread_problems(1, lambda i: (i, None, 10**9)) == [(0, None)]
     assert [p for p, _ in spread_problems(9, lambda i: (i, None, 1), pixels=100)] == [0, 3, 5, 8]
+    assert [p for p, _ in spread_problems(9, lambda i: (i, None, 1), pixels=100, most=16)] == list(range(9))
+    assert [p for p, _ in spread_problems(9, lambda i: (i, None, 40), pixels=100, most=16)] == [0, 4, 8]
 
 
 def test_stored_tv_weights_are_checked(tmp_path):

@@ -27,7 +27,7 @@ from ..models import build_model, count_parameters
 from ..models.base import ReconstructionNet, as_dynamic
 from ..physics import Reflection
 from ..holdout import spread_problems
-from ..tv import TVWeights, select_weights, unit_scale
+from ..tv import SEARCH_SLICES, TVWeights, select_weights, unit_scale
 from .budget import TimeBudget
 from .data import (PreparedDataset, auto_crop_rows, auto_virtual_coils, batches, central_readout_band, item_batch,
                    log_layouts, random_readout_crop, to_device, warn_unsampled)
@@ -452,7 +452,8 @@ def select_tv_weights(dataset: Any, mode: str, share_window: Optional[int], devi
                       log: Callable[[str], None] = print, stop: Optional[StopRequest] = None,
                       deadline: Optional[float] = None) -> TVWeights:
     """The TV weights of :func:`~a2a_cli.tv.tv_reconstruct` for this data, by k-space cross-validation
-    on training slices (:func:`~a2a_cli.holdout.spread_problems`: a large scan costs one slice).
+    on training slices (:func:`~a2a_cli.holdout.spread_problems`, up to :data:`~a2a_cli.tv.SEARCH_SLICES`:
+    a large scan costs one slice).
 
     Tall images are scored on their central band of readout rows, as training crops them
     (:func:`~a2a_cli.training.data.auto_crop_rows`: the exact data of those rows, a fraction of
@@ -476,7 +477,7 @@ def select_tv_weights(dataset: Any, mode: str, share_window: Optional[int], devi
         coils = item["coil_maps"].shape[1] if item.get("coil_maps") is not None else 1
         return physics, y / (s.unsqueeze(3) if y.ndim == 6 else s), shared[0, 0].numel() * coils
 
-    problems = spread_problems(len(dataset), load)
+    problems = spread_problems(len(dataset), load, most=SEARCH_SLICES)
     dynamic = problems[0][0].mask.shape[2] > 1
     log(f"TV: choosing the weights of compressed sensing by k-space cross-validation on {len(problems)} training slice(s)")
     from rich.console import Console
