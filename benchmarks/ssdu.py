@@ -159,8 +159,9 @@ def write_multicoil(path: Path, mode: str, slices: int, seed: int, masks: np.nda
         return write_a2a_file(path, np.stack(ks), mask=np.broadcast_to(masks[:, None], (slices, FRAMES, SIZE)),
                               reference=np.stack(refs), acquisition="dynamic", coils=coils, extra=extra)
     full = np.broadcast_to(masks[:, None, :], (slices, SIZE, SIZE)).astype(np.uint8)
+    # no ``coils`` attribute: that is a2a's mark of a coil axis, and fastMRI files are marked by their protocol
     return write_a2a_file(path, np.stack(ks), mask=full, reference=np.stack(refs), acquisition=FASTMRI_PROTOCOL,
-                          coils=coils, extra=extra)
+                          extra=extra)
 
 
 def make_case(root: Path, name: str, offsets: str = "varied", coils: int = 1) -> dict:
