@@ -82,14 +82,16 @@ def make_fold(physics: MRIPhysics, y: torch.Tensor, fraction: float, generator: 
         inp, out = partition_spokes(physics.mask, fraction, generator)
         return Fold(physics.with_mask(select_spokes(physics.mask, inp)), physics.with_mask(select_spokes(physics.mask, out)),
                     _gather_spokes(y, inp), _gather_spokes(y, out))
+    def split(centre: float) -> tuple[torch.Tensor, torch.Tensor]:
+        return partition_masks(physics.mask, fraction, "uniform", centre, generator, per_frame=not is_sequential(physics))
+
     static = is_sequential(physics) or physics.mask.shape[2] == 1
     try:
-        inp, out = partition_masks(physics.mask, fraction, "uniform", HOLDOUT_CENTRE if static else 1e-9, generator,
-                                   per_frame=not is_sequential(physics))
+        inp, out = split(HOLDOUT_CENTRE if static else 1e-9)
     except SSDUError:
         if not static:
             raise
-        inp, out = partition_masks(physics.mask, fraction, "uniform", 1e-9, generator, per_frame=False)
+        inp, out = split(1e-9)  # too few lines outside the centre: draw among all of them
     return Fold(physics.with_mask(inp), physics.with_mask(out), _on_mask(y, inp), _on_mask(y, out))
 
 
